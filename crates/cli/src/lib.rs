@@ -1,0 +1,68 @@
+//! The `gracedown` command: argument parsing and the subcommands, as a library
+//! so that tests can build a duplicate binary of it.
+
+mod cli;
+pub mod exit;
+mod serve;
+mod worker;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Runs the `gracedown` command with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    init_logging();
+    match cli.command {
+        cli::Command::Serve(args) => serve::run(args),
+    }
+}
+
+/// Prints help and version as clap does; any other parse error as one line.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = e.render().to_string();
+    let first = rendered.lines().next().unwrap_or("bad usage");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    #[expect(clippy::print_stderr, reason = "the one-line usage error is for the user")]
+    {
+        eprintln!("gracedown: error: {first} (see `gracedown --help`)");
+    }
+    ExitCode::from(exit::USAGE)
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `gracedown=info`.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("gracedown=info,gracedown_cli=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Prints an error and its causes on one line: `gracedown: error: a: b: c`.
+pub(crate) fn report_error(error: &dyn std::error::Error) {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    #[expect(clippy::print_stderr, reason = "the error line is for the user")]
+    {
+        eprintln!("gracedown: error: {line}");
+    }
+}

@@ -1,0 +1,83 @@
+//! `gracedown serve`: the demo worker.
+
+use std::process::ExitCode;
+
+use gracedown::listener::{ListenAddr, Listeners};
+use gracedown::serve::Server;
+use gracedown::tls::TlsConfig;
+use tracing::info;
+
+use crate::cli::ServeArgs;
+use crate::worker::{self, Identity};
+use crate::{exit, report_error};
+
+/// Runs the worker until it has drained.
+pub(crate) fn run(args: ServeArgs) -> ExitCode {
+    // Take the inherited sockets before anything else opens a descriptor.
+    let server = match prepare(&args) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            report_error(&e);
+            return exit::for_error(&e);
+        }
+    };
+    let (server, generation) = server;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.get());
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let identity = Identity { pid: std::process::id(), generation };
+    let result = runtime.block_on(async move {
+        let addrs = server.local_addrs().unwrap_or_default();
+        let shown: Vec<String> = addrs.iter().map(ListenAddr::to_string).collect();
+        let service = hyper::service::service_fn(move |req| worker::handle(identity, req));
+        let shutdown = async {
+            match gracedown::shutdown::signals().await {
+                Ok(reason) => info!(signal = %reason, "stop signal received"),
+                Err(e) => tracing::error!(error = %e, "cannot install signal handlers; serving until killed"),
+            }
+        };
+        info!(
+            pid = identity.pid,
+            generation = identity.generation,
+            listeners = shown.join(",").as_str(),
+            "worker ready"
+        );
+        server.serve(service, shutdown).await
+    });
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            report_error(&e);
+            exit::for_error(&e)
+        }
+    }
+}
+
+fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> {
+    let mut inherited = Listeners::from_env()?;
+    let generation = inherited.generation();
+    let listeners = inherited.take_all_or_bind(&args.listen)?;
+    let mut server = Server::new(listeners)
+        .drain_timeout(args.drain_timeout)
+        .idle_timeout(args.idle_timeout);
+    let tls = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+        _ if args.tls => {
+            let names = ["localhost", "127.0.0.1", "::1"].map(str::to_owned);
+            Some(TlsConfig::self_signed(&names)?.0)
+        }
+        _ => None,
+    };
+    if let Some(tls) = tls {
+        server = server.tls(tls);
+    }
+    Ok((server, generation))
+}

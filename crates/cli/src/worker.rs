@@ -1,0 +1,143 @@
+//! The demo worker's HTTP service: the Rust counterpart of the original Go
+//! example's handler, plus endpoints that exercise the drain.
+//!
+//! - `GET /` (and any other path): `from pid N.`
+//! - `GET /sleep?ms=N`: the same, after N milliseconds (a slow request).
+//! - `GET /stream?chunks=N&interval_ms=M`: N chunks, one every M ms; when the
+//!   server starts draining, the stream ends early with a `draining` line.
+//! - `POST /echo`: the request body, streamed back.
+//!
+//! Every response carries `x-gracedown-pid` and `x-gracedown-generation`.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gracedown::shutdown::Draining;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The response body of every endpoint.
+pub(crate) type ResponseBody = BoxBody<Bytes, BoxError>;
+
+/// Longest `/sleep` or `/stream` the worker accepts: ten minutes.
+const MAX_WAIT_MS: u64 = 600_000;
+
+/// Identity stamped on every response.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Identity {
+    pub(crate) pid: u32,
+    pub(crate) generation: Option<u64>,
+}
+
+/// Answers one request.
+pub(crate) async fn handle(
+    identity: Identity,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let response = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/echo") => {
+            let body = req.into_body().map_err(BoxError::from).boxed();
+            Ok(Response::new(body))
+        }
+        (_, "/sleep") => sleep(identity, &req).await,
+        (_, "/stream") => stream(identity, &req),
+        _ => Ok(text(StatusCode::OK, format!("from pid {}.\n", identity.pid))),
+    };
+    let mut response = response.unwrap_or_else(|message| text(StatusCode::BAD_REQUEST, message));
+    let headers = response.headers_mut();
+    headers.insert("x-gracedown-pid", identity.pid.into());
+    if let Some(generation) = identity.generation {
+        headers.insert("x-gracedown-generation", generation.into());
+    }
+    Ok(response)
+}
+
+async fn sleep(identity: Identity, req: &Request<Incoming>) -> Result<Response<ResponseBody>, String> {
+    let ms = query_number(req, "ms")?.unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(text(StatusCode::OK, format!("from pid {}.\n", identity.pid)))
+}
+
+fn stream(identity: Identity, req: &Request<Incoming>) -> Result<Response<ResponseBody>, String> {
+    let chunks = query_number(req, "chunks")?.unwrap_or(10);
+    let interval = Duration::from_millis(query_number(req, "interval_ms")?.unwrap_or(100));
+    let body = Chunks {
+        pid: identity.pid,
+        sent: 0,
+        total: chunks,
+        interval,
+        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        draining: req.extensions().get::<Draining>().cloned(),
+    };
+    Ok(Response::new(body.boxed()))
+}
+
+fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let body = Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    response
+}
+
+/// Reads `?name=N`; `Ok(None)` when absent, `Err` with a message when not a number in range.
+fn query_number(req: &Request<Incoming>, name: &str) -> Result<Option<u64>, String> {
+    let query = req.uri().query().unwrap_or("");
+    let Some(value) = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(key, value)| (key == name).then_some(value))
+    else {
+        return Ok(None);
+    };
+    match value.parse::<u64>() {
+        Ok(n) if n <= MAX_WAIT_MS => Ok(Some(n)),
+        _ => Err(format!(
+            "bad query parameter `{name}`: `{value}` is not a number from 0 to {MAX_WAIT_MS}\n"
+        )),
+    }
+}
+
+/// The `/stream` body: one line per tick; ends early once the server drains.
+struct Chunks {
+    pid: u32,
+    sent: u64,
+    total: u64,
+    interval: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    draining: Option<Draining>,
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.sent >= self.total {
+            return Poll::Ready(None);
+        }
+        if self.sent > 0 && self.draining.as_ref().is_some_and(Draining::is_draining) {
+            self.sent = self.total;
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"draining\n")))));
+        }
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let next = tokio::time::Instant::now() + self.interval;
+        self.timer.as_mut().reset(next);
+        let line = format!("chunk {} from pid {}.\n", self.sent, self.pid);
+        self.sent += 1;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(line)))))
+    }
+}

@@ -1,0 +1,143 @@
+//! A listening socket (TCP or unix) and the address form used to bind one.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// A listening socket, inherited or bound; non-blocking and close-on-exec.
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP listener (IPv4 or IPv6).
+    Tcp(std::net::TcpListener),
+    /// A unix stream listener.
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl Listener {
+    /// Binds `addr`: the fallback when no superdaemon passed sockets.
+    ///
+    /// TCP listeners get `SO_REUSEADDR` (the standard library sets it), unix
+    /// listeners refuse to replace an existing file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Bind`] naming the address, e.g. when it is in use.
+    pub fn bind(addr: &ListenAddr) -> Result<Self, Error> {
+        let bind_error = |source| Error::Bind { addr: addr.to_string(), source };
+        let listener = match addr {
+            ListenAddr::Tcp(sa) => Self::Tcp(std::net::TcpListener::bind(sa).map_err(bind_error)?),
+            ListenAddr::Unix(path) => {
+                Self::Unix(std::os::unix::net::UnixListener::bind(path).map_err(bind_error)?)
+            }
+        };
+        listener.set_nonblocking().map_err(bind_error)?;
+        Ok(listener)
+    }
+
+    /// The address the socket is bound to.
+    ///
+    /// # Errors
+    ///
+    /// The `getsockname` error.
+    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr().map(ListenAddr::Tcp),
+            Self::Unix(l) => {
+                let addr = l.local_addr()?;
+                let path = addr.as_pathname().map(PathBuf::from).unwrap_or_default();
+                Ok(ListenAddr::Unix(path))
+            }
+        }
+    }
+
+    fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            Self::Tcp(l) => l.set_nonblocking(true),
+            Self::Unix(l) => l.set_nonblocking(true),
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Self::Tcp(l) => l.as_fd(),
+            Self::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
+/// Where to listen: `HOST:PORT`, `[V6]:PORT`, or a unix socket path.
+///
+/// # Examples
+///
+/// ```
+/// use gracedown::listener::ListenAddr;
+///
+/// let tcp: ListenAddr = "127.0.0.1:8080".parse()?;
+/// let unix: ListenAddr = "/run/app.sock".parse()?;
+/// assert_eq!(tcp.to_string(), "127.0.0.1:8080");
+/// assert_eq!(unix.to_string(), "unix:/run/app.sock");
+/// # Ok::<(), gracedown::listener::ParseListenAddrError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A unix socket path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A listen address that is neither `HOST:PORT`, `[V6]:PORT` nor a path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an address to listen on: expected `IP:PORT`, `[IPV6]:PORT`, `/path` or `unix:PATH`")]
+pub struct ParseListenAddrError(String);
+
+impl FromStr for ListenAddr {
+    type Err = ParseListenAddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix:").filter(|p| !p.is_empty()) {
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        if s.starts_with('/') || s.starts_with("./") {
+            return Ok(Self::Unix(PathBuf::from(s)));
+        }
+        s.parse().map(Self::Tcp).map_err(|_| ParseListenAddrError(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_shape() {
+        assert_eq!("[::1]:80".parse(), Ok(ListenAddr::Tcp("[::1]:80".parse().expect("addr"))));
+        assert_eq!("unix:a.sock".parse(), Ok(ListenAddr::Unix("a.sock".into())));
+        assert_eq!("./a.sock".parse(), Ok(ListenAddr::Unix("./a.sock".into())));
+    }
+
+    #[test]
+    fn rejects_with_the_value_quoted() {
+        let err = "localhost:80".parse::<ListenAddr>().expect_err("host names are not resolved");
+        assert_eq!(
+            err.to_string(),
+            "`localhost:80` is not an address to listen on: expected `IP:PORT`, `[IPV6]:PORT`, `/path` or `unix:PATH`"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The service wrapper every request goes through: it puts a [`Draining`]
+//! handle in the request, tracks whether the connection is busy, and during a
+//! drain marks HTTP/1 responses `Connection: close`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::header::{CONNECTION, HeaderValue};
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::service::Service;
+use tokio::sync::watch;
+
+use crate::shutdown::Draining;
+
+/// Counters shared by the whole server, for the drain report.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) open: AtomicU64,
+    pub(crate) drained: AtomicU64,
+    pub(crate) forced: [AtomicU64; 5],
+    pub(crate) requests_after_signal: AtomicU64,
+}
+
+/// Whether one connection is busy, and since when it is idle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActivityState {
+    /// Requests started and not yet fully answered.
+    pub(crate) in_flight: usize,
+    /// Requests started on this connection.
+    pub(crate) requests: u64,
+    /// When the last request finished (or the connection was accepted).
+    pub(crate) idle_since: Instant,
+}
+
+/// A connection's [`ActivityState`], observable by the drain.
+#[derive(Debug)]
+pub(crate) struct Activity(watch::Sender<ActivityState>);
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        let state = ActivityState { in_flight: 0, requests: 0, idle_since: Instant::now() };
+        Arc::new(Self(watch::Sender::new(state)))
+    }
+
+    pub(crate) fn now(&self) -> ActivityState {
+        *self.0.borrow()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<ActivityState> {
+        self.0.subscribe()
+    }
+
+    fn begin(self: &Arc<Self>) -> ActivityGuard {
+        self.0.send_modify(|s| {
+            s.requests += 1;
+            s.in_flight += 1;
+        });
+        ActivityGuard(Arc::clone(self))
+    }
+}
+
+/// Marks a request finished when dropped (hyper drops the body once written).
+#[derive(Debug)]
+struct ActivityGuard(Arc<Activity>);
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        self.0.0.send_modify(|s| {
+            s.in_flight -= 1;
+            s.idle_since = Instant::now();
+        });
+    }
+}
+
+/// Which HTTP version the connection speaks (only HTTP/1 gets `Connection: close`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proto {
+    Http1,
+    Http2,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DrainAware<S> {
+    pub(crate) inner: Arc<S>,
+    pub(crate) drain: watch::Receiver<Option<Instant>>,
+    pub(crate) activity: Arc<Activity>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) proto: Proto,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, B> Service<Request<Incoming>> for DrainAware<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        let guard = self.activity.begin();
+        req.extensions_mut().insert(Draining::new(self.drain.clone()));
+        let future = self.inner.call(req);
+        let drain = self.drain.clone();
+        let stats = Arc::clone(&self.stats);
+        let proto = self.proto;
+        Box::pin(async move {
+            let mut response = future.await?;
+            if drain.borrow().is_some() {
+                stats.requests_after_signal.fetch_add(1, Ordering::Relaxed);
+                if proto == Proto::Http1 {
+                    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+            }
+            Ok(response.map(|body| TrackedBody { body, _guard: guard }))
+        })
+    }
+}
+
+/// A response body that keeps its connection marked busy until it is dropped.
+#[derive(Debug)]
+pub(crate) struct TrackedBody<B> {
+    body: B,
+    _guard: ActivityGuard,
+}
+
+impl<B: Body + Unpin> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,105 @@
+//! TLS for the server: a rustls configuration (ring provider) from PEM files
+//! or a self-signed certificate, offering ALPN `h2` then `http/1.1`.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::error::Error;
+
+/// ALPN protocols the server offers, in order of preference.
+pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// A server TLS configuration.
+///
+/// # Examples
+///
+/// ```
+/// use gracedown::tls::TlsConfig;
+///
+/// let (tls, cert_pem) = TlsConfig::self_signed(&["localhost".to_owned()])?;
+/// assert!(cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+/// # Ok::<(), gracedown::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct TlsConfig {
+    config: Arc<ServerConfig>,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig").field("alpn", &self.config.alpn_protocols).finish()
+    }
+}
+
+impl TlsConfig {
+    /// Loads a certificate chain and a private key from PEM files.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TlsFile`] when a file cannot be read, [`Error::TlsPem`] when
+    /// it holds no certificate or key, [`Error::TlsConfig`] when rustls
+    /// rejects the pair.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, Error> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| Error::TlsFile { path: path.to_owned(), source })
+        };
+        let cert_pem = read(cert)?;
+        let key_pem = read(key)?;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+            .filter_map(Result::ok)
+            .collect();
+        if chain.is_empty() {
+            return Err(Error::TlsPem { path: cert.to_owned(), what: "certificate" });
+        }
+        let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|_| Error::TlsPem { path: key.to_owned(), what: "private key" })?;
+        Self::from_der(chain, key_der)
+    }
+
+    /// Generates a self-signed certificate for `names` (DNS names or IP
+    /// addresses) and returns the configuration and the certificate in PEM,
+    /// for clients that want to trust it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TlsConfig`] when a name is not acceptable in a certificate.
+    pub fn self_signed(names: &[String]) -> Result<(Self, String), Error> {
+        let certified = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| {
+            Error::TlsConfig { what: "generating a self-signed certificate", source: e.into() }
+        })?;
+        let pem = certified.cert.pem();
+        let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der()).map_err(|e| {
+            Error::TlsConfig { what: "encoding the generated key", source: e.into() }
+        })?;
+        let config = Self::from_der(vec![certified.cert.der().clone()], key)?;
+        Ok((config, pem))
+    }
+
+    fn from_der(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::TlsConfig { what: "protocol versions", source: e.into() })?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| Error::TlsConfig {
+                what: "certificate and private key do not form a usable pair",
+                source: e.into(),
+            })?;
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(Self { config: Arc::new(config) })
+    }
+
+    /// The rustls configuration, for use with other servers.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.config)
+    }
+}
