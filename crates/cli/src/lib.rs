@@ -19,7 +19,7 @@ pub fn main() -> ExitCode {
     };
     init_logging();
     match cli.command {
-        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Serve(args) => serve::run(&args),
     }
 }
 
@@ -33,7 +33,10 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     let rendered = e.render().to_string();
     let first = rendered.lines().next().unwrap_or("bad usage");
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    #[expect(clippy::print_stderr, reason = "the one-line usage error is for the user")]
+    #[expect(
+        clippy::print_stderr,
+        reason = "the one-line usage error is for the user"
+    )]
     {
         eprintln!("gracedown: error: {first} (see `gracedown --help`)");
     }

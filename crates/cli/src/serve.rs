@@ -12,9 +12,9 @@ use crate::worker::{self, Identity};
 use crate::{exit, report_error};
 
 /// Runs the worker until it has drained.
-pub(crate) fn run(args: ServeArgs) -> ExitCode {
+pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     // Take the inherited sockets before anything else opens a descriptor.
-    let server = match prepare(&args) {
+    let server = match prepare(args) {
         Ok(prepared) => prepared,
         Err(e) => {
             report_error(&e);
@@ -33,7 +33,10 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    let identity = Identity { pid: std::process::id(), generation };
+    let identity = Identity {
+        pid: std::process::id(),
+        generation,
+    };
     let result = runtime.block_on(async move {
         let addrs = server.local_addrs().unwrap_or_default();
         let shown: Vec<String> = addrs.iter().map(ListenAddr::to_string).collect();

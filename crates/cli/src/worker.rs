@@ -47,7 +47,10 @@ pub(crate) async fn handle(
         }
         (_, "/sleep") => sleep(identity, &req).await,
         (_, "/stream") => stream(identity, &req),
-        _ => Ok(text(StatusCode::OK, format!("from pid {}.\n", identity.pid))),
+        _ => Ok(text(
+            StatusCode::OK,
+            format!("from pid {}.\n", identity.pid),
+        )),
     };
     let mut response = response.unwrap_or_else(|message| text(StatusCode::BAD_REQUEST, message));
     let headers = response.headers_mut();
@@ -58,10 +61,16 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
-async fn sleep(identity: Identity, req: &Request<Incoming>) -> Result<Response<ResponseBody>, String> {
+async fn sleep(
+    identity: Identity,
+    req: &Request<Incoming>,
+) -> Result<Response<ResponseBody>, String> {
     let ms = query_number(req, "ms")?.unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(ms)).await;
-    Ok(text(StatusCode::OK, format!("from pid {}.\n", identity.pid)))
+    Ok(text(
+        StatusCode::OK,
+        format!("from pid {}.\n", identity.pid),
+    ))
 }
 
 fn stream(identity: Identity, req: &Request<Incoming>) -> Result<Response<ResponseBody>, String> {
@@ -79,12 +88,15 @@ fn stream(identity: Identity, req: &Request<Incoming>) -> Result<Response<Respon
 }
 
 fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
-    let body = Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed();
+    let body = Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed();
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
     response
 }
 

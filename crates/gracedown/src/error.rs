@@ -81,7 +81,9 @@ pub enum Error {
         found: &'static str,
     },
     /// The descriptor is a stream socket that is not listening.
-    #[error("fd {fd} (`{key}`) is a stream socket that is not listening (no `listen()` was called)")]
+    #[error(
+        "fd {fd} (`{key}`) is a stream socket that is not listening (no `listen()` was called)"
+    )]
     NotListening {
         /// The descriptor number.
         fd: i32,
@@ -199,6 +201,9 @@ impl Error {
 
     /// Whether the TLS configuration is unusable.
     pub fn is_tls(&self) -> bool {
-        matches!(self, Self::TlsFile { .. } | Self::TlsPem { .. } | Self::TlsConfig { .. })
+        matches!(
+            self,
+            Self::TlsFile { .. } | Self::TlsPem { .. } | Self::TlsConfig { .. }
+        )
     }
 }

@@ -207,13 +207,20 @@ where
         });
     }
     match fds {
-        Some(fds) => {
-            match parse_systemd(&fds, listen_pid.as_deref(), names.as_deref(), pid)? {
-                Some(specs) => Ok(Inherited { source: Source::Systemd, specs }),
-                None => Ok(Inherited { source: Source::None, specs: Vec::new() }),
-            }
-        }
-        None => Ok(Inherited { source: Source::None, specs: Vec::new() }),
+        Some(fds) => match parse_systemd(&fds, listen_pid.as_deref(), names.as_deref(), pid)? {
+            Some(specs) => Ok(Inherited {
+                source: Source::Systemd,
+                specs,
+            }),
+            None => Ok(Inherited {
+                source: Source::None,
+                specs: Vec::new(),
+            }),
+        },
+        None => Ok(Inherited {
+            source: Source::None,
+            specs: Vec::new(),
+        }),
     }
 }
 
@@ -307,9 +314,16 @@ fn parse_key(key: &str, entry: &str) -> Result<Option<ListenKey>, Error> {
             let Ok(addr) = bare.parse::<Ipv6Addr>() else {
                 return Ok(None);
             };
-            return Ok(Some(ListenKey::V6 { addr, port, host: host.to_owned() }));
+            return Ok(Some(ListenKey::V6 {
+                addr,
+                port,
+                host: host.to_owned(),
+            }));
         }
-        return Ok(Some(ListenKey::HostPort { host: host.to_owned(), port }));
+        return Ok(Some(ListenKey::HostPort {
+            host: host.to_owned(),
+            port,
+        }));
     }
     // A relative unix path is allowed, but something that starts like an
     // address and fails to be one is an error, not a file name.
@@ -347,7 +361,10 @@ fn parse_systemd(
         .parse()
         .ok()
         .filter(|n| *n >= 0)
-        .ok_or_else(|| Error::EnvNumber { var: LISTEN_FDS, value: fds.to_owned() })?;
+        .ok_or_else(|| Error::EnvNumber {
+            var: LISTEN_FDS,
+            value: fds.to_owned(),
+        })?;
     if let Some(listen_pid) = listen_pid.filter(|p| !p.is_empty()) {
         let target: u32 = listen_pid.parse().map_err(|_| Error::EnvNumber {
             var: LISTEN_PID,
@@ -374,7 +391,10 @@ fn parse_systemd(
         names
             .into_iter()
             .zip(SD_LISTEN_FDS_START..)
-            .map(|(name, fd)| ListenSpec { key: ListenKey::Named(name), fd })
+            .map(|(name, fd)| ListenSpec {
+                key: ListenKey::Named(name),
+                fd,
+            })
             .collect(),
     ))
 }
@@ -384,11 +404,15 @@ mod tests {
     use super::*;
 
     fn key(text: &str) -> ListenKey {
-        parse_server_starter_port(&format!("{text}=3")).expect("valid key")[0].key.clone()
+        parse_server_starter_port(&format!("{text}=3")).expect("valid key")[0]
+            .key
+            .clone()
     }
 
     fn error(text: &str) -> String {
-        parse_server_starter_port(text).expect_err("must be rejected").to_string()
+        parse_server_starter_port(text)
+            .expect_err("must be rejected")
+            .to_string()
     }
 
     #[test]
@@ -400,7 +424,10 @@ mod tests {
     fn parses_host_port_v4() {
         assert_eq!(
             key("127.0.0.1:8080"),
-            ListenKey::HostPort { host: "127.0.0.1".into(), port: 8080 }
+            ListenKey::HostPort {
+                host: "127.0.0.1".into(),
+                port: 8080
+            }
         );
     }
 
@@ -408,7 +435,10 @@ mod tests {
     fn parses_host_name_as_given() {
         assert_eq!(
             key("localhost:18102"),
-            ListenKey::HostPort { host: "localhost".into(), port: 18102 }
+            ListenKey::HostPort {
+                host: "localhost".into(),
+                port: 18102
+            }
         );
     }
 
@@ -416,7 +446,11 @@ mod tests {
     fn parses_bracketed_v6() {
         assert_eq!(
             key("[::1]:8080"),
-            ListenKey::V6 { addr: Ipv6Addr::LOCALHOST, port: 8080, host: "[::1]".into() }
+            ListenKey::V6 {
+                addr: Ipv6Addr::LOCALHOST,
+                port: 8080,
+                host: "[::1]".into()
+            }
         );
     }
 
@@ -425,14 +459,21 @@ mod tests {
         let parsed = key("::1:18124");
         assert_eq!(
             parsed,
-            ListenKey::V6 { addr: Ipv6Addr::LOCALHOST, port: 18124, host: "::1".into() }
+            ListenKey::V6 {
+                addr: Ipv6Addr::LOCALHOST,
+                port: 18124,
+                host: "::1".into()
+            }
         );
         assert_eq!(parsed.to_string(), "::1:18124");
     }
 
     #[test]
     fn parses_absolute_and_relative_paths() {
-        assert_eq!(key("/run/app/sock"), ListenKey::Path("/run/app/sock".into()));
+        assert_eq!(
+            key("/run/app/sock"),
+            ListenKey::Path("/run/app/sock".into())
+        );
         assert_eq!(key("./8080.sock"), ListenKey::Path("./8080.sock".into()));
         assert_eq!(key("app.sock"), ListenKey::Path("app.sock".into()));
         assert_eq!(key("run/a:b"), ListenKey::Path("run/a:b".into()));
@@ -441,7 +482,13 @@ mod tests {
     #[test]
     fn splits_at_last_equals_so_paths_may_hold_one() {
         let specs = parse_server_starter_port("/tmp/a=b.sock=7").expect("valid");
-        assert_eq!(specs, vec![ListenSpec { key: ListenKey::Path("/tmp/a=b.sock".into()), fd: 7 }]);
+        assert_eq!(
+            specs,
+            vec![ListenSpec {
+                key: ListenKey::Path("/tmp/a=b.sock".into()),
+                fd: 7
+            }]
+        );
     }
 
     #[test]
@@ -539,7 +586,13 @@ mod tests {
     #[test]
     fn env_unset_is_not_under_a_superdaemon() {
         let parsed = parse_env([("PATH", "/bin")], 1).expect("valid");
-        assert_eq!(parsed, Inherited { source: Source::None, specs: vec![] });
+        assert_eq!(
+            parsed,
+            Inherited {
+                source: Source::None,
+                specs: vec![]
+            }
+        );
     }
 
     #[test]
@@ -552,17 +605,28 @@ mod tests {
     #[test]
     fn env_reads_generation() {
         let parsed = parse_env(
-            [(SERVER_STARTER_PORT, "80=3"), (SERVER_STARTER_GENERATION, "12")],
+            [
+                (SERVER_STARTER_PORT, "80=3"),
+                (SERVER_STARTER_GENERATION, "12"),
+            ],
             1,
         )
         .expect("valid");
-        assert_eq!(parsed.source, Source::ServerStarter { generation: Some(12) });
+        assert_eq!(
+            parsed.source,
+            Source::ServerStarter {
+                generation: Some(12)
+            }
+        );
     }
 
     #[test]
     fn env_rejects_bad_generation() {
         let err = parse_env(
-            [(SERVER_STARTER_PORT, "80=3"), (SERVER_STARTER_GENERATION, "two")],
+            [
+                (SERVER_STARTER_PORT, "80=3"),
+                (SERVER_STARTER_GENERATION, "two"),
+            ],
             1,
         )
         .expect_err("bad generation");
@@ -575,7 +639,11 @@ mod tests {
     #[test]
     fn systemd_fds_start_at_three_with_names() {
         let parsed = parse_env(
-            [(LISTEN_FDS, "2"), (LISTEN_PID, "42"), (LISTEN_FDNAMES, "http:admin")],
+            [
+                (LISTEN_FDS, "2"),
+                (LISTEN_PID, "42"),
+                (LISTEN_FDNAMES, "http:admin"),
+            ],
             42,
         )
         .expect("valid");
@@ -583,8 +651,14 @@ mod tests {
         assert_eq!(
             parsed.specs,
             vec![
-                ListenSpec { key: ListenKey::Named("http".into()), fd: 3 },
-                ListenSpec { key: ListenKey::Named("admin".into()), fd: 4 },
+                ListenSpec {
+                    key: ListenKey::Named("http".into()),
+                    fd: 3
+                },
+                ListenSpec {
+                    key: ListenKey::Named("admin".into()),
+                    fd: 4
+                },
             ]
         );
     }
@@ -592,7 +666,13 @@ mod tests {
     #[test]
     fn systemd_without_pid_or_names_is_accepted() {
         let parsed = parse_env([(LISTEN_FDS, "1")], 42).expect("valid");
-        assert_eq!(parsed.specs, vec![ListenSpec { key: ListenKey::Named("unknown".into()), fd: 3 }]);
+        assert_eq!(
+            parsed.specs,
+            vec![ListenSpec {
+                key: ListenKey::Named("unknown".into()),
+                fd: 3
+            }]
+        );
     }
 
     #[test]
@@ -604,11 +684,17 @@ mod tests {
     #[test]
     fn systemd_rejects_malformed_values() {
         let err = parse_env([(LISTEN_FDS, "one")], 42).expect_err("bad count");
-        assert_eq!(err.to_string(), "`LISTEN_FDS` is `one`, expected a non-negative number");
+        assert_eq!(
+            err.to_string(),
+            "`LISTEN_FDS` is `one`, expected a non-negative number"
+        );
         let err = parse_env([(LISTEN_FDS, "1"), (LISTEN_PID, "me")], 42).expect_err("bad pid");
-        assert_eq!(err.to_string(), "`LISTEN_PID` is `me`, expected a non-negative number");
-        let err = parse_env([(LISTEN_FDS, "2"), (LISTEN_FDNAMES, "http")], 42)
-            .expect_err("bad names");
+        assert_eq!(
+            err.to_string(),
+            "`LISTEN_PID` is `me`, expected a non-negative number"
+        );
+        let err =
+            parse_env([(LISTEN_FDS, "2"), (LISTEN_FDNAMES, "http")], 42).expect_err("bad names");
         assert_eq!(
             err.to_string(),
             "`LISTEN_FDNAMES` is `http` (1 names), but `LISTEN_FDS` is 2"
@@ -617,8 +703,8 @@ mod tests {
 
     #[test]
     fn server_starter_wins_over_systemd() {
-        let parsed = parse_env([(LISTEN_FDS, "1"), (SERVER_STARTER_PORT, "80=5")], 42)
-            .expect("valid");
+        let parsed =
+            parse_env([(LISTEN_FDS, "1"), (SERVER_STARTER_PORT, "80=5")], 42).expect("valid");
         assert_eq!(parsed.source, Source::ServerStarter { generation: None });
         assert_eq!(parsed.specs[0].fd, 5);
     }

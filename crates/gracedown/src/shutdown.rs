@@ -140,8 +140,13 @@ pub enum ConnState {
 }
 
 impl ConnState {
-    pub(crate) const ALL: [Self; 5] =
-        [Self::Handshake, Self::NoRequest, Self::Idle, Self::InFlight, Self::Http2];
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Handshake,
+        Self::NoRequest,
+        Self::Idle,
+        Self::InFlight,
+        Self::Http2,
+    ];
 
     fn name(self) -> &'static str {
         match self {

@@ -32,7 +32,9 @@ pub struct TlsConfig {
 
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsConfig").field("alpn", &self.config.alpn_protocols).finish()
+        f.debug_struct("TlsConfig")
+            .field("alpn", &self.config.alpn_protocols)
+            .finish()
     }
 }
 
@@ -46,7 +48,10 @@ impl TlsConfig {
     /// rejects the pair.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, Error> {
         let read = |path: &Path| {
-            std::fs::read(path).map_err(|source| Error::TlsFile { path: path.to_owned(), source })
+            std::fs::read(path).map_err(|source| Error::TlsFile {
+                path: path.to_owned(),
+                source,
+            })
         };
         let cert_pem = read(cert)?;
         let key_pem = read(key)?;
@@ -54,10 +59,15 @@ impl TlsConfig {
             .filter_map(Result::ok)
             .collect();
         if chain.is_empty() {
-            return Err(Error::TlsPem { path: cert.to_owned(), what: "certificate" });
+            return Err(Error::TlsPem {
+                path: cert.to_owned(),
+                what: "certificate",
+            });
         }
-        let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
-            .map_err(|_| Error::TlsPem { path: key.to_owned(), what: "private key" })?;
+        let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| Error::TlsPem {
+            path: key.to_owned(),
+            what: "private key",
+        })?;
         Self::from_der(chain, key_der)
     }
 
@@ -69,12 +79,17 @@ impl TlsConfig {
     ///
     /// [`Error::TlsConfig`] when a name is not acceptable in a certificate.
     pub fn self_signed(names: &[String]) -> Result<(Self, String), Error> {
-        let certified = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| {
-            Error::TlsConfig { what: "generating a self-signed certificate", source: e.into() }
-        })?;
+        let certified =
+            rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| Error::TlsConfig {
+                what: "generating a self-signed certificate",
+                source: e.into(),
+            })?;
         let pem = certified.cert.pem();
         let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der()).map_err(|e| {
-            Error::TlsConfig { what: "encoding the generated key", source: e.into() }
+            Error::TlsConfig {
+                what: "encoding the generated key",
+                source: e.into(),
+            }
         })?;
         let config = Self::from_der(vec![certified.cert.der().clone()], key)?;
         Ok((config, pem))
@@ -87,7 +102,10 @@ impl TlsConfig {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::TlsConfig { what: "protocol versions", source: e.into() })?
+            .map_err(|e| Error::TlsConfig {
+                what: "protocol versions",
+                source: e.into(),
+            })?
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .map_err(|e| Error::TlsConfig {
@@ -95,7 +113,9 @@ impl TlsConfig {
                 source: e.into(),
             })?;
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-        Ok(Self { config: Arc::new(config) })
+        Ok(Self {
+            config: Arc::new(config),
+        })
     }
 
     /// The rustls configuration, for use with other servers.

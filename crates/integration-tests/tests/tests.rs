@@ -1,1 +1,10 @@
+//! Cross-process tests: the real `gracedown` binary, real sockets on
+//! loopback, real signals, and the real Perl Server::Starter and systemd tools.
 
+mod support;
+
+mod bad_input;
+mod fd_adoption;
+mod perl_start_server;
+mod serve_protocols;
+mod systemd_activation;

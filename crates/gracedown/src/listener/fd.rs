@@ -43,7 +43,10 @@ pub(crate) enum Kind {
 /// Validates `spec`'s descriptor without taking it.
 pub(crate) fn inspect(spec: &ListenSpec) -> Result<Kind, Error> {
     if is_claimed(spec.fd) {
-        return Err(Error::AlreadyTaken { fd: spec.fd, key: spec.key.to_string() });
+        return Err(Error::AlreadyTaken {
+            fd: spec.fd,
+            key: spec.key.to_string(),
+        });
     }
     with_borrowed(spec, |fd| validate(spec, fd))
 }
@@ -52,7 +55,10 @@ pub(crate) fn inspect(spec: &ListenSpec) -> Result<Kind, Error> {
 pub(crate) fn adopt(spec: &ListenSpec) -> Result<Listener, Error> {
     let mut claimed = CLAIMED.lock().unwrap_or_else(PoisonError::into_inner);
     if claimed.contains(&spec.fd) {
-        return Err(Error::AlreadyTaken { fd: spec.fd, key: spec.key.to_string() });
+        return Err(Error::AlreadyTaken {
+            fd: spec.fd,
+            key: spec.key.to_string(),
+        });
     }
     let kind = with_borrowed(spec, |fd| validate(spec, fd))?;
     // SAFETY: the descriptor is open (checked by `with_borrowed`), it is a
@@ -63,10 +69,12 @@ pub(crate) fn adopt(spec: &ListenSpec) -> Result<Listener, Error> {
     let owned = unsafe { OwnedFd::from_raw_fd(spec.fd) };
     claimed.push(spec.fd);
     drop(claimed);
-    let fail = |action| move |source: rustix::io::Errno| Error::Fd {
-        action,
-        fd: spec.fd,
-        source: source.into(),
+    let fail = |action| {
+        move |source: rustix::io::Errno| Error::Fd {
+            action,
+            fd: spec.fd,
+            source: source.into(),
+        }
     };
     rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC).map_err(fail("set close-on-exec on"))?;
     rustix::io::ioctl_fionbio(&owned, true).map_err(fail("set non-blocking mode on"))?;
@@ -77,7 +85,10 @@ pub(crate) fn adopt(spec: &ListenSpec) -> Result<Listener, Error> {
 }
 
 fn is_claimed(fd: i32) -> bool {
-    CLAIMED.lock().unwrap_or_else(PoisonError::into_inner).contains(&fd)
+    CLAIMED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(&fd)
 }
 
 /// Runs `f` on a borrow of `spec.fd` after checking that the number is open.
@@ -89,7 +100,10 @@ fn with_borrowed<T>(
     // only reports whether the number is an open descriptor (EBADF if not).
     let open = unsafe { libc::fcntl(spec.fd, libc::F_GETFD) } >= 0;
     if !open {
-        return Err(Error::FdNotOpen { fd: spec.fd, key: spec.key.to_string() });
+        return Err(Error::FdNotOpen {
+            fd: spec.fd,
+            key: spec.key.to_string(),
+        });
     }
     // SAFETY: the number is open (checked above) and stays open while `f`
     // runs: nothing in this function closes it, and a descriptor that the
@@ -102,11 +116,18 @@ fn with_borrowed<T>(
 fn validate(spec: &ListenSpec, fd: BorrowedFd<'_>) -> Result<Kind, Error> {
     let key = || spec.key.to_string();
     let fail = |action| {
-        move |source: rustix::io::Errno| Error::Fd { action, fd: spec.fd, source: source.into() }
+        move |source: rustix::io::Errno| Error::Fd {
+            action,
+            fd: spec.fd,
+            source: source.into(),
+        }
     };
     let stat = rustix::fs::fstat(fd).map_err(fail("fstat"))?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
-        return Err(Error::NotASocket { fd: spec.fd, key: key() });
+        return Err(Error::NotASocket {
+            fd: spec.fd,
+            key: key(),
+        });
     }
     let socket_type = rustix::net::sockopt::socket_type(fd).map_err(fail("read SO_TYPE of"))?;
     if socket_type != SocketType::STREAM {
@@ -116,12 +137,19 @@ fn validate(spec: &ListenSpec, fd: BorrowedFd<'_>) -> Result<Kind, Error> {
             SocketType::RAW => "raw",
             _ => "non-stream",
         };
-        return Err(Error::NotAStream { fd: spec.fd, key: key(), found });
+        return Err(Error::NotAStream {
+            fd: spec.fd,
+            key: key(),
+            found,
+        });
     }
     let listening =
         rustix::net::sockopt::socket_acceptconn(fd).map_err(fail("read SO_ACCEPTCONN of"))?;
     if !listening {
-        return Err(Error::NotListening { fd: spec.fd, key: key() });
+        return Err(Error::NotListening {
+            fd: spec.fd,
+            key: key(),
+        });
     }
     let family = rustix::net::sockopt::socket_domain(fd).map_err(fail("read SO_DOMAIN of"))?;
     let found = match family {
@@ -132,7 +160,12 @@ fn validate(spec: &ListenSpec, fd: BorrowedFd<'_>) -> Result<Kind, Error> {
     };
     let expected = expected_family(&spec.key);
     if !expected.accepts(found) {
-        return Err(Error::WrongFamily { fd: spec.fd, key: key(), expected: expected.0, found });
+        return Err(Error::WrongFamily {
+            fd: spec.fd,
+            key: key(),
+            expected: expected.0,
+            found,
+        });
     }
     if found == "unix" {
         return Ok(Kind::Unix);

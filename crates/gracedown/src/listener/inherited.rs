@@ -55,7 +55,10 @@ impl Listeners {
         V: AsRef<str>,
     {
         let Inherited { source, specs } = protocol::parse_env(vars, pid)?;
-        Ok(Self { source, specs: specs.into_iter().map(Some).collect() })
+        Ok(Self {
+            source,
+            specs: specs.into_iter().map(Some).collect(),
+        })
     }
 
     /// Which protocol passed the sockets, if any.
@@ -125,7 +128,9 @@ impl Listeners {
     pub fn take_all_or_bind(&mut self, fallback: &[ListenAddr]) -> Result<Vec<Listener>, Error> {
         if self.source == Source::None {
             if fallback.is_empty() {
-                return Err(Error::NoListeners { reason: "no superdaemon and no address to bind" });
+                return Err(Error::NoListeners {
+                    reason: "no superdaemon and no address to bind",
+                });
             }
             return fallback.iter().map(Listener::bind).collect();
         }

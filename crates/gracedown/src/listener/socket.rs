@@ -28,7 +28,10 @@ impl Listener {
     ///
     /// [`Error::Bind`] naming the address, e.g. when it is in use.
     pub fn bind(addr: &ListenAddr) -> Result<Self, Error> {
-        let bind_error = |source| Error::Bind { addr: addr.to_string(), source };
+        let bind_error = |source| Error::Bind {
+            addr: addr.to_string(),
+            source,
+        };
         let listener = match addr {
             ListenAddr::Tcp(sa) => Self::Tcp(std::net::TcpListener::bind(sa).map_err(bind_error)?),
             ListenAddr::Unix(path) => {
@@ -104,7 +107,9 @@ impl fmt::Display for ListenAddr {
 
 /// A listen address that is neither `HOST:PORT`, `[V6]:PORT` nor a path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an address to listen on: expected `IP:PORT`, `[IPV6]:PORT`, `/path` or `unix:PATH`")]
+#[error(
+    "`{0}` is not an address to listen on: expected `IP:PORT`, `[IPV6]:PORT`, `/path` or `unix:PATH`"
+)]
 pub struct ParseListenAddrError(String);
 
 impl FromStr for ListenAddr {
@@ -117,7 +122,9 @@ impl FromStr for ListenAddr {
         if s.starts_with('/') || s.starts_with("./") {
             return Ok(Self::Unix(PathBuf::from(s)));
         }
-        s.parse().map(Self::Tcp).map_err(|_| ParseListenAddrError(s.to_owned()))
+        s.parse()
+            .map(Self::Tcp)
+            .map_err(|_| ParseListenAddrError(s.to_owned()))
     }
 }
 
@@ -127,14 +134,19 @@ mod tests {
 
     #[test]
     fn parses_each_shape() {
-        assert_eq!("[::1]:80".parse(), Ok(ListenAddr::Tcp("[::1]:80".parse().expect("addr"))));
+        assert_eq!(
+            "[::1]:80".parse(),
+            Ok(ListenAddr::Tcp("[::1]:80".parse().expect("addr")))
+        );
         assert_eq!("unix:a.sock".parse(), Ok(ListenAddr::Unix("a.sock".into())));
         assert_eq!("./a.sock".parse(), Ok(ListenAddr::Unix("./a.sock".into())));
     }
 
     #[test]
     fn rejects_with_the_value_quoted() {
-        let err = "localhost:80".parse::<ListenAddr>().expect_err("host names are not resolved");
+        let err = "localhost:80"
+            .parse::<ListenAddr>()
+            .expect_err("host names are not resolved");
         assert_eq!(
             err.to_string(),
             "`localhost:80` is not an address to listen on: expected `IP:PORT`, `[IPV6]:PORT`, `/path` or `unix:PATH`"

@@ -50,7 +50,12 @@ where
     let state = StateCell(AtomicU8::new(ConnState::NoRequest as u8));
     let activity = Activity::new();
     let mut force = shared.force.clone();
-    let conn = Conn { stream: stream.clone(), shared: &shared, state: &state, activity };
+    let conn = Conn {
+        stream: stream.clone(),
+        shared: &shared,
+        state: &state,
+        activity,
+    };
     tokio::select! {
         () = conn.run(service) => {
             if shared.drain.borrow().is_some() {
@@ -86,10 +91,8 @@ impl Conn<'_> {
         #[cfg(feature = "tls")]
         if let Some(acceptor) = &self.shared.tls {
             self.state.set(ConnState::Handshake);
-            let handshake = tokio::time::timeout(
-                timeouts.handshake,
-                acceptor.accept(self.stream.clone()),
-            );
+            let handshake =
+                tokio::time::timeout(timeouts.handshake, acceptor.accept(self.stream.clone()));
             let tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return debug!(error = %e, "tls handshake failed"),
@@ -98,12 +101,22 @@ impl Conn<'_> {
             self.state.set(ConnState::NoRequest);
             // ALPN decides; no sniffing after TLS.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            return if h2 { self.http2(tls, service).await } else { self.http1(tls, service).await };
+            return if h2 {
+                self.http2(tls, service).await
+            } else {
+                self.http1(tls, service).await
+            };
         }
-        let Some(prefix) = self.sniff().await else { return self.stream.linger(timeouts.linger).await };
+        let Some(prefix) = self.sniff().await else {
+            return self.stream.linger(timeouts.linger).await;
+        };
         let h2 = prefix.as_ref() == H2_PREFACE;
         let io = Prefixed::new(prefix.freeze(), self.stream.clone());
-        if h2 { self.http2(io, service).await } else { self.http1(io, service).await }
+        if h2 {
+            self.http2(io, service).await
+        } else {
+            self.http1(io, service).await
+        }
     }
 
     /// Reads until the bytes either are the h2 preface or cannot be. `None`
@@ -189,7 +202,11 @@ impl Conn<'_> {
                 }
                 continue;
             }
-            let bound = if now.requests == 0 { timeouts.first_request_draining } else { timeouts.idle };
+            let bound = if now.requests == 0 {
+                timeouts.first_request_draining
+            } else {
+                timeouts.idle
+            };
             let at = now.idle_since.max(since) + bound;
             tokio::select! {
                 () = tokio::time::sleep_until(at.into()) => return,
@@ -210,8 +227,13 @@ impl Conn<'_> {
     {
         let timeouts = self.shared.timeouts;
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(TokioTimer::new()).header_read_timeout(timeouts.first_request);
-        let mut conn = builder.serve_connection(TokioIo::new(io), self.service(Arc::new(service), Proto::Http1));
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeouts.first_request);
+        let mut conn = builder.serve_connection(
+            TokioIo::new(io),
+            self.service(Arc::new(service), Proto::Http1),
+        );
         let mut closing = false;
         let ended = loop {
             let idle = async {
@@ -241,8 +263,13 @@ impl Conn<'_> {
             trace!("serving a request that raced the idle close");
             let io = Prefixed::new(parts.read_buf, io);
             let mut last = hyper::server::conn::http1::Builder::new();
-            last.keep_alive(false).timer(TokioTimer::new()).header_read_timeout(timeouts.first_request_draining);
-            let conn = last.serve_connection(TokioIo::new(io), self.service(parts.service.inner, Proto::Http1));
+            last.keep_alive(false)
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeouts.first_request_draining);
+            let conn = last.serve_connection(
+                TokioIo::new(io),
+                self.service(parts.service.inner, Proto::Http1),
+            );
             if let Ok(parts) = conn.without_shutdown().await {
                 let mut io = parts.io.into_inner();
                 let _ = tokio::time::timeout(timeouts.linger, io.shutdown()).await;
@@ -267,7 +294,10 @@ impl Conn<'_> {
         let timeouts = self.shared.timeouts;
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());
-        let conn = builder.serve_connection(TokioIo::new(io), self.service(Arc::new(service), Proto::Http2));
+        let conn = builder.serve_connection(
+            TokioIo::new(io),
+            self.service(Arc::new(service), Proto::Http2),
+        );
         let mut conn = std::pin::pin!(conn);
         let mut drain = self.shared.drain.clone();
         let result = tokio::select! {

@@ -47,7 +47,9 @@ pub(crate) struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("timeouts", &self.timeouts).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,7 +169,9 @@ impl Server {
         F: Future<Output = ()> + Send,
     {
         if self.listeners.is_empty() {
-            return Err(Error::NoListeners { reason: "the server was given none" });
+            return Err(Error::NoListeners {
+                reason: "the server was given none",
+            });
         }
         let (drain_tx, drain_rx) = watch::channel(None);
         let (force_tx, force_rx) = watch::channel(false);
@@ -178,7 +182,10 @@ impl Server {
             stats: Arc::clone(&stats),
             timeouts: self.timeouts,
             #[cfg(feature = "tls")]
-            tls: self.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server_config())),
+            tls: self
+                .tls
+                .as_ref()
+                .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config())),
         });
         // Every connection task holds a clone of `alive`; when the last one
         // is dropped, `all_closed` resolves. No hand-kept connection count.
@@ -186,7 +193,12 @@ impl Server {
         let mut accepting = tokio::task::JoinSet::new();
         for listener in self.listeners {
             let listener = TokioListener::new(listener)?;
-            accepting.spawn(accept_loop(listener, service.clone(), Arc::clone(&shared), alive.clone()));
+            accepting.spawn(accept_loop(
+                listener,
+                service.clone(),
+                Arc::clone(&shared),
+                alive.clone(),
+            ));
         }
         drop(alive);
 
@@ -194,12 +206,18 @@ impl Server {
         let signal = Instant::now();
         let deadline = signal + self.drain_timeout;
         let connections_at_signal = stats.open.load(Ordering::Acquire);
-        info!(connections = connections_at_signal, deadline_ms = self.drain_timeout.as_millis() as u64, "draining");
+        info!(
+            connections = connections_at_signal,
+            deadline_ms = self.drain_timeout.as_millis() as u64,
+            "draining"
+        );
         drain_tx.send_replace(Some(deadline));
         while accepting.join_next().await.is_some() {}
         let stop_accepting = signal.elapsed();
 
-        let drained = tokio::time::timeout_at(deadline.into(), all_closed.recv()).await.is_ok();
+        let drained = tokio::time::timeout_at(deadline.into(), all_closed.recv())
+            .await
+            .is_ok();
         if !drained {
             force_tx.send_replace(true);
             // Forced tasks end at their next poll; this wait is short.
@@ -239,10 +257,15 @@ enum TokioListener {
 
 impl TokioListener {
     fn new(listener: Listener) -> Result<Self, Error> {
-        let register = |source| Error::Io { action: "register a listener with the runtime", source };
+        let register = |source| Error::Io {
+            action: "register a listener with the runtime",
+            source,
+        };
         Ok(match listener {
             Listener::Tcp(l) => Self::Tcp(tokio::net::TcpListener::from_std(l).map_err(register)?),
-            Listener::Unix(l) => Self::Unix(tokio::net::UnixListener::from_std(l).map_err(register)?),
+            Listener::Unix(l) => {
+                Self::Unix(tokio::net::UnixListener::from_std(l).map_err(register)?)
+            }
         })
     }
 
@@ -261,8 +284,12 @@ impl TokioListener {
 
 /// Accepts until the drain starts, then drops the listener (closing our
 /// copy only: the socket stays open in the superdaemon and the next generation).
-async fn accept_loop<S, B>(listener: TokioListener, service: S, shared: Arc<Shared>, alive: mpsc::Sender<()>)
-where
+async fn accept_loop<S, B>(
+    listener: TokioListener,
+    service: S,
+    shared: Arc<Shared>,
+    alive: mpsc::Sender<()>,
+) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -281,7 +308,8 @@ where
             Ok(stream) => {
                 trace!("connection accepted");
                 shared.stats.open.fetch_add(1, Ordering::AcqRel);
-                let (service, shared, alive) = (service.clone(), Arc::clone(&shared), alive.clone());
+                let (service, shared, alive) =
+                    (service.clone(), Arc::clone(&shared), alive.clone());
                 // Owned by `alive`: the drain waits for this task to drop it.
                 tokio::spawn(async move {
                     conn::serve(SharedStream::new(stream), service, Arc::clone(&shared)).await;
@@ -289,7 +317,9 @@ where
                     drop(alive);
                 });
             }
-            Err(e) if is_connection_error(&e) => debug!(error = %e, "accept: connection error, ignored"),
+            Err(e) if is_connection_error(&e) => {
+                debug!(error = %e, "accept: connection error, ignored")
+            }
             Err(e) => {
                 // EMFILE, ENFILE, ENOBUFS, ENOMEM: back off instead of spinning.
                 error!(error = %e, "accept failed; retrying in 100 ms");

@@ -43,7 +43,11 @@ pub(crate) struct Activity(watch::Sender<ActivityState>);
 
 impl Activity {
     pub(crate) fn new() -> Arc<Self> {
-        let state = ActivityState { in_flight: 0, requests: 0, idle_since: Instant::now() };
+        let state = ActivityState {
+            in_flight: 0,
+            requests: 0,
+            idle_since: Instant::now(),
+        };
         Arc::new(Self(watch::Sender::new(state)))
     }
 
@@ -107,7 +111,8 @@ where
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let guard = self.activity.begin();
-        req.extensions_mut().insert(Draining::new(self.drain.clone()));
+        req.extensions_mut()
+            .insert(Draining::new(self.drain.clone()));
         let future = self.inner.call(req);
         let drain = self.drain.clone();
         let stats = Arc::clone(&self.stats);
@@ -117,10 +122,15 @@ where
             if drain.borrow().is_some() {
                 stats.requests_after_signal.fetch_add(1, Ordering::Relaxed);
                 if proto == Proto::Http1 {
-                    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
                 }
             }
-            Ok(response.map(|body| TrackedBody { body, _guard: guard }))
+            Ok(response.map(|body| TrackedBody {
+                body,
+                _guard: guard,
+            }))
         })
     }
 }

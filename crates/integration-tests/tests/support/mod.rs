@@ -1,0 +1,106 @@
+//! Shared test machinery: spawning real processes in their own process group
+//! (killed on drop), reading their output line by line with bounded waits,
+//! passing descriptors to children, and small real HTTP clients.
+
+#![allow(dead_code, unreachable_pub)] // Each test module uses a different part.
+
+pub mod fds;
+pub mod http;
+pub mod process;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The bound on every wait in these tests.
+pub const TEST_WAIT: Duration = Duration::from_secs(20);
+
+/// The `gracedown` binary under test.
+pub fn gracedown() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gracedown-dup"))
+}
+
+/// The fd-probe helper.
+pub fn fd_probe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fd-probe"))
+}
+
+/// The path of an installed tool the tests need. The test command
+/// (`scripts/test.sh`) installs every one of them, so a missing tool fails
+/// the test instead of skipping it.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+        let path = PathBuf::from(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!(
+        "`{name}` is not installed: run `scripts/test.sh`, which installs it (Debian package `{package}`)"
+    );
+}
+
+/// A free TCP port on 127.0.0.1, for programs that must be told a port number.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A fresh temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("gd-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `gracedown serve` started by hand on an ephemeral loopback port.
+pub struct Worker {
+    pub proc: process::Proc,
+    pub addr: std::net::SocketAddr,
+}
+
+/// Starts `gracedown serve --listen 127.0.0.1:0 ARGS...` and waits until it is ready.
+pub fn spawn_worker(args: &[&str]) -> Worker {
+    let mut cmd = std::process::Command::new(gracedown());
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+    let proc = process::Proc::spawn(cmd);
+    let line = proc.wait_for_line("worker ready", |l| l.contains("worker ready"));
+    let addr = ready_addr(&line).unwrap_or_else(|| panic!("no address in `{line}`"));
+    Worker { proc, addr }
+}
+
+/// The first TCP address in a `worker ready ... listeners="A,B"` line.
+pub fn ready_addr(line: &str) -> Option<std::net::SocketAddr> {
+    let list = line.split("listeners=\"").nth(1)?.split('"').next()?;
+    list.split(',').find_map(|a| a.parse().ok())
+}
+
+/// The `pid=N` field of a log line.
+pub fn field(line: &str, name: &str) -> Option<String> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    Some(
+        line[start..]
+            .split(' ')
+            .next()?
+            .trim_matches('"')
+            .to_owned(),
+    )
+}

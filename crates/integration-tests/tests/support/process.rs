@@ -1,0 +1,168 @@
+//! Child processes for tests: own process group, killed on drop, output
+//! captured line by line for bounded waits and for failure messages.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::TEST_WAIT;
+
+/// A running child whose stdout and stderr lines are collected.
+#[derive(Debug)]
+pub struct Proc {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    what: String,
+}
+
+impl Proc {
+    /// Spawns `cmd` in a new process group with piped stdout and stderr.
+    pub fn spawn(mut cmd: Command) -> Self {
+        use std::os::unix::process::CommandExt;
+        let what = format!("{cmd:?}");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("piped stdout");
+        let err = child.stderr.take().expect("piped stderr");
+        pump(out, tx.clone(), Arc::clone(&log));
+        pump(err, tx, Arc::clone(&log));
+        Self {
+            child,
+            lines,
+            log,
+            what,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (bounded) for a line matching `pred` and returns it.
+    pub fn wait_for_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TEST_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("timed out waiting for {what}\n{}", self.describe()),
+            }
+        }
+    }
+
+    /// Sends `signal` to the child process (not its group).
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits i32");
+        let pid = rustix::process::Pid::from_raw(pid).expect("non-zero pid");
+        let signal = rustix::process::Signal::from_named_raw(signal).expect("known signal");
+        rustix::process::kill_process(pid, signal).expect("deliver signal");
+    }
+
+    /// Waits (bounded) for the child to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TEST_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for exit\n{}", self.describe());
+            }
+            // Polling an exit status has no event to wait on in std; 10 ms steps, bounded above.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Everything the child printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// The command and its output, for failure messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "command: {}\noutput:\n{}",
+            self.what,
+            self.log.lock().expect("log lock").join("\n")
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Kill the whole group: the child and anything it started.
+        let pgid = i32::try_from(self.child.id()).expect("pid fits i32");
+        if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn pump(
+    stream: impl Read + Send + 'static,
+    tx: mpsc::Sender<String>,
+    log: Arc<Mutex<Vec<String>>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            log.lock().expect("log lock").push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion (bounded, killed past [`TEST_WAIT`]).
+pub fn run(mut cmd: Command) -> Output {
+    use std::os::unix::process::CommandExt;
+    let what = format!("{cmd:?}");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let read_all = |mut stream: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = Instant::now() + TEST_WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("timed out waiting for {what} to exit");
+        }
+        // std offers no exit event to wait on; poll in 10 ms steps, bounded above.
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
