@@ -20,9 +20,10 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
+# Doc tests first, so that the last line printed is the main suite's summary.
+cargo test --workspace --doc
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else
   cargo test --workspace --lib --bins --tests "$@"
 fi
-cargo test --workspace --doc
