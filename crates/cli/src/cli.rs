@@ -63,6 +63,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) idle_timeout: Duration,
 
+    /// How long a connection that has sent nothing yet may take to send its
+    /// first request while draining.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) first_request_timeout: Duration,
+
     /// Worker threads for the runtime (default: one per core).
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<std::num::NonZeroUsize>,

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use gracedown::listener::{ListenAddr, Listeners};
+use gracedown::notify::Notifier;
 use gracedown::serve::Server;
+use gracedown::shutdown::Signals;
 use gracedown::tls::TlsConfig;
 use tracing::info;
 
@@ -41,11 +43,14 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
         let addrs = server.local_addrs().unwrap_or_default();
         let shown: Vec<String> = addrs.iter().map(ListenAddr::to_string).collect();
         let service = hyper::service::service_fn(move |req| worker::handle(identity, req));
-        let shutdown = async {
-            match gracedown::shutdown::signals().await {
-                Ok(reason) => info!(signal = %reason, "stop signal received"),
-                Err(e) => tracing::error!(error = %e, "cannot install signal handlers; serving until killed"),
-            }
+        // Handlers first: a stop signal that follows "worker ready" must drain, not kill.
+        let mut signals = Signals::new().map_err(|source| gracedown::Error::Io {
+            action: "install signal handlers",
+            source,
+        })?;
+        let shutdown = async move {
+            let reason = signals.recv().await;
+            info!(signal = %reason, "stop signal received");
         };
         info!(
             pid = identity.pid,
@@ -70,7 +75,9 @@ fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> 
     let listeners = inherited.take_all_or_bind(&args.listen)?;
     let mut server = Server::new(listeners)
         .drain_timeout(args.drain_timeout)
-        .idle_timeout(args.idle_timeout);
+        .idle_timeout(args.idle_timeout)
+        .first_request_timeout(args.first_request_timeout)
+        .notify(Notifier::from_env());
     let tls = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
         _ if args.tls => {

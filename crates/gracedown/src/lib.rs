@@ -19,7 +19,7 @@
 //!   start_server ── owns the sockets, SIGHUP → new generation, SIGTERM → old
 //!        │  fds 3.. + SERVER_STARTER_PORT=127.0.0.1:8080=3
 //!        ▼
-//!   worker: Listeners::from_env() → Server::serve(service, signals()) → DrainReport
+//!   worker: Listeners::from_env() → Server::serve_until_signal(service) → DrainReport
 //! ```
 //!
 //! # Example
@@ -38,8 +38,7 @@
 //!     let service = hyper::service::service_fn(|_req| async {
 //!         Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from("hello\n"))))
 //!     });
-//!     let shutdown = async { let _ = gracedown::shutdown::signals().await; };
-//!     let report = Server::new(listeners).serve(service, shutdown).await?;
+//!     let report = Server::new(listeners).serve_until_signal(service).await?;
 //!     eprintln!("drained: {report}");
 //!     Ok(())
 //! }
@@ -56,6 +55,7 @@
 
 mod error;
 pub mod listener;
+pub mod notify;
 pub mod protocol;
 pub mod serve;
 pub mod shutdown;

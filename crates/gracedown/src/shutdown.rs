@@ -40,38 +40,59 @@ impl fmt::Display for ShutdownReason {
     }
 }
 
-/// Waits for `SIGTERM`, `SIGINT` or `SIGQUIT`.
+/// The stop signals `SIGTERM`, `SIGINT` and `SIGQUIT`, as a [`ShutdownReason`].
 ///
 /// # Process-wide effect
 ///
-/// This installs tokio signal handlers for the three signals, and they stay
-/// installed for the life of the process: after the first one, further stop
-/// signals are ignored instead of killing the process. That is what a drain
-/// wants, since Server::Starter re-sends its stop signal to every old
-/// generation on each restart; only the drain deadline (or `SIGKILL`) ends it.
-///
-/// # Errors
-///
-/// When a handler cannot be installed (no tokio runtime with signals enabled).
+/// [`Signals::new`] installs tokio signal handlers for the three signals, and
+/// they stay installed for the life of the process: from then on a stop
+/// signal no longer kills the process, and after the first one, further stop
+/// signals are ignored. That is what a drain wants, since Server::Starter
+/// re-sends its stop signal to every old generation on each restart; only the
+/// drain deadline (or `SIGKILL`) ends it. Install them *before* announcing
+/// readiness, so that no stop signal can arrive while the default action
+/// still applies.
 ///
 /// # Examples
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
-/// let reason = gracedown::shutdown::signals().await?;
+/// let mut signals = gracedown::shutdown::Signals::new()?;
+/// // ... announce readiness ...
+/// let reason = signals.recv().await;
 /// println!("stopping on {reason}");
 /// # Ok(()) }
 /// ```
-pub async fn signals() -> std::io::Result<ShutdownReason> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut quit = signal(SignalKind::quit())?;
-    Ok(tokio::select! {
-        _ = term.recv() => ShutdownReason::Terminate,
-        _ = int.recv() => ShutdownReason::Interrupt,
-        _ = quit.recv() => ShutdownReason::Quit,
-    })
+#[derive(Debug)]
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers.
+    ///
+    /// # Errors
+    ///
+    /// When a handler cannot be installed (no tokio runtime with signals enabled).
+    pub fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+        })
+    }
+
+    /// Waits for the next stop signal.
+    pub async fn recv(&mut self) -> ShutdownReason {
+        tokio::select! {
+            _ = self.term.recv() => ShutdownReason::Terminate,
+            _ = self.int.recv() => ShutdownReason::Interrupt,
+            _ = self.quit.recv() => ShutdownReason::Quit,
+        }
+    }
 }
 
 /// What a request handler sees of the drain; found in every request's
@@ -148,7 +169,8 @@ impl ConnState {
         Self::Http2,
     ];
 
-    fn name(self) -> &'static str {
+    /// The state's name in logs and reports (`in_flight`, `http2`, ...).
+    pub fn name(self) -> &'static str {
         match self {
             Self::Handshake => "handshake",
             Self::NoRequest => "no_request",
@@ -165,6 +187,8 @@ impl ConnState {
 pub struct DrainReport {
     /// Connections open when the drain started.
     pub connections_at_signal: u64,
+    /// Of those, how many were in each [`ConnState`] (in [`ConnState`] order).
+    pub at_signal: [u64; 5],
     /// Connections that closed cleanly during the drain.
     pub drained: u64,
     /// Connections force-closed at the deadline, per [`ConnState`] (in [`ConnState`] order).
@@ -173,7 +197,9 @@ pub struct DrainReport {
     pub requests_after_signal: u64,
     /// From the signal until every listener was closed.
     pub stop_accepting: Duration,
-    /// From the signal until the last connection closed.
+    /// From the signal until every connection closed by itself, or until the deadline.
+    pub drain: Duration,
+    /// From the signal until the last connection closed, forced ones included.
     pub elapsed: Duration,
 }
 
@@ -181,6 +207,11 @@ impl DrainReport {
     /// Connections force-closed in `state`.
     pub fn forced_in(&self, state: ConnState) -> u64 {
         self.forced[state as usize]
+    }
+
+    /// Connections that were in `state` when the drain started.
+    pub fn at_signal_in(&self, state: ConnState) -> u64 {
+        self.at_signal[state as usize]
     }
 
     /// Every force-closed connection.
@@ -193,12 +224,13 @@ impl fmt::Display for DrainReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "connections_at_signal={} drained={} forced={} requests_after_signal={} stop_accepting_ms={} elapsed_ms={}",
+            "connections_at_signal={} drained={} forced={} requests_after_signal={} stop_accepting_ms={} drain_ms={} elapsed_ms={}",
             self.connections_at_signal,
             self.drained,
             self.forced_total(),
             self.requests_after_signal,
             self.stop_accepting.as_millis(),
+            self.drain.as_millis(),
             self.elapsed.as_millis(),
         )?;
         for state in ConnState::ALL {

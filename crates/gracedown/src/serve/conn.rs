@@ -15,7 +15,7 @@ use tracing::{debug, trace};
 
 use super::io::{Prefixed, SharedStream};
 use super::server::{Shared, Timeouts};
-use super::service::{Activity, DrainAware, Proto};
+use super::service::{Activity, DrainAware, Proto, Stats};
 use crate::shutdown::ConnState;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4) that marks h2c with prior knowledge.
@@ -23,17 +23,40 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Per-connection state, readable by the deadline to classify a forced close.
+/// Per-connection state, readable by the deadline to classify a forced
+/// close; it also keeps the server-wide per-state gauges current.
 #[derive(Debug)]
-struct StateCell(AtomicU8);
+struct StateCell {
+    state: AtomicU8,
+    stats: Arc<Stats>,
+}
 
 impl StateCell {
+    fn new(stats: Arc<Stats>) -> Self {
+        stats.by_state[ConnState::NoRequest as usize].fetch_add(1, Ordering::AcqRel);
+        Self {
+            state: AtomicU8::new(ConnState::NoRequest as u8),
+            stats,
+        }
+    }
+
     fn set(&self, state: ConnState) {
-        self.0.store(state as u8, Ordering::Release);
+        let old = self.state.swap(state as u8, Ordering::AcqRel);
+        if old != state as u8 {
+            self.stats.by_state[usize::from(old)].fetch_sub(1, Ordering::AcqRel);
+            self.stats.by_state[state as usize].fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     fn get(&self) -> ConnState {
-        ConnState::ALL[usize::from(self.0.load(Ordering::Acquire))]
+        ConnState::ALL[usize::from(self.state.load(Ordering::Acquire))]
+    }
+}
+
+impl Drop for StateCell {
+    fn drop(&mut self) {
+        let state = usize::from(self.state.load(Ordering::Acquire));
+        self.stats.by_state[state].fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -47,7 +70,7 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let state = StateCell(AtomicU8::new(ConnState::NoRequest as u8));
+    let state = StateCell::new(Arc::clone(&shared.stats));
     let activity = Activity::new();
     let mut force = shared.force.clone();
     let conn = Conn {

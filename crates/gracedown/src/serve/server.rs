@@ -11,14 +11,15 @@ use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, info, trace};
+use tracing::{debug, error, info};
 
 use super::conn;
 use super::io::{SharedStream, Stream};
 use super::service::Stats;
 use crate::error::Error;
 use crate::listener::{ListenAddr, Listener};
-use crate::shutdown::{ConnState, DEFAULT_DRAIN_TIMEOUT, DrainReport};
+use crate::notify::Notifier;
+use crate::shutdown::{ConnState, DEFAULT_DRAIN_TIMEOUT, DrainReport, Signals};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -90,7 +91,8 @@ impl std::fmt::Debug for Shared {
 /// let service = hyper::service::service_fn(|_req| async {
 ///     Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from("hello\n"))))
 /// });
-/// let shutdown = async { let _ = gracedown::shutdown::signals().await; };
+/// let mut signals = gracedown::shutdown::Signals::new()?;
+/// let shutdown = async move { signals.recv().await; };
 /// let report = Server::new(listeners)
 ///     .drain_timeout(Duration::from_secs(10))
 ///     .serve(service, shutdown)
@@ -103,6 +105,7 @@ pub struct Server {
     listeners: Vec<Listener>,
     drain_timeout: Duration,
     timeouts: Timeouts,
+    notifier: Notifier,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
 }
@@ -114,9 +117,17 @@ impl Server {
             listeners,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             timeouts: Timeouts::defaults(),
+            notifier: Notifier::none(),
             #[cfg(feature = "tls")]
             tls: None,
         }
+    }
+
+    /// Sends `READY=1` once every listener is served and `STOPPING=1` when
+    /// the drain starts, to a supervisor that listens (systemd, `start_server`).
+    pub fn notify(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Serves TLS on every listener: ALPN `h2` gives HTTP/2, anything else HTTP/1.1.
@@ -137,6 +148,19 @@ impl Server {
     /// waiting for the client's next request (default 1 s).
     pub fn idle_timeout(mut self, bound: Duration) -> Self {
         self.timeouts.idle = bound;
+        self
+    }
+
+    /// How long a connection that has sent no request yet may take to send
+    /// one once the drain has started (default 5 s).
+    pub fn first_request_timeout(mut self, bound: Duration) -> Self {
+        self.timeouts.first_request_draining = bound;
+        self
+    }
+
+    /// How long a TLS handshake may take (default 10 s).
+    pub fn handshake_timeout(mut self, bound: Duration) -> Self {
+        self.timeouts.handshake = bound;
         self
     }
 
@@ -201,13 +225,21 @@ impl Server {
             ));
         }
         drop(alive);
+        self.notifier.send("READY=1");
 
         shutdown.await;
         let signal = Instant::now();
         let deadline = signal + self.drain_timeout;
+        self.notifier.send("STOPPING=1");
         let connections_at_signal = stats.open.load(Ordering::Acquire);
+        let at_signal = ConnState::ALL.map(|s| stats.by_state[s as usize].load(Ordering::Acquire));
         info!(
             connections = connections_at_signal,
+            handshake = at_signal[ConnState::Handshake as usize],
+            no_request = at_signal[ConnState::NoRequest as usize],
+            idle = at_signal[ConnState::Idle as usize],
+            in_flight = at_signal[ConnState::InFlight as usize],
+            http2 = at_signal[ConnState::Http2 as usize],
             deadline_ms = self.drain_timeout.as_millis() as u64,
             "draining"
         );
@@ -218,6 +250,7 @@ impl Server {
         let drained = tokio::time::timeout_at(deadline.into(), all_closed.recv())
             .await
             .is_ok();
+        let drain = signal.elapsed();
         if !drained {
             force_tx.send_replace(true);
             // Forced tasks end at their next poll; this wait is short.
@@ -225,10 +258,12 @@ impl Server {
         }
         let report = DrainReport {
             connections_at_signal,
+            at_signal,
             drained: stats.drained.load(Ordering::Acquire),
             forced: ConnState::ALL.map(|s| stats.forced[s as usize].load(Ordering::Acquire)),
             requests_after_signal: stats.requests_after_signal.load(Ordering::Acquire),
             stop_accepting,
+            drain,
             elapsed: signal.elapsed(),
         };
         info!(
@@ -242,10 +277,43 @@ impl Server {
             forced_http2 = report.forced_in(ConnState::Http2),
             requests_after_signal = report.requests_after_signal,
             stop_accepting_ms = report.stop_accepting.as_millis() as u64,
+            drain_ms = report.drain.as_millis() as u64,
             elapsed_ms = report.elapsed.as_millis() as u64,
             "drain complete"
         );
         Ok(report)
+    }
+}
+
+impl Server {
+    /// The one-call form: serve until `SIGTERM`, `SIGINT` or `SIGQUIT`, then
+    /// drain and return the report (go-gracedown's `Serve` + `Close`).
+    ///
+    /// Installs the signal handlers of [`Signals`], with
+    /// their process-wide effect.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`], and [`Error::Io`] when the signal handlers
+    /// cannot be installed.
+    pub async fn serve_until_signal<S, B>(self, service: S) -> Result<DrainReport, Error>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let mut signals = Signals::new().map_err(|source| Error::Io {
+            action: "install signal handlers",
+            source,
+        })?;
+        let shutdown = async move {
+            let reason = signals.recv().await;
+            info!(signal = %reason, "stop signal received");
+        };
+        self.serve(service, shutdown).await
     }
 }
 
@@ -269,15 +337,18 @@ impl TokioListener {
         })
     }
 
-    async fn accept(&self) -> io::Result<Stream> {
+    async fn accept(&self) -> io::Result<(Stream, String)> {
         match self {
             Self::Tcp(l) => {
-                let (stream, _) = l.accept().await?;
+                let (stream, peer) = l.accept().await?;
                 // Small responses must not wait for Nagle.
                 let _ = stream.set_nodelay(true);
-                Ok(Stream::Tcp(stream))
+                Ok((Stream::Tcp(stream), peer.to_string()))
             }
-            Self::Unix(l) => l.accept().await.map(|(stream, _)| Stream::Unix(stream)),
+            Self::Unix(l) => l
+                .accept()
+                .await
+                .map(|(stream, _)| (Stream::Unix(stream), "unix".to_owned())),
         }
     }
 }
@@ -305,8 +376,8 @@ async fn accept_loop<S, B>(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok(stream) => {
-                trace!("connection accepted");
+            Ok((stream, peer)) => {
+                debug!(peer = %peer, "connection accepted");
                 shared.stats.open.fetch_add(1, Ordering::AcqRel);
                 let (service, shared, alive) =
                     (service.clone(), Arc::clone(&shared), alive.clone());

@@ -21,6 +21,8 @@ use crate::shutdown::Draining;
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) open: AtomicU64,
+    /// Open connections per [`crate::shutdown::ConnState`].
+    pub(crate) by_state: [AtomicU64; 5],
     pub(crate) drained: AtomicU64,
     pub(crate) forced: [AtomicU64; 5],
     pub(crate) requests_after_signal: AtomicU64,

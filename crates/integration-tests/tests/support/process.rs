@@ -46,15 +46,18 @@ impl Proc {
         self.child.id()
     }
 
-    /// Waits (bounded) for a line matching `pred` and returns it.
+    /// Waits (bounded) until some line the child printed, since it started,
+    /// matches `pred`, and returns the first such line.
     pub fn wait_for_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + TEST_WAIT;
         loop {
+            if let Some(line) = self.log.lock().expect("log lock").iter().find(|l| pred(l)) {
+                return line.clone();
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if pred(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("timed out waiting for {what}\n{}", self.describe()),
+            // Each new line wakes us; the log above is the truth.
+            if self.lines.recv_timeout(left).is_err() && Instant::now() >= deadline {
+                panic!("timed out waiting for {what}\n{}", self.describe());
             }
         }
     }
