@@ -112,6 +112,7 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        tracing::debug!(method = %req.method(), path = req.uri().path(), "request started");
         let guard = self.activity.begin();
         req.extensions_mut()
             .insert(Draining::new(self.drain.clone()));

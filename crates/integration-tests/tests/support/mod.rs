@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)] // Each test module uses a different part.
 
 pub mod fds;
+pub mod h2raw;
 pub mod http;
 pub mod process;
 
@@ -79,12 +80,54 @@ pub struct Worker {
 
 /// Starts `gracedown serve --listen 127.0.0.1:0 ARGS...` and waits until it is ready.
 pub fn spawn_worker(args: &[&str]) -> Worker {
+    spawn_worker_with(args, &[])
+}
+
+/// As [`spawn_worker`], with extra environment (e.g. `RUST_LOG`).
+pub fn spawn_worker_with(args: &[&str], env: &[(&str, &str)]) -> Worker {
     let mut cmd = std::process::Command::new(gracedown());
     cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+    cmd.env_remove("SERVER_STARTER_PORT")
+        .env_remove("LISTEN_FDS")
+        .env_remove("NOTIFY_SOCKET");
+    cmd.envs(env.iter().copied());
     let proc = process::Proc::spawn(cmd);
     let line = proc.wait_for_line("worker ready", |l| l.contains("worker ready"));
     let addr = ready_addr(&line).unwrap_or_else(|| panic!("no address in `{line}`"));
     Worker { proc, addr }
+}
+
+impl Worker {
+    /// Starts a worker that logs each accepted connection (`RUST_LOG=gracedown=debug`).
+    pub fn with_accept_log(args: &[&str]) -> Self {
+        spawn_worker_with(args, &[("RUST_LOG", "gracedown=debug,gracedown_cli=info")])
+    }
+
+    /// Connects and waits (bounded) until the worker has accepted this very connection.
+    pub fn connect_accepted(&self) -> std::net::TcpStream {
+        let stream = std::net::TcpStream::connect(self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(TEST_WAIT))
+            .expect("read timeout");
+        let me = stream.local_addr().expect("local addr");
+        self.proc.wait_for_line("connection accepted", |l| {
+            l.contains("connection accepted") && l.contains(&format!("peer={me}"))
+        });
+        stream
+    }
+
+    /// Sends SIGTERM and waits for the `draining` line, which it returns.
+    pub fn start_drain(&self) -> String {
+        self.proc.signal(libc::SIGTERM);
+        self.proc
+            .wait_for_line("draining", |l| l.contains(" draining "))
+    }
+
+    /// Waits for the `drain complete` line.
+    pub fn drain_complete(&self) -> String {
+        self.proc
+            .wait_for_line("drain complete", |l| l.contains("drain complete"))
+    }
 }
 
 /// The first TCP address in a `worker ready ... listeners="A,B"` line.
