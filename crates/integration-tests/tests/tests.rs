@@ -7,5 +7,6 @@ mod bad_input;
 mod drain_states;
 mod fd_adoption;
 mod perl_start_server;
+mod restarts_under_load;
 mod serve_protocols;
 mod systemd_activation;

@@ -8,6 +8,7 @@ pub mod fds;
 pub mod h2raw;
 pub mod http;
 pub mod process;
+pub mod wrk;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +19,11 @@ pub const TEST_WAIT: Duration = Duration::from_secs(20);
 /// The `gracedown` binary under test.
 pub fn gracedown() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gracedown-dup"))
+}
+
+/// The deliberately naive worker (negative control).
+pub fn naive_worker() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_naive-worker"))
 }
 
 /// The fd-probe helper.
