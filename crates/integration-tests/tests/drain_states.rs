@@ -119,7 +119,16 @@ fn request_in_flight_completes_with_connection_close() {
         (200, Some("close"))
     );
     assert_clean_eof(&mut conn);
-    assert_drained_cleanly(&mut worker);
+    let done = assert_drained_cleanly(&mut worker);
+    assert_eq!(
+        field(&done, "requests_after_signal").as_deref(),
+        Some("1"),
+        "{done}"
+    );
+    assert!(
+        TcpStream::connect(worker.addr).is_err(),
+        "a worker started by hand closes its listener when it drains"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::support::http::{get, h2c_get, read_response_from};
 use crate::support::process::run;
-use crate::support::{TEST_WAIT, field, spawn_worker, tool};
+use crate::support::{TEST_WAIT, spawn_worker, tool};
 
 #[test]
 fn serves_http1_and_h2c_on_one_plain_port() {
@@ -66,46 +66,5 @@ fn test_endpoints_sleep_stream_echo_and_reject_bad_queries() {
     assert_eq!(
         bad.body,
         "bad query parameter `ms`: `soon` is not a number from 0 to 600000\n"
-    );
-}
-
-#[test]
-fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
-    let mut worker = spawn_worker(&[]);
-    let mut conn = std::net::TcpStream::connect(worker.addr).expect("connect");
-    conn.set_read_timeout(Some(TEST_WAIT)).expect("timeout");
-    conn.write_all(b"GET /sleep?ms=1000 HTTP/1.1\r\nHost: t\r\n\r\n")
-        .expect("send");
-    worker.proc.signal(libc::SIGTERM);
-    let draining = worker
-        .proc
-        .wait_for_line("draining", |l| l.contains("draining"));
-    assert_eq!(
-        field(&draining, "connections").as_deref(),
-        Some("1"),
-        "{draining}"
-    );
-    let response = read_response_from(&mut conn).expect("the in-flight request is answered");
-    drop(conn);
-    assert_eq!(response.status, 200);
-    assert_eq!(response.header("connection"), Some("close"));
-    let done = worker
-        .proc
-        .wait_for_line("drain complete", |l| l.contains("drain complete"));
-    assert_eq!(field(&done, "forced").as_deref(), Some("0"), "{done}");
-    assert_eq!(
-        field(&done, "requests_after_signal").as_deref(),
-        Some("1"),
-        "{done}"
-    );
-    let status = worker.proc.wait_exit();
-    assert!(
-        status.success(),
-        "exit status {status}\n{}",
-        worker.proc.describe()
-    );
-    assert!(
-        std::net::TcpStream::connect(worker.addr).is_err(),
-        "the listener is closed after the drain"
     );
 }

@@ -2,7 +2,7 @@
 //! serving, and the per-state drain rules of `docs/design/shutdown.md`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -13,9 +13,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, trace};
 
-use super::io::{Prefixed, SharedStream};
+use super::io::{Prefixed, SocketHandle, Stream};
 use super::server::{Shared, Timeouts};
-use super::service::{Activity, DrainAware, Proto, Stats};
+use super::service::{Activity, DrainAware, Proto};
 use crate::shutdown::ConnState;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4) that marks h2c with prior knowledge.
@@ -23,46 +23,13 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Per-connection state, readable by the deadline to classify a forced
-/// close; it also keeps the server-wide per-state gauges current.
-#[derive(Debug)]
-struct StateCell {
-    state: AtomicU8,
-    stats: Arc<Stats>,
-}
-
-impl StateCell {
-    fn new(stats: Arc<Stats>) -> Self {
-        stats.by_state[ConnState::NoRequest as usize].fetch_add(1, Ordering::AcqRel);
-        Self {
-            state: AtomicU8::new(ConnState::NoRequest as u8),
-            stats,
-        }
-    }
-
-    fn set(&self, state: ConnState) {
-        let old = self.state.swap(state as u8, Ordering::AcqRel);
-        if old != state as u8 {
-            self.stats.by_state[usize::from(old)].fetch_sub(1, Ordering::AcqRel);
-            self.stats.by_state[state as usize].fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    fn get(&self) -> ConnState {
-        ConnState::ALL[usize::from(self.state.load(Ordering::Acquire))]
-    }
-}
-
-impl Drop for StateCell {
-    fn drop(&mut self) {
-        let state = usize::from(self.state.load(Ordering::Acquire));
-        self.stats.by_state[state].fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Serves one accepted stream until it closes, or until the deadline forces it.
-pub(crate) async fn serve<S, B>(stream: SharedStream, service: S, shared: Arc<Shared>)
-where
+pub(crate) async fn serve<S, B>(
+    stream: Stream,
+    service: S,
+    shared: Arc<Shared>,
+    activity: Arc<Activity>,
+) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -70,23 +37,26 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let state = StateCell::new(Arc::clone(&shared.stats));
-    let activity = Activity::new();
+    let handle = match stream.handle() {
+        Ok(handle) => handle,
+        Err(e) => return debug!(error = %e, "cannot duplicate the connection's descriptor"),
+    };
+    let state = Arc::clone(&activity);
     let mut force = shared.force.clone();
     let conn = Conn {
-        stream: stream.clone(),
+        handle,
         shared: &shared,
-        state: &state,
         activity,
     };
     tokio::select! {
-        () = conn.run(service) => {
+        () = conn.run(stream, service) => {
             if shared.drain.borrow().is_some() {
                 shared.stats.drained.fetch_add(1, Ordering::Relaxed);
             }
         }
-        _ = force.wait_for(|forced| *forced) => {
-            let class = state.get();
+        // The state is read when the deadline fires, before `select!` drops
+        // the connection (which would end its request and mark it idle).
+        class = async { let _ = force.wait_for(|forced| *forced).await; state.state() } => {
             debug!(state = ?class, "connection force-closed at the drain deadline");
             shared.stats.forced[class as usize].fetch_add(1, Ordering::Relaxed);
         }
@@ -94,14 +64,13 @@ where
 }
 
 struct Conn<'a> {
-    stream: SharedStream,
+    handle: SocketHandle,
     shared: &'a Shared,
-    state: &'a StateCell,
     activity: Arc<Activity>,
 }
 
 impl Conn<'_> {
-    async fn run<S, B>(self, service: S)
+    async fn run<S, B>(self, mut stream: Stream, service: S)
     where
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
@@ -113,28 +82,32 @@ impl Conn<'_> {
         let timeouts = self.shared.timeouts;
         #[cfg(feature = "tls")]
         if let Some(acceptor) = &self.shared.tls {
-            self.state.set(ConnState::Handshake);
-            let handshake =
-                tokio::time::timeout(timeouts.handshake, acceptor.accept(self.stream.clone()));
-            let tls = match handshake.await {
+            let handshake = tokio::time::timeout(timeouts.handshake, acceptor.accept(stream));
+            let mut tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return debug!(error = %e, "tls handshake failed"),
                 Err(_) => return debug!("tls handshake timed out"),
             };
-            self.state.set(ConnState::NoRequest);
+            self.activity.set_state(ConnState::NoRequest);
             // ALPN decides; no sniffing after TLS.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let Some(first) = self.first_bytes(&mut tls, 1).await else {
+                drop(tls);
+                return self.handle.linger(timeouts.linger).await;
+            };
+            let io = Prefixed::new(first.freeze(), tls);
             return if h2 {
-                self.http2(tls, service).await
+                self.http2(io, service).await
             } else {
-                self.http1(tls, service).await
+                self.http1(io, service).await
             };
         }
-        let Some(prefix) = self.sniff().await else {
-            return self.stream.linger(timeouts.linger).await;
+        let Some(prefix) = self.first_bytes(&mut stream, H2_PREFACE.len()).await else {
+            drop(stream);
+            return self.handle.linger(timeouts.linger).await;
         };
         let h2 = prefix.as_ref() == H2_PREFACE;
-        let io = Prefixed::new(prefix.freeze(), self.stream.clone());
+        let io = Prefixed::new(prefix.freeze(), stream);
         if h2 {
             self.http2(io, service).await
         } else {
@@ -142,29 +115,35 @@ impl Conn<'_> {
         }
     }
 
-    /// Reads until the bytes either are the h2 preface or cannot be. `None`
-    /// when the client closes or stays silent past the bound.
-    async fn sniff(&self) -> Option<BytesMut> {
-        let mut buf = BytesMut::with_capacity(H2_PREFACE.len());
+    /// Reads the connection's first bytes: up to `want` of them, stopping as
+    /// soon as they cannot be the h2 preface. `None` when the client closes
+    /// or sends nothing within the bound (30 s, or the drain's first-request
+    /// bound once draining).
+    async fn first_bytes(
+        &self,
+        io: &mut (impl AsyncRead + Unpin),
+        want: usize,
+    ) -> Option<BytesMut> {
+        let mut buf = BytesMut::with_capacity(want);
         let mut drain = self.shared.drain.clone();
-        let accepted = Instant::now();
         let timeouts = self.shared.timeouts;
         let silent_bound = async {
             tokio::select! {
                 () = tokio::time::sleep(timeouts.first_request) => {}
                 () = async {
-                    let _ = drain.wait_for(Option::is_some).await;
-                    let since = Instant::now().saturating_duration_since(accepted);
-                    tokio::time::sleep(timeouts.first_request_draining.saturating_sub(since)).await;
+                    if drain.wait_for(Option::is_some).await.is_ok() {
+                        tokio::time::sleep(timeouts.first_request_draining).await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
                 } => {}
             }
         };
         let read = async {
-            let mut stream = self.stream.clone();
-            while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
+            while buf.len() < want && H2_PREFACE.starts_with(&buf) {
                 let mut chunk = [0u8; 24];
-                let want = H2_PREFACE.len() - buf.len();
-                match stream.read(&mut chunk[..want]).await {
+                let n = (want - buf.len()).min(chunk.len());
+                match io.read(&mut chunk[..n]).await {
                     Ok(0) | Err(_) => return false,
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
@@ -197,28 +176,15 @@ impl Conn<'_> {
     /// current meanwhile, for the deadline's classification.
     async fn idle_past_bound(&self) {
         let mut drain = self.shared.drain.clone();
+        if drain.wait_for(Option::is_some).await.is_err() {
+            return std::future::pending().await;
+        }
+        let since = Instant::now();
+        // Subscribed only now: before the drain, requests wake nobody.
         let mut activity = self.activity.subscribe();
         let timeouts = self.shared.timeouts;
-        let mut draining_since = None;
         loop {
             let now = *activity.borrow_and_update();
-            self.state.set(match now {
-                s if s.in_flight > 0 => ConnState::InFlight,
-                s if s.requests == 0 => ConnState::NoRequest,
-                _ => ConnState::Idle,
-            });
-            let Some(since) = draining_since else {
-                tokio::select! {
-                    started = async { drain.wait_for(Option::is_some).await.is_ok() } => {
-                        if !started {
-                            return std::future::pending().await;
-                        }
-                        draining_since = Some(Instant::now());
-                    }
-                    _ = activity.changed() => {}
-                }
-                continue;
-            };
             if now.in_flight > 0 {
                 if activity.changed().await.is_err() {
                     return std::future::pending().await;
@@ -281,7 +247,7 @@ impl Conn<'_> {
         }
         let parts = conn.into_parts();
         let mut io = parts.io.into_inner();
-        if !parts.read_buf.is_empty() || self.stream.has_pending_bytes() {
+        if !parts.read_buf.is_empty() || self.handle.has_pending_bytes() {
             // A request arrived just as we closed: serve it, then close.
             trace!("serving a request that raced the idle close");
             let io = Prefixed::new(parts.read_buf, io);
@@ -289,18 +255,18 @@ impl Conn<'_> {
             last.keep_alive(false)
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeouts.first_request_draining);
-            let conn = last.serve_connection(
-                TokioIo::new(io),
-                self.service(parts.service.inner, Proto::Http1),
-            );
+            let service = self.service(parts.service.inner, Proto::Http1);
+            let conn = last.serve_connection(TokioIo::new(io), service);
             if let Ok(parts) = conn.without_shutdown().await {
                 let mut io = parts.io.into_inner();
+                // TLS close_notify and FIN; the stream is dropped right after.
                 let _ = tokio::time::timeout(timeouts.linger, io.shutdown()).await;
             }
         } else {
             let _ = tokio::time::timeout(timeouts.linger, io.shutdown()).await;
+            drop(io);
         }
-        self.stream.linger(timeouts.linger).await;
+        self.handle.linger(timeouts.linger).await;
     }
 
     async fn http2<I, S, B>(self, io: I, service: S)
@@ -313,7 +279,7 @@ impl Conn<'_> {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        self.state.set(ConnState::Http2);
+        self.activity.set_state(ConnState::Http2);
         let timeouts = self.shared.timeouts;
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());
@@ -321,7 +287,8 @@ impl Conn<'_> {
             TokioIo::new(io),
             self.service(Arc::new(service), Proto::Http2),
         );
-        let mut conn = std::pin::pin!(conn);
+        // Boxed so it can be dropped (closing our end of the stream) before the linger.
+        let mut conn = Box::pin(conn);
         let mut drain = self.shared.drain.clone();
         let result = tokio::select! {
             result = conn.as_mut() => Some(result),
@@ -349,7 +316,8 @@ impl Conn<'_> {
         if let Err(e) = result {
             debug!(error = %e, "http/2 connection ended with an error");
         }
-        self.stream.linger(timeouts.linger).await;
+        drop(conn);
+        self.handle.linger(timeouts.linger).await;
     }
 }
 

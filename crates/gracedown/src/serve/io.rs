@@ -1,17 +1,18 @@
-//! The connection's transport: a socket shared between hyper and the drain
-//! logic, so the drain can peek for waiting request bytes and close with a
-//! linger even while hyper owns the stream.
+//! The connection's transport, and a second handle on the same socket (a
+//! duplicated descriptor) through which the drain peeks for waiting request
+//! bytes and closes with a linger, whoever owns the stream at that moment.
+//!
+//! hyper owns the stream itself, so reads and writes take tokio's fast path.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use rustix::net::{RecvFlags, Shutdown};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 /// An accepted TCP or unix stream.
@@ -21,134 +22,44 @@ pub(crate) enum Stream {
     Unix(UnixStream),
 }
 
-/// A cheaply clonable handle on one accepted stream.
-///
-/// Reads and writes go through the readiness API (`poll_*_ready` +
-/// `try_*`), which takes `&self`, so hyper can own one clone while the
-/// connection task keeps another to peek and to close.
-#[derive(Debug, Clone)]
-pub(crate) struct SharedStream(Arc<Stream>);
-
-impl SharedStream {
-    pub(crate) fn new(stream: Stream) -> Self {
-        Self(Arc::new(stream))
-    }
-
-    /// Whether request bytes are waiting in the kernel, without consuming them.
-    pub(crate) fn has_pending_bytes(&self) -> bool {
-        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        matches!(
-            rustix::net::recv(self.as_fd(), &mut probe[..], RecvFlags::PEEK | RecvFlags::DONTWAIT),
-            Ok((_, n)) if n > 0
-        )
-    }
-
-    /// Half-closes the write side (FIN), which tells the client we are done.
-    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
-        match rustix::net::shutdown(self.as_fd(), Shutdown::Write) {
-            Ok(()) | Err(rustix::io::Errno::NOTCONN) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Lingering close (RFC 9112 §9.6): send FIN, then read and discard what
-    /// the client still sends until it closes too or `bound` passes, so that
-    /// closing never turns unread bytes into an RST that destroys a response
-    /// the client has not read yet. The descriptor closes when the last clone drops.
-    pub(crate) async fn linger(&self, bound: Duration) {
-        if self.shutdown_write().is_err() {
-            return;
-        }
-        let drain = async {
-            let mut sink = [0u8; 4096];
-            loop {
-                if self.readable().await.is_err() {
-                    return;
-                }
-                match self.try_read(&mut sink) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
-                }
-            }
+impl Stream {
+    /// A second handle on this socket, for the drain.
+    pub(crate) fn handle(&self) -> io::Result<SocketHandle> {
+        let (fd, unix) = match self {
+            Self::Tcp(s) => (s.as_fd(), false),
+            Self::Unix(s) => (s.as_fd(), true),
         };
-        let _ = tokio::time::timeout(bound, drain).await;
-    }
-
-    async fn readable(&self) -> io::Result<()> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.readable().await,
-            Stream::Unix(s) => s.readable().await,
-        }
-    }
-
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.try_read(buf),
-            Stream::Unix(s) => s.try_read(buf),
-        }
-    }
-
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.poll_read_ready(cx),
-            Stream::Unix(s) => s.poll_read_ready(cx),
-        }
-    }
-
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.poll_write_ready(cx),
-            Stream::Unix(s) => s.poll_write_ready(cx),
-        }
-    }
-
-    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.try_write_vectored(bufs),
-            Stream::Unix(s) => s.try_write_vectored(bufs),
-        }
+        let fd = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
+        Ok(SocketHandle { fd, unix })
     }
 }
 
-impl AsFd for SharedStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.as_fd(),
-            Stream::Unix(s) => s.as_fd(),
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Self::Tcp($s) => $e,
+            Self::Unix($s) => $e,
         }
-    }
+    };
 }
 
-impl AsyncRead for SharedStream {
+impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.poll_read_ready(cx))?;
-            match self.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                // `try_read` cleared the readiness; poll again to register.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
-impl AsyncWrite for SharedStream {
+impl AsyncWrite for Stream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -156,26 +67,73 @@ impl AsyncWrite for SharedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.poll_write_ready(cx))?;
-            match self.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                result => return Poll::Ready(result),
-            }
-        }
+        delegate!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
         true
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.shutdown_write())
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
     }
+}
+
+/// A duplicate descriptor of an accepted socket (close-on-exec). The socket
+/// closes when both this and the [`Stream`] are dropped.
+#[derive(Debug)]
+pub(crate) struct SocketHandle {
+    fd: OwnedFd,
+    unix: bool,
+}
+
+impl SocketHandle {
+    /// Whether request bytes are waiting in the kernel, without consuming them.
+    pub(crate) fn has_pending_bytes(&self) -> bool {
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            rustix::net::recv(&self.fd, &mut probe[..], RecvFlags::PEEK | RecvFlags::DONTWAIT),
+            Ok((_, n)) if n > 0
+        )
+    }
+
+    /// Lingering close (RFC 9112 §9.6): send FIN, then read and discard what
+    /// the client still sends until it closes too or `bound` passes, so that
+    /// closing never turns unread bytes into an RST that destroys a response
+    /// the client has not read yet. Call it once the [`Stream`] is dropped.
+    pub(crate) async fn linger(self, bound: Duration) {
+        match rustix::net::shutdown(&self.fd, Shutdown::Write) {
+            Ok(()) | Err(rustix::io::Errno::NOTCONN) => {}
+            Err(_) => return,
+        }
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            let result = if self.unix {
+                let std = std::os::unix::net::UnixStream::from(self.fd);
+                let Ok(mut stream) = UnixStream::from_std(std) else {
+                    return;
+                };
+                loop_until_eof(&mut stream, &mut sink).await
+            } else {
+                let std = std::net::TcpStream::from(self.fd);
+                let Ok(mut stream) = TcpStream::from_std(std) else {
+                    return;
+                };
+                loop_until_eof(&mut stream, &mut sink).await
+            };
+            let _ = result;
+        };
+        let _ = tokio::time::timeout(bound, drain).await;
+    }
+}
+
+async fn loop_until_eof(stream: &mut (impl AsyncRead + Unpin), sink: &mut [u8]) -> io::Result<()> {
+    while stream.read(sink).await? > 0 {}
+    Ok(())
 }
 
 /// A stream with bytes already read from it put back in front.

@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info};
 
 use super::conn;
-use super::io::{SharedStream, Stream};
-use super::service::Stats;
+use super::io::Stream;
+use super::service::{Activity, Stats};
 use crate::error::Error;
 use crate::listener::{ListenAddr, Listener};
 use crate::notify::Notifier;
@@ -44,6 +44,17 @@ pub(crate) struct Shared {
     pub(crate) timeouts: Timeouts,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Shared {
+    /// A new connection's state: in the TLS handshake, or waiting for its first request.
+    pub(crate) fn initial_state(&self) -> ConnState {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return ConnState::Handshake;
+        }
+        ConnState::NoRequest
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -233,6 +244,7 @@ impl Server {
         self.notifier.send("STOPPING=1");
         let connections_at_signal = stats.open.load(Ordering::Acquire);
         let at_signal = ConnState::ALL.map(|s| stats.by_state[s as usize].load(Ordering::Acquire));
+        drain_tx.send_replace(Some(deadline));
         info!(
             connections = connections_at_signal,
             handshake = at_signal[ConnState::Handshake as usize],
@@ -243,7 +255,6 @@ impl Server {
             deadline_ms = self.drain_timeout.as_millis() as u64,
             "draining"
         );
-        drain_tx.send_replace(Some(deadline));
         while accepting.join_next().await.is_some() {}
         let stop_accepting = signal.elapsed();
 
@@ -379,11 +390,13 @@ async fn accept_loop<S, B>(
             Ok((stream, peer)) => {
                 debug!(peer = %peer, "connection accepted");
                 shared.stats.open.fetch_add(1, Ordering::AcqRel);
+                // Created here, so the connection counts in its state from the accept on.
+                let activity = Activity::new(Arc::clone(&shared.stats), shared.initial_state());
                 let (service, shared, alive) =
                     (service.clone(), Arc::clone(&shared), alive.clone());
                 // Owned by `alive`: the drain waits for this task to drop it.
                 tokio::spawn(async move {
-                    conn::serve(SharedStream::new(stream), service, Arc::clone(&shared)).await;
+                    conn::serve(stream, service, Arc::clone(&shared), activity).await;
                     shared.stats.open.fetch_sub(1, Ordering::AcqRel);
                     drop(alive);
                 });

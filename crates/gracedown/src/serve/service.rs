@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::Service;
 use tokio::sync::watch;
 
-use crate::shutdown::Draining;
+use crate::shutdown::{ConnState, Draining};
 
 /// Counters shared by the whole server, for the drain report.
 #[derive(Debug, Default)]
@@ -39,47 +39,107 @@ pub(crate) struct ActivityState {
     pub(crate) idle_since: Instant,
 }
 
-/// A connection's [`ActivityState`], observable by the drain.
+/// A connection's [`ActivityState`], observable by the drain, and its
+/// [`ConnState`] for the drain report.
 #[derive(Debug)]
-pub(crate) struct Activity(watch::Sender<ActivityState>);
+pub(crate) struct Activity {
+    watch: watch::Sender<ActivityState>,
+    state: StateCell,
+}
 
 impl Activity {
-    pub(crate) fn new() -> Arc<Self> {
-        let state = ActivityState {
+    pub(crate) fn new(stats: Arc<Stats>, initial: ConnState) -> Arc<Self> {
+        let now = ActivityState {
             in_flight: 0,
             requests: 0,
             idle_since: Instant::now(),
         };
-        Arc::new(Self(watch::Sender::new(state)))
+        Arc::new(Self {
+            watch: watch::Sender::new(now),
+            state: StateCell::new(stats, initial),
+        })
+    }
+
+    pub(crate) fn set_state(&self, state: ConnState) {
+        self.state.set(state);
+    }
+
+    pub(crate) fn state(&self) -> ConnState {
+        self.state.get()
     }
 
     pub(crate) fn now(&self) -> ActivityState {
-        *self.0.borrow()
+        *self.watch.borrow()
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<ActivityState> {
-        self.0.subscribe()
+        self.watch.subscribe()
     }
 
-    fn begin(self: &Arc<Self>) -> ActivityGuard {
-        self.0.send_modify(|s| {
+    fn begin(self: &Arc<Self>, proto: Proto) -> ActivityGuard {
+        self.watch.send_modify(|s| {
             s.requests += 1;
             s.in_flight += 1;
         });
-        ActivityGuard(Arc::clone(self))
+        if proto == Proto::Http1 {
+            self.state.set(ConnState::InFlight);
+        }
+        ActivityGuard(Arc::clone(self), proto)
     }
 }
 
 /// Marks a request finished when dropped (hyper drops the body once written).
 #[derive(Debug)]
-struct ActivityGuard(Arc<Activity>);
+struct ActivityGuard(Arc<Activity>, Proto);
 
 impl Drop for ActivityGuard {
     fn drop(&mut self) {
-        self.0.0.send_modify(|s| {
+        let mut idle = false;
+        self.0.watch.send_modify(|s| {
             s.in_flight -= 1;
             s.idle_since = Instant::now();
+            idle = s.in_flight == 0;
         });
+        if idle && self.1 == Proto::Http1 {
+            self.0.state.set(ConnState::Idle);
+        }
+    }
+}
+
+/// Per-connection state, readable by the deadline to classify a forced
+/// close; it also keeps the server-wide per-state gauges current.
+#[derive(Debug)]
+struct StateCell {
+    state: AtomicU8,
+    stats: Arc<Stats>,
+}
+
+impl StateCell {
+    fn new(stats: Arc<Stats>, initial: ConnState) -> Self {
+        stats.by_state[initial as usize].fetch_add(1, Ordering::AcqRel);
+        Self {
+            state: AtomicU8::new(initial as u8),
+            stats,
+        }
+    }
+
+    fn set(&self, state: ConnState) {
+        let old = self.state.swap(state as u8, Ordering::AcqRel);
+        if old != state as u8 {
+            self.stats.by_state[usize::from(old)].fetch_sub(1, Ordering::AcqRel);
+            self.stats.by_state[state as usize].fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn get(&self) -> ConnState {
+        ConnState::ALL[usize::from(self.state.load(Ordering::Acquire))]
+    }
+}
+
+impl Drop for StateCell {
+    fn drop(&mut self) {
+        let state = usize::from(self.state.load(Ordering::Acquire));
+        self.stats.by_state[state].fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -113,7 +173,7 @@ where
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         tracing::debug!(method = %req.method(), path = req.uri().path(), "request started");
-        let guard = self.activity.begin();
+        let guard = self.activity.begin(self.proto);
         req.extensions_mut()
             .insert(Draining::new(self.drain.clone()));
         let future = self.inner.call(req);
