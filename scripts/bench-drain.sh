@@ -3,7 +3,8 @@
 #   1. wrk req/s with a restart every second / without restarts, same worker, same run;
 #   2. gracedown worker / Go net/http worker (peers/go-worker), wrk, HTTP/1.1, no restarts;
 #   3. the same over HTTP/2 with TLS, measured with h2load;
-#   4. client-visible errors per restart, gracedown vs the Go worker, under Perl start_server.
+#   4. client-visible errors across restarts every 1 s and every 0.2 s, gracedown vs the Go worker,
+#      under Perl start_server.
 # Needs: start_server (libserver-starter-perl), wrk, h2load (nghttp2-client), curl;
 # Go (golang-go) for the peer rows, which are skipped without it.
 # Usage: scripts/bench-drain.sh [SECONDS_PER_RUN (10)] [ROUNDS (3)]
@@ -60,11 +61,12 @@ run_h2load() {
   awk '/^finished in/ {gsub(",","",$4); print $4}' <<<"$out"
 }
 
-# with_restarts PID CMD... : runs CMD while sending HUP to PID every second; prints CMD's output and the HUP count.
+# with_restarts EVERY PID CMD... : runs CMD while sending HUP to PID every EVERY seconds;
+# prints CMD's output and the HUP count.
 with_restarts() {
-  local target=$1; shift
+  local every=$1 target=$2; shift 2
   local count_file; count_file=$(mktemp)
-  ( n=0; while sleep 1; do kill -HUP "$target" 2>/dev/null || break; n=$((n+1)); echo $n >"$count_file"; done ) &
+  ( n=0; while sleep "$every"; do kill -HUP "$target" 2>/dev/null || break; n=$((n+1)); echo $n >"$count_file"; done ) &
   local hupper=$!
   "$@"
   kill "$hupper"; wait "$hupper" 2>/dev/null || true
@@ -78,21 +80,27 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
 echo "# $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), ${dur}s per run, $rounds rounds; raw output in $log"
 
 # 1 + 4: restart vs no restart, and errors per restart.
-declare -A ratios errors restarts
+declare -A ratios errors restarts fast_errors fast_restarts
 for worker in gracedown ${go:+go}; do
   port=$(free_port)
   if [ "$worker" = gracedown ]; then start "$port" http "$gd" serve; else start "$port" http "$go"; fi
   server=$started
-  ratios[$worker]=""; errors[$worker]=0; restarts[$worker]=0
+  ratios[$worker]=""; errors[$worker]=0; restarts[$worker]=0; fast_errors[$worker]=0; fast_restarts[$worker]=0
   for r in $(seq "$rounds"); do
     read -r base _ _ < <(run_wrk "http://127.0.0.1:$port/")
-    out=$(with_restarts "$server" run_wrk "http://127.0.0.1:$port/")
+    out=$(with_restarts 1 "$server" run_wrk "http://127.0.0.1:$port/")
     read -r rps errs non2xx <<<"$(head -1 <<<"$out")"
     n=$(sed -n 's/restarts=//p' <<<"$out")
     ratios[$worker]+="$(ratio "$rps" "$base") "
     errors[$worker]=$((errors[$worker] + errs + non2xx))
     restarts[$worker]=$((restarts[$worker] + n))
     echo "$worker round $r: no restart $base req/s, restart every 1s $rps req/s, $n restarts, $errs socket errors, $non2xx non-2xx"
+    out=$(with_restarts 0.2 "$server" run_wrk "http://127.0.0.1:$port/")
+    read -r rps errs non2xx <<<"$(head -1 <<<"$out")"
+    n=$(sed -n 's/restarts=//p' <<<"$out")
+    fast_errors[$worker]=$((fast_errors[$worker] + errs + non2xx))
+    fast_restarts[$worker]=$((fast_restarts[$worker] + n))
+    echo "$worker round $r: restart every 0.2s $rps req/s, $n restarts, $errs socket errors, $non2xx non-2xx"
   done
   stop "$server"
 done
@@ -127,7 +135,8 @@ echo "| measure | median | rounds | target |"
 echo "| --- | --- | --- | --- |"
 for worker in gracedown ${go:+go}; do
   echo "| $worker: req/s with a restart every 1 s / without | $(tr ' ' '\n' <<<"${ratios[$worker]}" | grep . | median) | ${ratios[$worker]}| >= 0.97 |"
-  echo "| $worker: client-visible errors (wrk socket errors + non-2xx) | ${errors[$worker]} in ${restarts[$worker]} restarts | | 0 |"
+  echo "| $worker: client-visible errors, restart every 1 s (wrk socket errors + non-2xx) | ${errors[$worker]} in ${restarts[$worker]} restarts | | 0 |"
+  echo "| $worker: client-visible errors, restart every 0.2 s | ${fast_errors[$worker]} in ${fast_restarts[$worker]} restarts | | 0 |"
 done
 if [ -n "$go" ]; then
   echo "| gracedown / go, HTTP/1.1 (wrk) | $(tr ' ' '\n' <<<"$h1" | grep . | median) | $h1| >= 1.3 |"

@@ -7,6 +7,7 @@ mod bad_input;
 mod drain_states;
 mod fd_adoption;
 mod perl_start_server;
+mod readiness;
 mod restarts_under_load;
 mod serve_protocols;
 mod systemd_activation;
