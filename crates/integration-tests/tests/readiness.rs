@@ -10,7 +10,9 @@ use crate::support::{TEST_WAIT, TempDir, gracedown, ready_addr};
 
 fn recv(socket: &UnixDatagram) -> String {
     let mut buf = [0u8; 256];
-    let n = socket.recv(&mut buf).expect("a notification within the bound");
+    let n = socket
+        .recv(&mut buf)
+        .expect("a notification within the bound");
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
@@ -21,8 +23,10 @@ fn worker_says_ready_when_serving_and_stopping_when_draining() {
     let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
     socket.set_read_timeout(Some(TEST_WAIT)).expect("timeout");
     let mut cmd = Command::new(gracedown());
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]).env("NOTIFY_SOCKET", &path);
-    cmd.env_remove("SERVER_STARTER_PORT").env_remove("LISTEN_FDS");
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &path);
+    cmd.env_remove("SERVER_STARTER_PORT")
+        .env_remove("LISTEN_FDS");
     let mut proc = Proc::spawn(cmd);
 
     assert_eq!(recv(&socket), "READY=1");

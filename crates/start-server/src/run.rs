@@ -1,0 +1,276 @@
+//! The superdaemon's driver: sets up (bind, log, daemonize, pid file), then
+//! runs the [`Supervisor`] on real events: signals, child exits, readiness
+//! datagrams and time.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::os::linux::net::SocketAddrExt;
+use std::time::Instant;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::{Config, LogTarget, Mode};
+use crate::env::Environment;
+use crate::error::Error;
+use crate::files::{PidFile, StatusFile};
+use crate::sockets::ListenerSet;
+use crate::supervisor::{Action, Event, Settings, StopSignal, Supervisor};
+
+/// Variables never passed to workers: they describe start_server's own
+/// supervisor (systemd), not the worker's.
+const NOT_INHERITED: [&str; 4] = [
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+];
+
+/// Runs the superdaemon until it has stopped; returns the exit status.
+///
+/// # Errors
+///
+/// A setup failure (bind, log file, pid file, daemonize).
+pub(crate) fn run(config: &Config) -> Result<u8, Error> {
+    let Mode::Run(program) = &config.mode else {
+        return Ok(crate::exit::SETUP);
+    };
+    info!("start_server (pid:{}) starting now...", std::process::id());
+    let env = Environment::new(std::env::vars_os(), &config.control_env);
+    let mut log = |line: String| info!("{line}");
+    let sockets = ListenerSet::bind(&config.sockets, config.backlog, &mut log)?;
+    let systemd = gracedown::notify::Notifier::from_env();
+    if let Some(target) = &config.log {
+        redirect_output(target)?;
+    }
+    if config.daemonize {
+        let keep_stdin = sockets.sockets.iter().any(|s| s.target == 0);
+        crate::daemon::daemonize(keep_stdin)?;
+    }
+    let pid_file = config
+        .pid_file
+        .as_deref()
+        .map(PidFile::create)
+        .transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            action: "start the runtime",
+            source,
+        })?;
+    let code = runtime.block_on(drive(config, program, &sockets, env, systemd));
+    sockets.remove_paths();
+    drop(pid_file);
+    code
+}
+
+fn redirect_output(target: &LogTarget) -> Result<(), Error> {
+    use std::os::fd::AsFd;
+    let fd: std::os::fd::OwnedFd = match target {
+        LogTarget::File(path) => std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|source| Error::File {
+                action: "open the log file",
+                path: path.clone(),
+                source,
+            })?
+            .into(),
+        LogTarget::Pipe(cmd) => {
+            let child = std::process::Command::new("/bin/sh")
+                .args(["-c", cmd])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|source| Error::Io {
+                    action: "start the log pipe command",
+                    source,
+                })?;
+            let stdin = child.stdin.ok_or_else(|| Error::Io {
+                action: "open the log pipe",
+                source: std::io::ErrorKind::BrokenPipe.into(),
+            })?;
+            stdin.into()
+        }
+    };
+    let fail = |e: rustix::io::Errno| Error::Io {
+        action: "redirect output to the log",
+        source: e.into(),
+    };
+    rustix::stdio::dup2_stdout(fd.as_fd()).map_err(fail)?;
+    rustix::stdio::dup2_stderr(fd.as_fd()).map_err(fail)?;
+    Ok(())
+}
+
+async fn drive(
+    config: &Config,
+    program: &[OsString],
+    sockets: &ListenerSet,
+    env: Environment,
+    systemd: gracedown::notify::Notifier,
+) -> Result<u8, Error> {
+    let install = |kind| {
+        signal(kind).map_err(|source| Error::Io {
+            action: "install signal handlers",
+            source,
+        })
+    };
+    let mut hup = install(SignalKind::hangup())?;
+    let mut term = install(SignalKind::terminate())?;
+    let mut int = install(SignalKind::interrupt())?;
+    let mut quit = install(SignalKind::quit())?;
+    let mut usr1 = install(SignalKind::user_defined1())?;
+    let mut usr2 = install(SignalKind::user_defined2())?;
+    let mut alrm = install(SignalKind::alarm())?;
+    let (exit_tx, mut exits) = mpsc::unbounded_channel::<(u32, i32)>();
+    let (ready_tx, mut readies) = mpsc::unbounded_channel::<u64>();
+    let mut supervisor = Supervisor::new(Settings {
+        interval: config.interval,
+        ready_timeout: config.ready_timeout,
+        signal_on_hup: config.signal_on_hup,
+        signal_on_term: config.signal_on_term,
+        drain_timeout: config.drain_timeout,
+    });
+    let mut status = config.status_file.clone().map(StatusFile::new);
+    let mut readiness: Option<JoinHandle<()>> = None;
+    let port_env = sockets.env_value();
+    let placements = sockets.placements();
+    let mut events = VecDeque::from([Event::Start]);
+    loop {
+        while let Some(event) = events.pop_front() {
+            supervisor.dynamic = env.dynamic();
+            for action in supervisor.handle(event, Instant::now()) {
+                match action {
+                    Action::Spawn { generation } => {
+                        if let Some(task) = readiness.take() {
+                            task.abort();
+                        }
+                        let (name, task) = listen_for_ready(generation, ready_tx.clone());
+                        readiness = task;
+                        let mut vars: Vec<(OsString, OsString)> = env
+                            .current()
+                            .into_iter()
+                            .filter(|(k, _)| !NOT_INHERITED.iter().any(|n| k == n))
+                            .collect();
+                        vars.push(("SERVER_STARTER_PORT".into(), port_env.clone().into()));
+                        vars.push((
+                            "SERVER_STARTER_GENERATION".into(),
+                            generation.to_string().into(),
+                        ));
+                        if let Some(name) = name {
+                            vars.push(("NOTIFY_SOCKET".into(), name.into()));
+                        }
+                        match crate::spawn::spawn(
+                            program,
+                            &vars,
+                            config.dir.as_deref(),
+                            &placements,
+                        ) {
+                            Ok(mut child) => {
+                                let pid = child.id().unwrap_or_default();
+                                let exit_tx = exit_tx.clone();
+                                tokio::spawn(async move {
+                                    use std::os::unix::process::ExitStatusExt;
+                                    if let Ok(status) = child.wait().await {
+                                        let _ = exit_tx.send((pid, status.into_raw()));
+                                    }
+                                });
+                                events.push_back(Event::Spawned { generation, pid });
+                            }
+                            Err(e) => {
+                                let prog = program[0].to_string_lossy();
+                                let error =
+                                    format!("failed to exec {prog}: {}", crate::errno_text(&e));
+                                events.push_back(Event::SpawnFailed { generation, error });
+                            }
+                        }
+                    }
+                    Action::Signal { pid, signal } => {
+                        signal.send(pid);
+                    }
+                    Action::WriteStatus(content) => {
+                        if let Some(status) = status.as_mut()
+                            && let Err(e) = status.write(&content)
+                        {
+                            info!("{}", crate::error_line(&e));
+                        }
+                    }
+                    Action::Log(line) => info!("{line}"),
+                    Action::Notify(state) => notify_systemd(&systemd, state),
+                    Action::Exit(code) => {
+                        if let Some(status) = &status {
+                            status.remove();
+                        }
+                        return Ok(code);
+                    }
+                }
+            }
+        }
+        let deadline = supervisor.next_deadline();
+        let tick = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = hup.recv() => events.push_back(Event::Hup),
+            _ = term.recv() => events.push_back(Event::Stop(StopSignal::Term)),
+            _ = int.recv() => events.push_back(Event::Stop(StopSignal::Int)),
+            _ = quit.recv() => events.push_back(Event::Stop(StopSignal::Quit)),
+            _ = usr1.recv() => info!("received USR1, ignored"),
+            _ = usr2.recv() => info!("received USR2, ignored"),
+            _ = alrm.recv() => {}
+            Some((pid, status)) = exits.recv() => events.push_back(Event::Exited { pid, status }),
+            Some(generation) = readies.recv() => events.push_back(Event::Ready { generation }),
+            () = tick => events.push_back(Event::Tick),
+        }
+    }
+}
+
+/// Binds the generation's private readiness socket (abstract namespace) and
+/// reads it until `READY=1`.
+fn listen_for_ready(
+    generation: u64,
+    ready: mpsc::UnboundedSender<u64>,
+) -> (Option<String>, Option<JoinHandle<()>>) {
+    let name = format!("gracedown-start_server/{}/{generation}", std::process::id());
+    let bound = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .and_then(|addr| std::os::unix::net::UnixDatagram::bind_addr(&addr))
+        .and_then(|socket| {
+            socket.set_nonblocking(true)?;
+            tokio::net::UnixDatagram::from_std(socket)
+        });
+    let Ok(socket) = bound else {
+        info!(
+            "cannot create the readiness socket; generation {generation} is trusted after --interval"
+        );
+        return (None, None);
+    };
+    let task = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = socket.recv(&mut buf).await {
+            if buf[..n]
+                .split(|b| *b == b'\n')
+                .any(|line| line == b"READY=1")
+            {
+                let _ = ready.send(generation);
+                return;
+            }
+        }
+    });
+    (Some(format!("@{name}")), Some(task))
+}
+
+fn notify_systemd(systemd: &gracedown::notify::Notifier, state: &str) {
+    if state == "RELOADING=1" {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000;
+        systemd.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+    } else {
+        systemd.send(state);
+    }
+}

@@ -1,0 +1,625 @@
+//! The generation state machine, pure: [`Supervisor::handle`] takes an
+//! [`Event`] and the current time and returns the [`Action`]s to perform.
+//! It never spawns, signals or writes by itself, so every path, including the
+//! ones where Perl's Server::Starter loses the healthy generation, is tested
+//! with scripted events (see the tests at the bottom).
+//!
+//! Perl compatibility: the same generation numbering (incremented before
+//! every attempt, failed ones included), the same log lines, the same status
+//! file contents. Fixes (see `docs/design/supervisor.md`):
+//! - a HUP while a restart is in progress never shortens it: it is coalesced
+//!   into one more restart after the current one;
+//! - old generations are signalled only if the new one is still alive;
+//! - a worker may say `READY=1` and is trusted at once; with a ready timeout,
+//!   one that never does is killed and the old generation keeps serving;
+//! - failed starts and crash loops back off instead of spinning.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::signal::Signal;
+
+/// Settings that do not change while running.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A worker alive this long is trusted (when it does not say READY=1).
+    pub interval: Duration,
+    /// When set, only READY=1 makes a worker trusted, within this bound.
+    pub ready_timeout: Option<Duration>,
+    /// Sent to old generations after a restart.
+    pub signal_on_hup: Signal,
+    /// Sent to all workers on SIGTERM.
+    pub signal_on_term: Signal,
+    /// SIGKILL what is left this long after the stop signal.
+    pub drain_timeout: Option<Duration>,
+}
+
+/// Settings read from the environment (and the envdir) at each wake-up,
+/// as Perl does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dynamic {
+    /// `KILL_OLD_DELAY` (default 0, or 5 s with auto-restart).
+    pub kill_old_delay: Option<Duration>,
+    /// `AUTO_RESTART_INTERVAL` when `ENABLE_AUTO_RESTART` is set (default 360 s).
+    pub auto_restart: Option<Duration>,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// start_server is set up: start the first generation.
+    Start,
+    /// SIGHUP.
+    Hup,
+    /// SIGTERM, SIGINT or SIGQUIT.
+    Stop(StopSignal),
+    /// The worker of `generation` was spawned as `pid`.
+    Spawned {
+        /// The generation.
+        generation: u64,
+        /// Its pid.
+        pid: u32,
+    },
+    /// The worker of `generation` could not be spawned (exec or chdir failed).
+    SpawnFailed {
+        /// The generation.
+        generation: u64,
+        /// Why, for the log.
+        error: String,
+    },
+    /// A child exited with this raw wait status.
+    Exited {
+        /// The child.
+        pid: u32,
+        /// The raw wait status (exit code << 8, or the signal number).
+        status: i32,
+    },
+    /// The worker of `generation` said READY=1.
+    Ready {
+        /// The generation.
+        generation: u64,
+    },
+    /// Time passed (a deadline from [`Supervisor::next_deadline`] was reached).
+    Tick,
+}
+
+/// The stop signal start_server received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    /// SIGTERM: workers get `--signal-on-term`.
+    Term,
+    /// SIGINT: workers get SIGTERM.
+    Int,
+    /// SIGQUIT: like SIGTERM (Perl dies and orphans the workers).
+    Quit,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Spawn a worker of this generation; answer with `Spawned` or `SpawnFailed`.
+    Spawn {
+        /// The generation.
+        generation: u64,
+    },
+    /// Send a signal.
+    Signal {
+        /// The target.
+        pid: u32,
+        /// The signal.
+        signal: Signal,
+    },
+    /// Write the status file with this content.
+    WriteStatus(String),
+    /// A log line.
+    Log(String),
+    /// A systemd notification for start_server's own supervisor.
+    Notify(&'static str),
+    /// Exit with this status.
+    Exit(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The first generation, or a respawn after the current one died.
+    Replace,
+    /// A restart (HUP or auto-restart): old generations are signalled once it is up.
+    Restart,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    generation: u64,
+    pid: Option<u32>,
+    started: Instant,
+    purpose: Purpose,
+    killed: bool,
+}
+
+/// The supervisor's state.
+#[derive(Debug)]
+pub struct Supervisor {
+    settings: Settings,
+    /// Updated by the driver before each event.
+    pub dynamic: Dynamic,
+    generation: u64,
+    current: Option<(u32, u64)>,
+    candidate: Option<Candidate>,
+    next_attempt: Option<(Instant, Purpose)>,
+    old: BTreeMap<u32, u64>,
+    kill_old_at: Option<Instant>,
+    /// Old generations whose signal was withheld because the new one died.
+    kill_withheld: bool,
+    pending_restart: bool,
+    failures: u32,
+    last_restart: Option<Instant>,
+    stopping: Option<Option<Instant>>,
+    ready_once: bool,
+}
+
+impl Supervisor {
+    /// A supervisor with nothing running yet.
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            dynamic: Dynamic::default(),
+            generation: 0,
+            current: None,
+            candidate: None,
+            next_attempt: None,
+            old: BTreeMap::new(),
+            kill_old_at: None,
+            kill_withheld: false,
+            pending_restart: false,
+            failures: 0,
+            last_restart: None,
+            stopping: None,
+            ready_once: false,
+        }
+    }
+
+    /// The last generation number handed out.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The next time [`Event::Tick`] has something to do, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if let Some(stopping) = self.stopping {
+            return stopping;
+        }
+        let candidate = self.candidate.as_ref().and_then(|c| {
+            c.pid?;
+            if c.killed {
+                return None;
+            }
+            Some(
+                c.started
+                    + self
+                        .settings
+                        .ready_timeout
+                        .unwrap_or(self.settings.interval),
+            )
+        });
+        let auto = match (self.dynamic.auto_restart, self.last_restart) {
+            (Some(every), Some(last)) if self.candidate.is_none() && self.kill_old_at.is_none() => {
+                Some(
+                    last + if self.old.is_empty() {
+                        every
+                    } else {
+                        every * 2
+                    },
+                )
+            }
+            _ => None,
+        };
+        [
+            candidate,
+            self.next_attempt.map(|(at, _)| at),
+            self.kill_old_at,
+            auto,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Handles one event at time `now`.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Start => self.attempt(Purpose::Replace, now, &mut out),
+            Event::Hup => self.hup(now, &mut out),
+            Event::Stop(signal) => self.stop(signal, now, &mut out),
+            Event::Spawned { generation, pid } => {
+                if let Some(c) = self
+                    .candidate
+                    .as_mut()
+                    .filter(|c| c.generation == generation)
+                {
+                    c.pid = Some(pid);
+                    out.push(Action::Log(format!("starting new worker {pid}")));
+                    if self.stopping.is_some() {
+                        out.push(Action::Signal {
+                            pid,
+                            signal: Signal::TERM,
+                        });
+                    }
+                }
+            }
+            Event::SpawnFailed { generation, error } => {
+                if self
+                    .candidate
+                    .as_ref()
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    out.push(Action::Log(format!(
+                        "new worker of generation {generation} failed to start: {error}"
+                    )));
+                    self.failed_start(now);
+                }
+            }
+            Event::Ready { generation } => {
+                let ready = self
+                    .candidate
+                    .as_ref()
+                    .is_some_and(|c| c.generation == generation && c.pid.is_some() && !c.killed);
+                if ready && self.stopping.is_none() {
+                    self.accept(now, &mut out);
+                }
+            }
+            Event::Exited { pid, status } => self.exited(pid, status, now, &mut out),
+            Event::Tick => self.tick(now, &mut out),
+        }
+        self.finish_stop(&mut out);
+        out
+    }
+
+    fn attempt(&mut self, purpose: Purpose, now: Instant, out: &mut Vec<Action>) {
+        self.generation += 1;
+        self.next_attempt = None;
+        self.candidate = Some(Candidate {
+            generation: self.generation,
+            pid: None,
+            started: now,
+            purpose,
+            killed: false,
+        });
+        out.push(Action::Spawn {
+            generation: self.generation,
+        });
+    }
+
+    fn hup(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.stopping.is_some() {
+            return;
+        }
+        if self.candidate.is_some() || self.next_attempt.is_some() || self.kill_old_at.is_some() {
+            // Never cut the running restart short (Perl accepts the
+            // half-started worker and kills the healthy old one): one more
+            // restart follows once this one is done.
+            if !self.pending_restart {
+                out.push(Action::Log(
+                    "received HUP during a restart, another restart will follow".into(),
+                ));
+            }
+            self.pending_restart = true;
+            return;
+        }
+        out.push(Action::Log("received HUP, spawning a new worker".into()));
+        self.restart(now, out);
+    }
+
+    fn restart(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.ready_once {
+            out.push(Action::Notify("RELOADING=1"));
+        }
+        self.attempt(Purpose::Restart, now, out);
+    }
+
+    /// The candidate is trusted: it becomes the current generation.
+    fn accept(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(c) = self.candidate.take() else {
+            return;
+        };
+        let Some(pid) = c.pid else { return };
+        if let Some((old_pid, old_gen)) = self.current.take() {
+            self.old.insert(old_pid, old_gen);
+        }
+        self.current = Some((pid, c.generation));
+        self.last_restart = Some(now);
+        out.push(self.status());
+        out.push(Action::Notify("READY=1"));
+        self.ready_once = true;
+        if c.purpose == Purpose::Restart || self.kill_withheld {
+            self.kill_withheld = false;
+            let list = self.old_list();
+            out.push(Action::Log(format!(
+                "new worker is now running, sending {} to old workers:{}",
+                self.settings.signal_on_hup,
+                if list.is_empty() {
+                    "none".to_owned()
+                } else {
+                    list
+                }
+            )));
+            match self.dynamic.kill_old_delay.filter(|d| !d.is_zero()) {
+                Some(delay) => {
+                    out.push(Action::Log(format!(
+                        "sleeping {} secs before killing old workers",
+                        secs(delay)
+                    )));
+                    self.kill_old_at = Some(now + delay);
+                }
+                None => self.kill_old(now, out),
+            }
+        } else {
+            self.after_restart(now, out);
+        }
+    }
+
+    fn kill_old(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.kill_old_at = None;
+        out.push(Action::Log("killing old workers".into()));
+        for pid in self.sorted_old() {
+            out.push(Action::Signal {
+                pid,
+                signal: self.settings.signal_on_hup,
+            });
+        }
+        self.after_restart(now, out);
+    }
+
+    fn after_restart(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if std::mem::take(&mut self.pending_restart) {
+            out.push(Action::Log("received HUP, spawning a new worker".into()));
+            self.restart(now, out);
+        }
+    }
+
+    fn failed_start(&mut self, now: Instant) {
+        let Some(c) = self.candidate.take() else {
+            return;
+        };
+        self.failures += 1;
+        // Perl paces retries by the interval; a crash loop backs off on top.
+        let pace = self.settings.interval.max(Duration::from_millis(100));
+        let at = if self.failures <= 3 {
+            (c.started + pace).max(now)
+        } else {
+            now + (pace * 2u32.saturating_pow(self.failures - 3)).min(Duration::from_secs(30))
+        };
+        self.next_attempt = Some((at, c.purpose));
+    }
+
+    fn exited(&mut self, pid: u32, status: i32, now: Instant, out: &mut Vec<Action>) {
+        if self.stopping.is_some() {
+            let known = self.current.is_some_and(|(p, _)| p == pid)
+                || self.old.contains_key(&pid)
+                || self.candidate.as_ref().is_some_and(|c| c.pid == Some(pid));
+            if known {
+                out.push(Action::Log(format!("worker {pid} died, status:{status}")));
+                self.forget(pid);
+                out.push(self.status());
+            }
+            return;
+        }
+        if self.candidate.as_ref().is_some_and(|c| c.pid == Some(pid)) {
+            let killed = self.candidate.as_ref().is_some_and(|c| c.killed);
+            if !killed {
+                out.push(Action::Log(format!(
+                    "new worker {pid} seems to have failed to start, exit status:{status}"
+                )));
+            }
+            self.failed_start(now);
+        } else if self.current.is_some_and(|(p, _)| p == pid) {
+            out.push(Action::Log(format!(
+                "worker {pid} died unexpectedly with status:{status}, restarting"
+            )));
+            self.current = None;
+            if self.kill_old_at.take().is_some() {
+                // The new generation died before the old ones were told to
+                // stop: keep them serving (Perl kills them anyway).
+                out.push(Action::Log(
+                    "not signalling old workers: the new worker is gone".into(),
+                ));
+                self.kill_withheld = true;
+            }
+            let quick = self.last_restart.is_some_and(|at| {
+                now.duration_since(at) < self.settings.interval.max(Duration::from_secs(1))
+            });
+            if quick {
+                self.failures += 1;
+            } else {
+                self.failures = 0;
+            }
+            if quick && self.failures > 1 {
+                let backoff = (Duration::from_millis(100)
+                    * 2u32.saturating_pow(self.failures.min(8)))
+                .min(Duration::from_secs(30));
+                self.next_attempt = Some((now + backoff, Purpose::Replace));
+            } else {
+                self.attempt(Purpose::Replace, now, out);
+            }
+        } else if self.old.remove(&pid).is_some() {
+            out.push(Action::Log(format!(
+                "old worker {pid} died, status:{status}"
+            )));
+            out.push(self.status());
+        }
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let Some(stopping) = self.stopping {
+            if stopping.is_some_and(|at| now >= at) {
+                self.stopping = Some(None);
+                let pids = self.all_pids();
+                out.push(Action::Log(format!(
+                    "drain timeout reached, sending KILL to workers:{}",
+                    join(&pids)
+                )));
+                for pid in pids {
+                    out.push(Action::Signal {
+                        pid,
+                        signal: Signal::KILL,
+                    });
+                }
+            }
+            return;
+        }
+        if let Some(c) = self
+            .candidate
+            .as_mut()
+            .filter(|c| c.pid.is_some() && !c.killed)
+        {
+            let pid = c.pid.unwrap_or_default();
+            match self.settings.ready_timeout {
+                Some(bound) if now >= c.started + bound => {
+                    c.killed = true;
+                    out.push(Action::Log(format!(
+                        "new worker {pid} did not send READY=1 within {} secs, killing it; old workers keep serving",
+                        secs(bound)
+                    )));
+                    out.push(Action::Signal {
+                        pid,
+                        signal: Signal::KILL,
+                    });
+                }
+                None if now >= c.started + self.settings.interval => self.accept(now, out),
+                _ => {}
+            }
+        }
+        if let Some((at, purpose)) = self.next_attempt
+            && now >= at
+            && self.candidate.is_none()
+        {
+            self.attempt(purpose, now, out);
+        }
+        if self.kill_old_at.is_some_and(|at| now >= at) {
+            self.kill_old(now, out);
+        }
+        if let (Some(every), Some(last)) = (self.dynamic.auto_restart, self.last_restart)
+            && self.candidate.is_none()
+            && self.kill_old_at.is_none()
+            && self.next_attempt.is_none()
+        {
+            let elapsed = now.duration_since(last);
+            if elapsed >= every && self.old.is_empty() {
+                out.push(Action::Log(format!(
+                    "autorestart triggered (interval={})",
+                    secs(every)
+                )));
+                self.restart(now, out);
+            } else if elapsed >= every * 2 {
+                out.push(Action::Log(format!(
+                    "autorestart triggered (forced, interval={})",
+                    secs(every)
+                )));
+                self.restart(now, out);
+            }
+        }
+    }
+
+    fn stop(&mut self, signal: StopSignal, now: Instant, out: &mut Vec<Action>) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let (name, to_workers) = match signal {
+            StopSignal::Term => ("TERM", self.settings.signal_on_term),
+            StopSignal::Int => ("INT", Signal::TERM),
+            StopSignal::Quit => ("QUIT", self.settings.signal_on_term),
+        };
+        self.stopping = Some(self.settings.drain_timeout.map(|d| now + d));
+        self.next_attempt = None;
+        self.kill_old_at = None;
+        self.pending_restart = false;
+        out.push(Action::Notify("STOPPING=1"));
+        let pids = self.all_pids();
+        out.push(Action::Log(format!(
+            "received {name}, sending {to_workers} to all workers:{}",
+            join(&pids)
+        )));
+        for pid in pids {
+            out.push(Action::Signal {
+                pid,
+                signal: to_workers,
+            });
+        }
+    }
+
+    fn finish_stop(&mut self, out: &mut Vec<Action>) {
+        if self.stopping.is_some()
+            && self.all_pids().is_empty()
+            && self.candidate.as_ref().is_none_or(|c| c.pid.is_some())
+        {
+            if out.last() == Some(&Action::Exit(0)) {
+                return;
+            }
+            self.candidate = None;
+            out.push(Action::Log("exiting".into()));
+            out.push(Action::Exit(0));
+        }
+    }
+
+    fn forget(&mut self, pid: u32) {
+        if self.current.is_some_and(|(p, _)| p == pid) {
+            self.current = None;
+        }
+        self.old.remove(&pid);
+        if self.candidate.as_ref().is_some_and(|c| c.pid == Some(pid)) {
+            self.candidate = None;
+        }
+    }
+
+    /// Every live worker, current, old and starting, sorted as strings (as Perl's `sort keys`).
+    fn all_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.old.keys().copied().collect();
+        pids.extend(self.current.map(|(p, _)| p));
+        pids.extend(self.candidate.as_ref().and_then(|c| c.pid));
+        sort_as_strings(pids)
+    }
+
+    fn sorted_old(&self) -> Vec<u32> {
+        sort_as_strings(self.old.keys().copied().collect())
+    }
+
+    fn old_list(&self) -> String {
+        join(&self.sorted_old())
+    }
+
+    /// The status file: `GEN:PID` for the current and every old worker, sorted by GEN as strings.
+    fn status(&self) -> Action {
+        let mut lines: Vec<(String, u32)> = self
+            .old
+            .iter()
+            .map(|(pid, generation)| (generation.to_string(), *pid))
+            .collect();
+        lines.extend(
+            self.current
+                .map(|(pid, generation)| (generation.to_string(), pid)),
+        );
+        lines.sort();
+        Action::WriteStatus(lines.iter().map(|(g, p)| format!("{g}:{p}\n")).collect())
+    }
+}
+
+fn sort_as_strings(mut pids: Vec<u32>) -> Vec<u32> {
+    pids.sort_by_key(|p| p.to_string());
+    pids
+}
+
+fn join(pids: &[u32]) -> String {
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Seconds as Perl prints them: whole numbers plainly, fractions as given.
+fn secs(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{}", d.as_secs_f64())
+    }
+}
