@@ -10,4 +10,5 @@ mod perl_start_server;
 mod readiness;
 mod restarts_under_load;
 mod serve_protocols;
+mod start_server_conformance;
 mod systemd_activation;

@@ -111,10 +111,6 @@ pub(crate) struct Args {
     pub(crate) drain_timeout: Option<String>,
 
     /// The server program and its arguments (put `--` before them).
-    #[arg(
-        value_name = "PROGRAM",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "PROGRAM", trailing_var_arg = true, num_args = 1..)]
     pub(crate) command: Vec<OsString>,
 }

@@ -115,10 +115,14 @@ impl TryFrom<Args> for Config {
             if args.command.is_empty() {
                 return Err(Error::Usage255("server program not specified".into()));
             }
+            check_program(&args.command[0], args.dir.as_deref())?;
             Mode::Run(args.command)
         };
         let mut control_env = Vec::new();
         if let Some(dir) = &args.envdir {
+            if let Err(source) = std::fs::read_dir(dir) {
+                return Err(Error::File { action: "read the envdir", path: dir.clone(), source });
+            }
             control_env.push(("ENVDIR".to_owned(), dir.display().to_string()));
         }
         if args.enable_auto_restart {
@@ -185,6 +189,32 @@ impl TryFrom<Args> for Config {
                 .transpose()?,
             control_env,
         })
+    }
+}
+
+/// Perl retries a program that cannot be executed for ever; a missing or
+/// non-executable program is an error before anything is bound.
+fn check_program(program: &std::ffi::OsStr, dir: Option<&std::path::Path>) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let path = std::path::Path::new(program);
+    let found = if program.as_encoded_bytes().contains(&b'/') {
+        let full = match dir {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_owned(),
+        };
+        executable(&full)
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|d| executable(&d.join(path))))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(Error::Usage255(format!(
+            "server program `{}` is not an executable file (nor found in PATH)",
+            path.display()
+        )))
     }
 }
 

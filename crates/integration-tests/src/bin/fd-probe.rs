@@ -2,6 +2,10 @@
 //! sockets this process inherited: one line for the environment, then one
 //! per socket with its kind and flags after adoption, or the error.
 //!
+//! With `--hold` it first prints the socket-passing environment as one JSON
+//! line (`{"env": ...}`), and after its report stays alive until a signal
+//! ends it: a worker for superdaemon conformance tests.
+//!
 //! Run with: `SERVER_STARTER_PORT=8080=3 fd-probe` (under a superdaemon).
 #![allow(unsafe_code)] // One `fcntl(F_GETFD)` on a raw number; see SAFETY.
 
@@ -10,7 +14,27 @@ use std::os::fd::AsFd;
 use gracedown::listener::{Listener, Listeners};
 use serde_json::json;
 
+/// Variables a superdaemon sets or passes through, printed by `--hold`.
+const ENV_KEYS: [&str; 7] = [
+    "SERVER_STARTER_PORT",
+    "SERVER_STARTER_GENERATION",
+    "ENVDIR",
+    "ENABLE_AUTO_RESTART",
+    "KILL_OLD_DELAY",
+    "AUTO_RESTART_INTERVAL",
+    "NOTIFY_SOCKET",
+];
+
 fn main() -> std::process::ExitCode {
+    let hold = std::env::args().any(|a| a == "--hold");
+    if hold {
+        let env: serde_json::Map<String, serde_json::Value> = ENV_KEYS
+            .iter()
+            .filter_map(|k| Some((k.to_string(), json!(std::env::var(k).ok()?))))
+            .collect();
+        let extra: Vec<String> = std::env::args().skip(1).filter(|a| a != "--hold").collect();
+        println!("{}", json!({ "env": env, "pid": std::process::id(), "args": extra }));
+    }
     let mut listeners = match Listeners::from_env() {
         Ok(listeners) => listeners,
         Err(e) => {
@@ -58,6 +82,12 @@ fn main() -> std::process::ExitCode {
             Err(e) => e.to_string(),
         };
         println!("{}", json!({ "retake": outcome }));
+    }
+    if hold {
+        // Keep the sockets and stay alive until a signal's default action ends us.
+        loop {
+            std::thread::park();
+        }
     }
     drop(kept);
     std::process::ExitCode::SUCCESS

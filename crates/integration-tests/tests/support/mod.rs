@@ -8,6 +8,7 @@ pub mod fds;
 pub mod h2raw;
 pub mod http;
 pub mod process;
+pub mod starter;
 pub mod wrk;
 
 use std::path::PathBuf;

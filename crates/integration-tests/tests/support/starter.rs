@@ -1,0 +1,128 @@
+//! Running a superdaemon, Perl's or ours, with the same arguments, and
+//! reading what conformance compares: worker reports, the status file, logs.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::process::Proc;
+use super::{TEST_WAIT, tool};
+
+/// Which start_server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impl {
+    /// Debian's Perl Server::Starter 0.35: the reference.
+    Perl,
+    /// gracedown's.
+    Ours,
+}
+
+impl Impl {
+    pub fn program(self) -> PathBuf {
+        match self {
+            Self::Perl => tool("start_server", "libserver-starter-perl"),
+            Self::Ours => PathBuf::from(env!("CARGO_BIN_EXE_start-server-dup")),
+        }
+    }
+
+    /// `start_server ARGS -- WORKER...` in its own process group.
+    pub fn start(self, args: &[String], worker: &[OsString]) -> Proc {
+        Proc::spawn(self.command(args, worker))
+    }
+
+    pub fn command(self, args: &[String], worker: &[OsString]) -> Command {
+        let mut cmd = Command::new(self.program());
+        cmd.args(args).arg("--").args(worker);
+        for var in ["SERVER_STARTER_PORT", "SERVER_STARTER_GENERATION", "LISTEN_FDS", "NOTIFY_SOCKET", "ENVDIR", "KILL_OLD_DELAY", "ENABLE_AUTO_RESTART", "AUTO_RESTART_INTERVAL"] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+}
+
+/// `fd-probe --hold`: a worker that reports its environment and sockets as
+/// JSON lines and stays alive until signalled.
+pub fn probe_worker() -> Vec<OsString> {
+    vec![super::fd_probe().into(), "--hold".into()]
+}
+
+/// A worker that runs `script` in sh, with `$PROBE` and `$GRACEDOWN` set.
+pub fn sh_worker(script: &str) -> Vec<OsString> {
+    let script = format!(
+        "PROBE='{}'; GRACEDOWN='{}'; {script}",
+        super::fd_probe().display(),
+        super::gracedown().display()
+    );
+    vec!["/bin/sh".into(), "-c".into(), script.into()]
+}
+
+/// The JSON `env` report of the worker of `generation`.
+pub fn wait_env(proc: &Proc, generation: u32) -> Value {
+    let wanted = generation.to_string();
+    let line = proc.wait_for_line(&format!("env report of generation {wanted}"), |l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| v["env"]["SERVER_STARTER_GENERATION"] == wanted.as_str())
+    });
+    serde_json::from_str(&line).expect("json")
+}
+
+/// Waits (bounded) until the status file holds exactly `expected`.
+pub fn wait_status(path: &Path, expected: &str, proc: &Proc) {
+    let deadline = Instant::now() + TEST_WAIT;
+    loop {
+        let now = std::fs::read_to_string(path).unwrap_or_default();
+        if now == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "status file is {now:?}, expected {expected:?}\n{}", proc.describe());
+        // A status file is replaced by rename; polling it is the observation.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// start_server's own log lines (not the JSON reports of workers), with
+/// every pid replaced by `P1`, `P2`, ... in order of first appearance.
+pub fn normalized_log(proc: &Proc) -> Vec<String> {
+    let mut pids: Vec<String> = Vec::new();
+    proc.output()
+        .into_iter()
+        .filter(|l| !l.starts_with('{') && !l.contains(" INFO ") && !l.contains(" DEBUG "))
+        .map(|line| {
+            let mut out = String::new();
+            let mut rest = line.as_str();
+            while let Some(i) = rest.find(|c: char| c.is_ascii_digit()) {
+                let (before, digits_on) = rest.split_at(i);
+                let end = digits_on.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits_on.len());
+                let (digits, after) = digits_on.split_at(end);
+                out.push_str(before);
+                let is_pid = before.ends_with("pid:") || before.ends_with("worker ") || before.ends_with("workers:") || before.ends_with(',');
+                if is_pid && digits.len() > 2 {
+                    let n = pids.iter().position(|p| p == digits).unwrap_or_else(|| {
+                        pids.push(digits.to_owned());
+                        pids.len() - 1
+                    });
+                    out.push_str(&format!("P{}", n + 1));
+                } else {
+                    out.push_str(digits);
+                }
+                rest = after;
+            }
+            out.push_str(rest);
+            out
+        })
+        .collect()
+}
+
+/// Replaces the descriptor numbers of a `SERVER_STARTER_PORT` value with `FD`.
+pub fn without_fds(port_env: &str) -> String {
+    port_env
+        .split(';')
+        .map(|e| match e.rsplit_once('=') {
+            Some((key, _)) => format!("{key}=FD"),
+            None => e.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
