@@ -11,4 +11,5 @@ mod readiness;
 mod restarts_under_load;
 mod serve_protocols;
 mod start_server_conformance;
+mod start_server_fixes;
 mod systemd_activation;

@@ -62,6 +62,20 @@ impl Proc {
         }
     }
 
+    /// Waits (bounded) until `n` lines the child printed match `pred`.
+    pub fn wait_for_count(&self, what: &str, n: usize, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + TEST_WAIT;
+        loop {
+            if self.log.lock().expect("log lock").iter().filter(|l| pred(l)).count() >= n {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.lines.recv_timeout(left).is_err() && Instant::now() >= deadline {
+                panic!("timed out waiting for {n} × {what}\n{}", self.describe());
+            }
+        }
+    }
+
     /// Sends `signal` to the child process (not its group).
     pub fn signal(&self, signal: i32) {
         let pid = i32::try_from(self.child.id()).expect("pid fits i32");
