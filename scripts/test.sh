@@ -12,6 +12,7 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v curl >/dev/null || need+=(curl)
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
+perl -MPlack::Handler::Starlet -e1 2>/dev/null || need+=(starlet)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   sudo=""

@@ -6,7 +6,9 @@
 use serde_json::Value;
 
 use crate::support::process::run;
-use crate::support::starter::{Impl, normalized_log, probe_worker, sh_worker, wait_env, wait_status, without_fds};
+use crate::support::starter::{
+    Impl, normalized_log, probe_worker, sh_worker, wait_env, wait_status, without_fds,
+};
 use crate::support::{TempDir, free_port};
 
 struct Observed {
@@ -33,7 +35,10 @@ fn observe_environment(which: Impl, args: &[String]) -> Observed {
     }
     proc.signal(libc::SIGTERM);
     assert!(proc.wait_exit().success(), "{}", proc.describe());
-    Observed { env: report["env"].clone(), sockets }
+    Observed {
+        env: report["env"].clone(),
+        sockets,
+    }
 }
 
 #[test]
@@ -55,17 +60,38 @@ fn worker_environment_is_the_same_as_under_perl() {
     ];
     let perl = observe_environment(Impl::Perl, &args);
     let ours = observe_environment(Impl::Ours, &args);
-    let port = |o: &Observed| without_fds(o.env["SERVER_STARTER_PORT"].as_str().unwrap_or_default());
+    let port =
+        |o: &Observed| without_fds(o.env["SERVER_STARTER_PORT"].as_str().unwrap_or_default());
     assert_eq!(
         port(&ours),
-        format!("127.0.0.1:{p1}=FD;localhost:{p2}=FD;[::1]:{p3}=FD;[::1]:{p4}=FD;{}=FD", dir.join("app.sock").display())
+        format!(
+            "127.0.0.1:{p1}=FD;localhost:{p2}=FD;[::1]:{p3}=FD;[::1]:{p4}=FD;{}=FD",
+            dir.join("app.sock").display()
+        )
     );
-    assert_eq!(port(&ours), port(&perl), "SERVER_STARTER_PORT keys and order");
-    for key in ["SERVER_STARTER_GENERATION", "ENVDIR", "KILL_OLD_DELAY", "ENABLE_AUTO_RESTART", "AUTO_RESTART_INTERVAL"] {
+    assert_eq!(
+        port(&ours),
+        port(&perl),
+        "SERVER_STARTER_PORT keys and order"
+    );
+    for key in [
+        "SERVER_STARTER_GENERATION",
+        "ENVDIR",
+        "KILL_OLD_DELAY",
+        "ENABLE_AUTO_RESTART",
+        "AUTO_RESTART_INTERVAL",
+    ] {
         assert_eq!(ours.env[key], perl.env[key], "{key}");
     }
-    assert_eq!(ours.sockets, perl.sockets, "every socket is usable the same way");
-    assert!(ours.sockets.iter().all(|(_, _, err)| err == "null"), "{:?}", ours.sockets);
+    assert_eq!(
+        ours.sockets, perl.sockets,
+        "every socket is usable the same way"
+    );
+    assert!(
+        ours.sockets.iter().all(|(_, _, err)| err == "null"),
+        "{:?}",
+        ours.sockets
+    );
 }
 
 #[test]
@@ -73,10 +99,17 @@ fn empty_server_starter_port_without_sockets_as_perl() {
     let perl = observe_environment(Impl::Perl, &["--interval=1".into()]);
     let ours = observe_environment(Impl::Ours, &["--interval=1".into()]);
     assert_eq!(perl.env["SERVER_STARTER_PORT"], "");
-    assert_eq!(ours.env["SERVER_STARTER_PORT"], perl.env["SERVER_STARTER_PORT"]);
+    assert_eq!(
+        ours.env["SERVER_STARTER_PORT"],
+        perl.env["SERVER_STARTER_PORT"]
+    );
 }
 
-fn restart_scenario(which: Impl, worker: &[std::ffi::OsString], final_generation: u32) -> Vec<String> {
+fn restart_scenario(
+    which: Impl,
+    worker: &[std::ffi::OsString],
+    final_generation: u32,
+) -> Vec<String> {
     let dir = TempDir::new("conf-restart");
     let status = dir.join("status");
     let args = vec![
@@ -89,7 +122,11 @@ fn restart_scenario(which: Impl, worker: &[std::ffi::OsString], final_generation
     wait_status(&status, &format!("1:{}\n", first["pid"]), &proc);
     proc.signal(libc::SIGHUP);
     let last = wait_env(&proc, final_generation);
-    wait_status(&status, &format!("{final_generation}:{}\n", last["pid"]), &proc);
+    wait_status(
+        &status,
+        &format!("{final_generation}:{}\n", last["pid"]),
+        &proc,
+    );
     proc.signal(libc::SIGTERM);
     assert!(proc.wait_exit().success(), "{}", proc.describe());
     assert!(!status.exists(), "the status file is removed at exit");
@@ -120,10 +157,14 @@ fn status_file_generations_and_log_lines_match_perl_across_a_restart() {
 
 #[test]
 fn failed_start_skips_a_generation_as_perl_does() {
-    let worker = sh_worker(r#"[ "$SERVER_STARTER_GENERATION" = 2 ] && exit 7; exec "$PROBE" --hold"#);
+    let worker =
+        sh_worker(r#"[ "$SERVER_STARTER_GENERATION" = 2 ] && exit 7; exec "$PROBE" --hold"#);
     let perl = restart_scenario(Impl::Perl, &worker, 3);
     let ours = restart_scenario(Impl::Ours, &worker, 3);
-    assert!(ours.contains(&"new worker P3 seems to have failed to start, exit status:1792".to_owned()), "{ours:#?}");
+    assert!(
+        ours.contains(&"new worker P3 seems to have failed to start, exit status:1792".to_owned()),
+        "{ours:#?}"
+    );
     assert_eq!(ours, perl);
 }
 
@@ -135,7 +176,11 @@ fn setup_failures_exit_with_perls_codes() {
         ("port in use", vec![in_use], true),
         ("invalid port", vec!["--port=80x".into()], true),
         ("no program", vec!["--port=0".into()], false),
-        ("--daemonize without --log-file", vec!["--daemonize".into()], true),
+        (
+            "--daemonize without --log-file",
+            vec!["--daemonize".into()],
+            true,
+        ),
         ("unknown option", vec!["--frobnicate".into()], true),
     ];
     for (what, args, with_program) in cases {

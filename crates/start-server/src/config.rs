@@ -121,7 +121,11 @@ impl TryFrom<Args> for Config {
         let mut control_env = Vec::new();
         if let Some(dir) = &args.envdir {
             if let Err(source) = std::fs::read_dir(dir) {
-                return Err(Error::File { action: "read the envdir", path: dir.clone(), source });
+                return Err(Error::File {
+                    action: "read the envdir",
+                    path: dir.clone(),
+                    source,
+                });
             }
             control_env.push(("ENVDIR".to_owned(), dir.display().to_string()));
         }
@@ -196,7 +200,9 @@ impl TryFrom<Args> for Config {
 /// non-executable program is an error before anything is bound.
 fn check_program(program: &std::ffi::OsStr, dir: Option<&std::path::Path>) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     let path = std::path::Path::new(program);
     let found = if program.as_encoded_bytes().contains(&b'/') {
         let full = match dir {

@@ -40,7 +40,11 @@ pub(crate) fn run(config: &Config) -> Result<u8, Error> {
     info!("start_server (pid:{}) starting now...", std::process::id());
     let env = Environment::new(std::env::vars_os(), &config.control_env);
     let mut log = |line: String| info!("{line}");
-    let activated = if config.sockets.is_empty() { ListenerSet::from_systemd()? } else { None };
+    let activated = if config.sockets.is_empty() {
+        ListenerSet::from_systemd()?
+    } else {
+        None
+    };
     let sockets = match activated {
         Some(sockets) => sockets,
         None => ListenerSet::bind(&config.sockets, config.backlog, &mut log)?,

@@ -4,8 +4,8 @@
 //! its own duplicates at the planned numbers (see `spawn`).
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use gracedown::protocol::{ListenKey, ListenSpec, format_server_starter_port};
@@ -100,7 +100,9 @@ impl ListenerSet {
     /// A malformed `LISTEN_FDS` or a descriptor that is not a listening socket.
     pub(crate) fn from_systemd() -> Result<Option<Self>, Error> {
         use gracedown::listener::{ListenAddr, Listener, Listeners};
-        let fail = |e: gracedown::Error| Error::Usage255(format!("socket activation: {}", crate::error_line(&e)));
+        let fail = |e: gracedown::Error| {
+            Error::Usage255(format!("socket activation: {}", crate::error_line(&e)))
+        };
         let mut inherited = Listeners::from_env().map_err(fail)?;
         if inherited.source() != gracedown::protocol::Source::Systemd {
             return Ok(None);
@@ -108,20 +110,32 @@ impl ListenerSet {
         let mut set = Self::default();
         for (target, (_, listener)) in (3..).zip(inherited.take_all().map_err(fail)?) {
             let key = match listener.local_addr() {
-                Ok(ListenAddr::Tcp(SocketAddr::V4(a))) => ListenKey::HostPort { host: a.ip().to_string(), port: a.port() },
-                Ok(ListenAddr::Tcp(SocketAddr::V6(a))) => {
-                    ListenKey::V6 { addr: *a.ip(), port: a.port(), host: format!("[{}]", a.ip()) }
-                }
+                Ok(ListenAddr::Tcp(SocketAddr::V4(a))) => ListenKey::HostPort {
+                    host: a.ip().to_string(),
+                    port: a.port(),
+                },
+                Ok(ListenAddr::Tcp(SocketAddr::V6(a))) => ListenKey::V6 {
+                    addr: *a.ip(),
+                    port: a.port(),
+                    host: format!("[{}]", a.ip()),
+                },
                 Ok(ListenAddr::Unix(path)) => ListenKey::Path(path),
-                Err(source) => return Err(Error::Io { action: "read the address of a socket-activated listener", source }),
+                Err(source) => {
+                    return Err(Error::Io {
+                        action: "read the address of a socket-activated listener",
+                        source,
+                    });
+                }
             };
             let fd: OwnedFd = match listener {
                 Listener::Tcp(l) => l.into(),
                 Listener::Unix(l) => l.into(),
             };
             // Workers get the socket as Perl's would be: blocking.
-            rustix::io::ioctl_fionbio(&fd, false)
-                .map_err(|e| Error::Io { action: "make a socket-activated listener blocking", source: e.into() })?;
+            rustix::io::ioctl_fionbio(&fd, false).map_err(|e| Error::Io {
+                action: "make a socket-activated listener blocking",
+                source: e.into(),
+            })?;
             set.sockets.push(Bound { key, fd, target });
         }
         Ok(Some(set))

@@ -644,7 +644,10 @@ mod tests {
                 signal_on_term: Signal::TERM,
                 drain_timeout,
             });
-            Self { sup, t0: Instant::now() }
+            Self {
+                sup,
+                t0: Instant::now(),
+            }
         }
 
         fn at(&mut self, ms: u64, event: Event) -> Vec<Action> {
@@ -653,8 +656,17 @@ mod tests {
 
         /// Starts generation 1 as pid 100 and has it accepted by READY=1.
         fn running(mut self) -> Self {
-            assert_eq!(self.at(0, Event::Start), vec![Action::Spawn { generation: 1 }]);
-            self.at(0, Event::Spawned { generation: 1, pid: 100 });
+            assert_eq!(
+                self.at(0, Event::Start),
+                vec![Action::Spawn { generation: 1 }]
+            );
+            self.at(
+                0,
+                Event::Spawned {
+                    generation: 1,
+                    pid: 100,
+                },
+            );
             self.at(10, Event::Ready { generation: 1 });
             self
         }
@@ -669,17 +681,32 @@ mod tests {
     }
 
     fn term(pid: u32) -> Action {
-        Action::Signal { pid, signal: Signal::TERM }
+        Action::Signal {
+            pid,
+            signal: Signal::TERM,
+        }
     }
 
     #[test]
     fn first_worker_is_trusted_after_the_interval_when_it_never_says_ready() {
         let mut s = Script::new(None, None);
         assert_eq!(s.at(0, Event::Start), vec![Action::Spawn { generation: 1 }]);
-        assert_eq!(s.at(0, Event::Spawned { generation: 1, pid: 100 }), vec![log("starting new worker 100")]);
+        assert_eq!(
+            s.at(
+                0,
+                Event::Spawned {
+                    generation: 1,
+                    pid: 100
+                }
+            ),
+            vec![log("starting new worker 100")]
+        );
         assert_eq!(s.sup.next_deadline(), Some(s.t0 + SEC));
         assert_eq!(s.at(500, Event::Tick), vec![]);
-        assert_eq!(s.at(1000, Event::Tick), vec![status("1:100\n"), Action::Notify("READY=1")]);
+        assert_eq!(
+            s.at(1000, Event::Tick),
+            vec![status("1:100\n"), Action::Notify("READY=1")]
+        );
     }
 
     #[test]
@@ -687,9 +714,19 @@ mod tests {
         let mut s = Script::new(None, None).running();
         assert_eq!(
             s.at(2000, Event::Hup),
-            vec![log("received HUP, spawning a new worker"), Action::Notify("RELOADING=1"), Action::Spawn { generation: 2 }]
+            vec![
+                log("received HUP, spawning a new worker"),
+                Action::Notify("RELOADING=1"),
+                Action::Spawn { generation: 2 }
+            ]
         );
-        s.at(2000, Event::Spawned { generation: 2, pid: 200 });
+        s.at(
+            2000,
+            Event::Spawned {
+                generation: 2,
+                pid: 200,
+            },
+        );
         assert_eq!(
             s.at(2050, Event::Ready { generation: 2 }),
             vec![
@@ -701,7 +738,13 @@ mod tests {
             ]
         );
         assert_eq!(
-            s.at(2100, Event::Exited { pid: 100, status: 0 }),
+            s.at(
+                2100,
+                Event::Exited {
+                    pid: 100,
+                    status: 0
+                }
+            ),
             vec![log("old worker 100 died, status:0"), status("2:200\n")]
         );
     }
@@ -710,14 +753,26 @@ mod tests {
     fn second_hup_during_a_restart_never_kills_the_old_generation_early() {
         let mut s = Script::new(None, None).running();
         s.at(2000, Event::Hup);
-        s.at(2000, Event::Spawned { generation: 2, pid: 200 });
+        s.at(
+            2000,
+            Event::Spawned {
+                generation: 2,
+                pid: 200,
+            },
+        );
         // Perl would accept the half-started worker here and kill 100.
         assert_eq!(
             s.at(2100, Event::Hup),
-            vec![log("received HUP during a restart, another restart will follow")]
+            vec![log(
+                "received HUP during a restart, another restart will follow"
+            )]
         );
         assert_eq!(s.at(2200, Event::Hup), vec![], "coalesced");
-        assert_eq!(s.at(2500, Event::Tick), vec![], "the interval is not shortened");
+        assert_eq!(
+            s.at(2500, Event::Tick),
+            vec![],
+            "the interval is not shortened"
+        );
         let actions = s.at(3000, Event::Tick);
         assert_eq!(
             actions,
@@ -738,14 +793,41 @@ mod tests {
     fn failed_start_keeps_the_old_generation_and_retries_paced_by_the_interval() {
         let mut s = Script::new(None, None).running();
         s.at(2000, Event::Hup);
-        s.at(2000, Event::Spawned { generation: 2, pid: 200 });
-        assert_eq!(
-            s.at(2100, Event::Exited { pid: 200, status: 256 }),
-            vec![log("new worker 200 seems to have failed to start, exit status:256")]
+        s.at(
+            2000,
+            Event::Spawned {
+                generation: 2,
+                pid: 200,
+            },
         );
-        assert_eq!(s.sup.next_deadline(), Some(s.t0 + Duration::from_millis(3000)));
-        assert_eq!(s.at(3000, Event::Tick), vec![Action::Spawn { generation: 3 }], "generations skip, as in Perl");
-        s.at(3000, Event::Spawned { generation: 3, pid: 300 });
+        assert_eq!(
+            s.at(
+                2100,
+                Event::Exited {
+                    pid: 200,
+                    status: 256
+                }
+            ),
+            vec![log(
+                "new worker 200 seems to have failed to start, exit status:256"
+            )]
+        );
+        assert_eq!(
+            s.sup.next_deadline(),
+            Some(s.t0 + Duration::from_millis(3000))
+        );
+        assert_eq!(
+            s.at(3000, Event::Tick),
+            vec![Action::Spawn { generation: 3 }],
+            "generations skip, as in Perl"
+        );
+        s.at(
+            3000,
+            Event::Spawned {
+                generation: 3,
+                pid: 300,
+            },
+        );
         let accepted = s.at(3100, Event::Ready { generation: 3 });
         assert_eq!(accepted[0], status("1:100\n3:300\n"));
         assert!(accepted.contains(&term(100)));
@@ -756,10 +838,25 @@ mod tests {
         let mut s = Script::new(None, None).running();
         s.sup.dynamic.kill_old_delay = Some(5 * SEC);
         s.at(2000, Event::Hup);
-        s.at(2000, Event::Spawned { generation: 2, pid: 200 });
+        s.at(
+            2000,
+            Event::Spawned {
+                generation: 2,
+                pid: 200,
+            },
+        );
         let accepted = s.at(2100, Event::Ready { generation: 2 });
-        assert_eq!(accepted.last(), Some(&log("sleeping 5 secs before killing old workers")));
-        let died = s.at(3000, Event::Exited { pid: 200, status: 9 });
+        assert_eq!(
+            accepted.last(),
+            Some(&log("sleeping 5 secs before killing old workers"))
+        );
+        let died = s.at(
+            3000,
+            Event::Exited {
+                pid: 200,
+                status: 9,
+            },
+        );
         assert_eq!(
             died,
             vec![
@@ -768,36 +865,85 @@ mod tests {
                 Action::Spawn { generation: 3 },
             ]
         );
-        assert!(!s.at(7100, Event::Tick).iter().any(|a| matches!(a, Action::Signal { .. })), "100 keeps serving");
-        s.at(7200, Event::Spawned { generation: 3, pid: 300 });
+        assert!(
+            !s.at(7100, Event::Tick)
+                .iter()
+                .any(|a| matches!(a, Action::Signal { .. })),
+            "100 keeps serving"
+        );
+        s.at(
+            7200,
+            Event::Spawned {
+                generation: 3,
+                pid: 300,
+            },
+        );
         let accepted = s.at(7300, Event::Ready { generation: 3 });
-        assert!(accepted.contains(&log("new worker is now running, sending TERM to old workers:100")));
+        assert!(accepted.contains(&log(
+            "new worker is now running, sending TERM to old workers:100"
+        )));
     }
 
     #[test]
     fn ready_timeout_kills_a_candidate_that_never_says_ready() {
         let mut s = Script::new(Some(2 * SEC), None).running();
         s.at(1000, Event::Hup);
-        s.at(1000, Event::Spawned { generation: 2, pid: 200 });
-        assert_eq!(s.at(2000, Event::Tick), vec![], "--interval does not apply with a ready timeout");
+        s.at(
+            1000,
+            Event::Spawned {
+                generation: 2,
+                pid: 200,
+            },
+        );
+        assert_eq!(
+            s.at(2000, Event::Tick),
+            vec![],
+            "--interval does not apply with a ready timeout"
+        );
         assert_eq!(
             s.at(3000, Event::Tick),
             vec![
-                log("new worker 200 did not send READY=1 within 2 secs, killing it; old workers keep serving"),
-                Action::Signal { pid: 200, signal: Signal::KILL },
+                log(
+                    "new worker 200 did not send READY=1 within 2 secs, killing it; old workers keep serving"
+                ),
+                Action::Signal {
+                    pid: 200,
+                    signal: Signal::KILL
+                },
             ]
         );
-        assert_eq!(s.at(3010, Event::Exited { pid: 200, status: 9 }), vec![]);
+        assert_eq!(
+            s.at(
+                3010,
+                Event::Exited {
+                    pid: 200,
+                    status: 9
+                }
+            ),
+            vec![]
+        );
         // The attempt took longer than the interval: the next one starts at once.
-        assert_eq!(s.sup.next_deadline(), Some(s.t0 + Duration::from_millis(3010)));
-        assert_eq!(s.at(3010, Event::Tick), vec![Action::Spawn { generation: 3 }]);
+        assert_eq!(
+            s.sup.next_deadline(),
+            Some(s.t0 + Duration::from_millis(3010))
+        );
+        assert_eq!(
+            s.at(3010, Event::Tick),
+            vec![Action::Spawn { generation: 3 }]
+        );
     }
 
     #[test]
     fn stop_signals_everyone_waits_for_all_then_exits() {
         let mut s = Script::new(None, None).running();
         s.at(2000, Event::Hup);
-        s.at(2000, Event::Spawned { generation: 2, pid: 200 });
+        s.at(
+            2000,
+            Event::Spawned {
+                generation: 2,
+                pid: 200,
+            },
+        );
         s.at(2100, Event::Ready { generation: 2 });
         assert_eq!(
             s.at(2200, Event::Stop(StopSignal::Int)),
@@ -808,14 +954,35 @@ mod tests {
                 term(200),
             ]
         );
-        assert_eq!(s.at(2300, Event::Hup), vec![], "HUP is ignored while stopping");
         assert_eq!(
-            s.at(2400, Event::Exited { pid: 200, status: 0 }),
+            s.at(2300, Event::Hup),
+            vec![],
+            "HUP is ignored while stopping"
+        );
+        assert_eq!(
+            s.at(
+                2400,
+                Event::Exited {
+                    pid: 200,
+                    status: 0
+                }
+            ),
             vec![log("worker 200 died, status:0"), status("1:100\n")]
         );
         assert_eq!(
-            s.at(2500, Event::Exited { pid: 100, status: 0 }),
-            vec![log("worker 100 died, status:0"), status(""), log("exiting"), Action::Exit(0)]
+            s.at(
+                2500,
+                Event::Exited {
+                    pid: 100,
+                    status: 0
+                }
+            ),
+            vec![
+                log("worker 100 died, status:0"),
+                status(""),
+                log("exiting"),
+                Action::Exit(0)
+            ]
         );
     }
 
@@ -823,12 +990,18 @@ mod tests {
     fn drain_timeout_escalates_to_sigkill() {
         let mut s = Script::new(None, Some(3 * SEC)).running();
         s.at(1000, Event::Stop(StopSignal::Term));
-        assert_eq!(s.sup.next_deadline(), Some(s.t0 + Duration::from_millis(4000)));
+        assert_eq!(
+            s.sup.next_deadline(),
+            Some(s.t0 + Duration::from_millis(4000))
+        );
         assert_eq!(
             s.at(4000, Event::Tick),
             vec![
                 log("drain timeout reached, sending KILL to workers:100"),
-                Action::Signal { pid: 100, signal: Signal::KILL },
+                Action::Signal {
+                    pid: 100,
+                    signal: Signal::KILL
+                },
             ]
         );
     }
@@ -840,10 +1013,18 @@ mod tests {
         for (i, g) in (2..=10u64).enumerate() {
             let at = 1000 * (i as u64 + 2);
             s.at(at, Event::Hup);
-            s.at(at, Event::Spawned { generation: g, pid: 100 + g as u32 });
+            s.at(
+                at,
+                Event::Spawned {
+                    generation: g,
+                    pid: 100 + g as u32,
+                },
+            );
             let accepted = s.at(at + 1, Event::Ready { generation: g });
             if g == 10 {
-                assert!(matches!(&accepted[0], Action::WriteStatus(t) if t.starts_with("1:100\n10:110\n2:102\n") && t.ends_with("9:109\n")));
+                assert!(
+                    matches!(&accepted[0], Action::WriteStatus(t) if t.starts_with("1:100\n10:110\n2:102\n") && t.ends_with("9:109\n"))
+                );
             }
         }
     }

@@ -33,7 +33,10 @@ fn main() -> std::process::ExitCode {
             .filter_map(|k| Some((k.to_string(), json!(std::env::var(k).ok()?))))
             .collect();
         let extra: Vec<String> = std::env::args().skip(1).filter(|a| a != "--hold").collect();
-        println!("{}", json!({ "env": env, "pid": std::process::id(), "args": extra }));
+        println!(
+            "{}",
+            json!({ "env": env, "pid": std::process::id(), "args": extra })
+        );
     }
     let mut listeners = match Listeners::from_env() {
         Ok(listeners) => listeners,

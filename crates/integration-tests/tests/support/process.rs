@@ -66,7 +66,15 @@ impl Proc {
     pub fn wait_for_count(&self, what: &str, n: usize, pred: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + TEST_WAIT;
         loop {
-            if self.log.lock().expect("log lock").iter().filter(|l| pred(l)).count() >= n {
+            if self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .filter(|l| pred(l))
+                .count()
+                >= n
+            {
                 return;
             }
             let left = deadline.saturating_duration_since(Instant::now());

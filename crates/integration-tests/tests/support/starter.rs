@@ -36,7 +36,16 @@ impl Impl {
     pub fn command(self, args: &[String], worker: &[OsString]) -> Command {
         let mut cmd = Command::new(self.program());
         cmd.args(args).arg("--").args(worker);
-        for var in ["SERVER_STARTER_PORT", "SERVER_STARTER_GENERATION", "LISTEN_FDS", "NOTIFY_SOCKET", "ENVDIR", "KILL_OLD_DELAY", "ENABLE_AUTO_RESTART", "AUTO_RESTART_INTERVAL"] {
+        for var in [
+            "SERVER_STARTER_PORT",
+            "SERVER_STARTER_GENERATION",
+            "LISTEN_FDS",
+            "NOTIFY_SOCKET",
+            "ENVDIR",
+            "KILL_OLD_DELAY",
+            "ENABLE_AUTO_RESTART",
+            "AUTO_RESTART_INTERVAL",
+        ] {
             cmd.env_remove(var);
         }
         cmd
@@ -63,20 +72,30 @@ pub fn sh_worker(script: &str) -> Vec<OsString> {
 pub fn wait_env(proc: &Proc, generation: u32) -> Value {
     let wanted = generation.to_string();
     let line = proc.wait_for_line(&format!("env report of generation {wanted}"), |l| {
-        serde_json::from_str::<Value>(l).is_ok_and(|v| v["env"]["SERVER_STARTER_GENERATION"] == wanted.as_str())
+        serde_json::from_str::<Value>(l)
+            .is_ok_and(|v| v["env"]["SERVER_STARTER_GENERATION"] == wanted.as_str())
     });
     serde_json::from_str(&line).expect("json")
 }
 
 /// Waits (bounded) until the status file holds exactly `expected`.
 pub fn wait_status(path: &Path, expected: &str, proc: &Proc) {
+    wait_status_where(path, expected, |now| now == expected, proc);
+}
+
+/// Waits (bounded) until the status file's content satisfies `pred`.
+pub fn wait_status_where(path: &Path, what: &str, pred: impl Fn(&str) -> bool, proc: &Proc) {
     let deadline = Instant::now() + TEST_WAIT;
     loop {
         let now = std::fs::read_to_string(path).unwrap_or_default();
-        if now == expected {
+        if pred(&now) {
             return;
         }
-        assert!(Instant::now() < deadline, "status file is {now:?}, expected {expected:?}\n{}", proc.describe());
+        assert!(
+            Instant::now() < deadline,
+            "status file is {now:?}, expected {what}\n{}",
+            proc.describe()
+        );
         // A status file is replaced by rename; polling it is the observation.
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -94,10 +113,15 @@ pub fn normalized_log(proc: &Proc) -> Vec<String> {
             let mut rest = line.as_str();
             while let Some(i) = rest.find(|c: char| c.is_ascii_digit()) {
                 let (before, digits_on) = rest.split_at(i);
-                let end = digits_on.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits_on.len());
+                let end = digits_on
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(digits_on.len());
                 let (digits, after) = digits_on.split_at(end);
                 out.push_str(before);
-                let is_pid = before.ends_with("pid:") || before.ends_with("worker ") || before.ends_with("workers:") || before.ends_with(',');
+                let is_pid = before.ends_with("pid:")
+                    || before.ends_with("worker ")
+                    || before.ends_with("workers:")
+                    || before.ends_with(',');
                 if is_pid && digits.len() > 2 {
                     let n = pids.iter().position(|p| p == digits).unwrap_or_else(|| {
                         pids.push(digits.to_owned());
