@@ -23,6 +23,7 @@ mod env;
 pub mod error;
 pub mod exit;
 mod files;
+mod logging;
 mod run;
 pub mod signal;
 mod sockets;
@@ -74,13 +75,7 @@ pub fn main() -> ExitCode {
 
 /// Log lines are Perl's: the bare message, no time, level or target.
 fn init_logging() {
-    tracing_subscriber::fmt()
-        .without_time()
-        .with_level(false)
-        .with_target(false)
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init();
 }
 
 fn usage_error(e: &clap::Error) -> ExitCode {

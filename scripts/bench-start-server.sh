@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Benchmarks of start_server (BENCHMARKS.md, "start_server"):
+#   1. resident memory (VmRSS) of start_server with one worker: ours vs Perl's;
+#   2. time from `kill -HUP` until the old generation is retired (the status file
+#      lists only the new one), for a worker that says READY=1 and has no open
+#      connections: ours vs Perl's (which waits --interval, 1 s by default).
+# Needs: start_server (libserver-starter-perl), python3.
+# Usage: scripts/bench-start-server.sh [RESTARTS (10)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+restarts=${1:-10}
+cargo build --release -q -p start-server -p gracedown-cli
+ours=target/release/start_server
+worker=target/release/gracedown
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+measure() {
+  local name=$1 bin=$2 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  local status="$dir/$name.status"
+  "$bin" --port="127.0.0.1:$port" --status-file="$status" -- "$worker" serve 2>>"$dir/$name.log" &
+  local pid=$!
+  for _ in $(seq 200); do [ -s "$status" ] && break; sleep 0.05; done
+  local rss; rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  # Every restart: HUP, then poll the status file until one generation, newer, is left.
+  python3 - "$pid" "$status" "$restarts" <<'PY' >"$dir/$name.times"
+import os, signal, sys, time
+pid, status, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def gens():
+    try:
+        return [int(l.split(":")[0]) for l in open(status) if ":" in l]
+    except FileNotFoundError:
+        return []
+for _ in range(n):
+    before = max(gens())
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGHUP)
+    deadline = t0 + 30
+    while time.monotonic() < deadline:
+        g = gens()
+        if len(g) == 1 and g[0] > before:
+            break
+        time.sleep(0.001)
+    print(round((time.monotonic() - t0) * 1000, 1))
+PY
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  local median; median=$(sort -g "$dir/$name.times" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  echo "| $name | ${rss} kB | ${median} ms | $(tr '\n' ' ' <"$dir/$name.times")|"
+}
+
+echo "# $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), $restarts restarts each"
+echo "| start_server | VmRSS with one worker | HUP → old generation retired (median) | each restart (ms) |"
+echo "| --- | --- | --- | --- |"
+measure gracedown "$ours"
+measure perl "$(command -v start_server)"
