@@ -194,3 +194,27 @@ fn setup_failures_exit_with_perls_codes() {
         assert_eq!(code(Impl::Ours), code(Impl::Perl), "{what}");
     }
 }
+
+#[test]
+fn option_errors_are_getopt_longs() {
+    for (args, message) in [
+        (vec!["--frobnicate"], "Unknown option: frobnicate"),
+        (
+            vec!["--port=1", "/bin/true", "-s", "x"],
+            "Option s is ambiguous (signal-on-hup, signal-on-term, status-file, stop)",
+        ),
+    ] {
+        for which in [Impl::Perl, Impl::Ours] {
+            // Not `Impl::command`, which puts `--` first: these need the options unseparated.
+            let mut direct = std::process::Command::new(which.program());
+            direct.args(&args);
+            let out = run(direct);
+            assert_eq!(out.status.code(), Some(1), "{which:?} {args:?}: {out:?}");
+            assert_eq!(
+                out.stderr.lines().next(),
+                Some(message),
+                "{which:?} {args:?}: {out:?}"
+            );
+        }
+    }
+}

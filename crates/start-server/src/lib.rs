@@ -32,8 +32,6 @@ pub mod supervisor;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 pub use config::Config;
 pub use error::Error;
 
@@ -46,10 +44,21 @@ pub const VERSION_TEXT: &str = concat!(
 /// Runs `start_server` with the process's arguments.
 pub fn main() -> ExitCode {
     init_logging();
-    let args = match cli::Args::try_parse() {
+    let args = match cli::Args::parse(std::env::args_os().skip(1)) {
         Ok(args) => args,
-        Err(e) => return usage_error(&e),
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(e.exit_code());
+        }
     };
+    if args.help {
+        println!("{}{}", cli::HELP, exit::HELP);
+        return ExitCode::SUCCESS;
+    }
+    if args.version {
+        println!("{VERSION_TEXT}");
+        return ExitCode::SUCCESS;
+    }
     let result = Config::try_from(args).and_then(|config| match &config.mode {
         config::Mode::Run(_) => run::run(&config),
         config::Mode::Restart => {
@@ -76,19 +85,6 @@ pub fn main() -> ExitCode {
 /// Log lines are Perl's: the bare message, no time, level or target.
 fn init_logging() {
     logging::init();
-}
-
-fn usage_error(e: &clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        let _ = e.print();
-        return ExitCode::SUCCESS;
-    }
-    let rendered = e.render().to_string();
-    let first = rendered.lines().next().unwrap_or("bad usage");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    tracing::error!("start_server: {first} (see `start_server --help`)");
-    ExitCode::from(exit::USAGE)
 }
 
 /// An error and its causes on one line.
