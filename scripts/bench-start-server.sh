@@ -22,7 +22,6 @@ measure() {
   "$bin" --port="127.0.0.1:$port" --status-file="$status" -- "$worker" serve 2>>"$dir/$name.log" &
   local pid=$!
   for _ in $(seq 200); do [ -s "$status" ] && break; sleep 0.05; done
-  local rss; rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   # Every restart: HUP, then poll the status file until one generation, newer, is left.
   python3 - "$pid" "$status" "$restarts" <<'PY' >"$dir/$name.times"
 import os, signal, sys, time
@@ -44,13 +43,18 @@ for _ in range(n):
         time.sleep(0.001)
     print(round((time.monotonic() - t0) * 1000, 1))
 PY
+  # Resident memory with one worker, once the restarts are over and it is idle.
+  sleep 1
+  local rss pss
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  pss=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup")
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   local median; median=$(sort -g "$dir/$name.times" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "| $name | ${rss} kB | ${median} ms | $(tr '\n' ' ' <"$dir/$name.times")|"
+  echo "| $name | ${rss} kB | ${pss} kB | ${median} ms | $(tr '\n' ' ' <"$dir/$name.times")|"
 }
 
 echo "# $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), $restarts restarts each"
-echo "| start_server | VmRSS with one worker | HUP → old generation retired (median) | each restart (ms) |"
-echo "| --- | --- | --- | --- |"
+echo "| start_server | VmRSS with one worker | PSS | HUP → old generation retired (median) | each restart (ms) |"
+echo "| --- | --- | --- | --- | --- |"
 measure gracedown "$ours"
 measure perl "$(command -v start_server)"
