@@ -166,7 +166,7 @@ fn stray_signals_do_not_kill_start_server_and_quit_stops_cleanly() {
 
 #[test]
 fn workers_get_their_own_process_group_and_default_sigpipe() {
-    let script = r#"echo "pgid=$(ps -o pgid= -p $$ | tr -d ' ') sigign=$(grep SigIgn /proc/$$/status | cut -f2)"; exec sleep 600"#;
+    let script = r#"echo "pgid=$(cut -d' ' -f5 /proc/$$/stat) sigign=$(grep SigIgn /proc/$$/status | cut -f2)"; exec sleep 600"#;
     let (proc, _) = {
         let port = free_port();
         let p = Impl::Ours.start(
