@@ -14,5 +14,6 @@ mod start_server_bad_input;
 mod start_server_conformance;
 mod start_server_fixes;
 mod start_server_interop;
+mod start_server_options;
 mod start_server_readiness;
 mod systemd_activation;

@@ -410,12 +410,14 @@ impl Supervisor {
                 out.push(Action::Log(format!(
                     "new worker {pid} seems to have failed to start, exit status:{status}"
                 )));
+                out.extend(bind_hint(pid, status));
             }
             self.failed_start(now);
         } else if self.current.is_some_and(|(p, _)| p == pid) {
             out.push(Action::Log(format!(
                 "worker {pid} died unexpectedly with status:{status}, restarting"
             )));
+            out.extend(bind_hint(pid, status));
             self.current = None;
             if self.kill_old_at.take().is_some() {
                 // The new generation died before the old ones were told to
@@ -601,6 +603,21 @@ impl Supervisor {
         lines.sort();
         Action::WriteStatus(lines.iter().map(|(g, p)| format!("{g}:{p}\n")).collect())
     }
+}
+
+/// Exit statuses that usually mean "could not bind": errno EADDRINUSE (98),
+/// which Perl and C programs often exit with, and `gracedown serve`'s bind
+/// failure (4).
+const BIND_EXIT_CODES: [i32; 2] = [98, 4];
+
+fn bind_hint(pid: u32, status: i32) -> Option<Action> {
+    let code = (status & 0x7f == 0).then_some(status >> 8)?;
+    BIND_EXIT_CODES.contains(&code).then(|| {
+        Action::Log(format!(
+            "hint: worker {pid} exited with code {code}, which often means it could not bind its address: \
+             a worker must take its sockets from SERVER_STARTER_PORT instead of binding the port itself"
+        ))
+    })
 }
 
 fn sort_as_strings(mut pids: Vec<u32>) -> Vec<u32> {
@@ -930,6 +947,50 @@ mod tests {
         assert_eq!(
             s.at(3010, Event::Tick),
             vec![Action::Spawn { generation: 3 }]
+        );
+    }
+
+    #[test]
+    fn a_worker_exiting_as_if_it_could_not_bind_gets_a_hint() {
+        let mut s = Script::new(None, None);
+        s.at(0, Event::Start);
+        s.at(
+            0,
+            Event::Spawned {
+                generation: 1,
+                pid: 100,
+            },
+        );
+        let actions = s.at(
+            10,
+            Event::Exited {
+                pid: 100,
+                status: 98 << 8,
+            },
+        );
+        assert!(
+            matches!(&actions[1], Action::Log(l) if l.starts_with("hint: worker 100 exited with code 98")),
+            "{actions:?}"
+        );
+        s.at(1000, Event::Tick);
+        s.at(
+            1000,
+            Event::Spawned {
+                generation: 2,
+                pid: 200,
+            },
+        );
+        assert_eq!(
+            s.at(
+                1010,
+                Event::Exited {
+                    pid: 200,
+                    status: 256
+                }
+            )
+            .len(),
+            1,
+            "no hint for other codes"
         );
     }
 
