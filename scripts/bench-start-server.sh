@@ -9,7 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 restarts=${1:-10}
-cargo build --release -q -p start-server -p gracedown-cli
+# Built on its own, as `cargo install --path crates/start-server` would: built
+# together with gracedown-cli, Cargo's feature unification would add tokio's
+# multi-thread scheduler (and libm) to a binary that runs a current-thread runtime.
+cargo build --release -q -p gracedown-cli
+cargo build --release -q -p start-server
 ours=target/release/start_server
 worker=target/release/gracedown
 dir=$(mktemp -d)
