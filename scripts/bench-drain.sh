@@ -48,8 +48,9 @@ run_wrk() {
   echo "$out" >>"$log"
   local rps errs non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  errs=$(awk -F'[ ,]+' '/Socket errors/ {print $4+$6+$8+$10}' <<<"$out")
-  non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  # "  Socket errors: connect 0, read 5, write 0, timeout 0" and "  Non-2xx or 3xx responses: 3"
+  errs=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out" | tail -1)
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
   echo "$rps ${errs:-0} ${non2xx:-0}"
 }
 

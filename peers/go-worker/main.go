@@ -46,10 +46,11 @@ func main() {
 		w.Write(body)
 	})}
 
+	// Registered before serving, so a SIGTERM right after start drains instead of killing.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	done := make(chan struct{})
 	go func() {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 		<-sig
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
