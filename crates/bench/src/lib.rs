@@ -8,28 +8,35 @@
 //! the errors `connect_failed`, `closed_before_response`, `truncated`,
 //! `timeout`.
 //!
-//! This crate does not print: it returns a [`Tally`].
+//! The engine ([`run`]) returns [`Samples`]; [`report`] renders them. This
+//! crate does not print.
 //!
 //! # Example
 //!
 //! ```no_run
+//! use std::sync::Arc;
 //! use std::time::Duration;
-//! use gracedown_bench::{Plan, Protocol};
+//! use gracedown_bench::{Plan, Progress, Protocol};
 //!
-//! # async fn demo() {
-//! let plan = Plan::new("127.0.0.1:8080".parse().unwrap(), Protocol::H2c)
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let plan = Plan::new("127.0.0.1:8080".parse()?, Protocol::H2c)
 //!     .connections(10)
 //!     .duration(Duration::from_secs(5));
-//! let tally = gracedown_bench::run(&plan).await;
-//! assert_eq!(tally.errors(), 0);
-//! # }
+//! let samples = gracedown_bench::run(&plan, Arc::new(Progress::default())).await?;
+//! assert_eq!(samples.tally.errors(), 0);
+//! # Ok(()) }
 //! ```
 #![warn(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
 mod engine;
+mod error;
 mod outcome;
 mod plan;
+mod record;
+pub mod report;
 
-pub use engine::run;
+pub use engine::{Progress, run};
+pub use error::BenchError;
 pub use outcome::{Outcome, Tally};
-pub use plan::{Plan, Protocol};
+pub use plan::{Markers, Plan, PlanError, Protocol};
+pub use record::{Bucket, Samples};

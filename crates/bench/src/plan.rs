@@ -1,14 +1,61 @@
-//! What to run: target, protocol, concurrency, duration, bounds.
+//! What to run: the target URL, protocol, request, concurrency, duration and bounds.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-/// The wire protocol.
+use bytes::Bytes;
+
+/// How to speak to the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Protocol {
-    /// HTTP/2 over plain TCP with prior knowledge.
+    /// HTTP/1.1 over plain TCP.
+    Http1,
+    /// HTTP/2 over plain TCP with prior knowledge (h2c).
     H2c,
+    /// TLS, HTTP/2 or HTTP/1.1 as ALPN chooses.
+    Https,
+    /// TLS, offering only `http/1.1`.
+    HttpsHttp1,
+    /// TLS, offering only `h2`.
+    HttpsHttp2,
+}
+
+impl Protocol {
+    /// Whether the connection uses TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Https | Self::HttpsHttp1 | Self::HttpsHttp2)
+    }
+}
+
+/// Where restarts happened, for the timeline: the caller marks, the report shows.
+#[derive(Debug, Clone, Default)]
+pub struct Markers(Arc<Mutex<Vec<Instant>>>);
+
+impl Markers {
+    /// Records "a restart happened now".
+    pub fn mark(&self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(Instant::now());
+    }
+
+    pub(crate) fn since(&self, start: Instant) -> Vec<Duration> {
+        let marks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        marks.iter().map(|m| m.saturating_duration_since(start)).collect()
+    }
+}
+
+/// A URL the engine cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// Not `http://HOST[:PORT]/PATH` or `https://...`.
+    #[error("`{0}` is not an http:// or https:// URL with a host")]
+    Url(String),
+    /// The host has no address.
+    #[error("cannot resolve `{0}`")]
+    Resolve(String),
 }
 
 /// A closed-model run: `connections` slots, each with one request
@@ -16,29 +63,105 @@ pub enum Protocol {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub(crate) addr: SocketAddr,
-    pub(crate) protocol: Protocol,
+    pub(crate) host: String,
+    pub(crate) authority: String,
     pub(crate) path: String,
+    pub(crate) protocol: Protocol,
+    pub(crate) method: http::Method,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Bytes,
     pub(crate) connections: usize,
     pub(crate) duration: Duration,
     pub(crate) timeout: Duration,
+    pub(crate) keepalive: bool,
+    pub(crate) insecure: bool,
+    pub(crate) cacert: Option<PathBuf>,
+    pub(crate) interval: Duration,
+    pub(crate) markers: Markers,
 }
 
 impl Plan {
-    /// `GET /` on `addr`, 10 connections, 10 s, 10 s per-request timeout.
+    /// `GET /` on `addr`: 10 connections, 10 s, 10 s per request.
     pub fn new(addr: SocketAddr, protocol: Protocol) -> Self {
         Self {
             addr,
-            protocol,
+            host: addr.ip().to_string(),
+            authority: addr.to_string(),
             path: "/".to_owned(),
+            protocol,
+            method: http::Method::GET,
+            headers: Vec::new(),
+            body: Bytes::new(),
             connections: 10,
             duration: Duration::from_secs(10),
             timeout: Duration::from_secs(10),
+            keepalive: true,
+            insecure: false,
+            cacert: None,
+            interval: Duration::from_millis(100),
+            markers: Markers::default(),
         }
+    }
+
+    /// A plan for `url`: `http://` is HTTP/1.1 unless `h2c` is set; `https://` lets ALPN choose.
+    ///
+    /// # Errors
+    ///
+    /// [`PlanError`] naming the URL or host.
+    pub fn from_url(url: &str, h2c: bool) -> Result<Self, PlanError> {
+        let uri: http::Uri = url.parse().map_err(|_| PlanError::Url(url.to_owned()))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(PlanError::Url(url.to_owned())),
+        };
+        let authority = uri.authority().ok_or_else(|| PlanError::Url(url.to_owned()))?;
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| PlanError::Resolve(host.clone()))?;
+        let protocol = match (tls, h2c) {
+            (true, _) => Protocol::Https,
+            (false, true) => Protocol::H2c,
+            (false, false) => Protocol::Http1,
+        };
+        let mut plan = Self::new(addr, protocol);
+        plan.host = host;
+        plan.authority = authority.to_string();
+        plan.path = uri.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned());
+        Ok(plan)
     }
 
     /// The request path (and query).
     pub fn path(mut self, path: &str) -> Self {
         self.path = path.to_owned();
+        self
+    }
+
+    /// The protocol.
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The request method.
+    pub fn method(mut self, method: http::Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// An extra request header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The request body.
+    pub fn body(mut self, body: Bytes) -> Self {
+        self.body = body;
         self
     }
 
@@ -58,5 +181,50 @@ impl Plan {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// HTTP/1.1 keep-alive (default) or a new connection per request.
+    pub fn keepalive(mut self, keepalive: bool) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Skip TLS certificate verification.
+    pub fn insecure(mut self, insecure: bool) -> Self {
+        self.insecure = insecure;
+        self
+    }
+
+    /// Trust the certificates in this PEM file.
+    pub fn cacert(mut self, path: PathBuf) -> Self {
+        self.cacert = Some(path);
+        self
+    }
+
+    /// The width of a timeline bucket (default 100 ms).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Where the caller records restarts.
+    pub fn markers(mut self, markers: Markers) -> Self {
+        self.markers = markers;
+        self
+    }
+
+    /// The protocol, for reports.
+    pub fn protocol_kind(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Connections, for reports.
+    pub fn connection_count(&self) -> usize {
+        self.connections
+    }
+
+    /// Duration, for reports.
+    pub fn run_duration(&self) -> Duration {
+        self.duration
     }
 }

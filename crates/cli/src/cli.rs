@@ -22,6 +22,95 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the demo worker: answers `from pid N.` on every inherited socket.
     Serve(ServeArgs),
+    /// Load-test a URL and account for every request (never re-sends behind your back).
+    Bench(BenchArgs),
+}
+
+/// Load-test a URL, accounting for every request.
+///
+/// Each request ends in exactly one outcome: ok, unprocessed (an HTTP/2
+/// stream a GOAWAY or REFUSED_STREAM proves the server never processed; only
+/// these are re-sent), connect_failed, closed_before_response, truncated or
+/// timeout.
+///
+/// Examples:
+///   gracedown bench -c 10 -d 30s http://127.0.0.1:8080/
+///   gracedown bench --h2c -c 10 -d 10s --json http://127.0.0.1:8080/ > run.json
+///   gracedown bench --insecure --http2 https://127.0.0.1:8443/
+#[derive(Debug, Args)]
+#[command(after_help = crate::exit::HELP)]
+pub(crate) struct BenchArgs {
+    /// The URL (`http://` or `https://`).
+    #[arg(value_name = "URL")]
+    pub(crate) url: String,
+
+    /// Connections, each with one request outstanding at a time.
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 10)]
+    pub(crate) connections: usize,
+
+    /// How long to start new requests.
+    #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) duration: Duration,
+
+    /// Runtime threads (default: one per core).
+    #[arg(short = 't', long, value_name = "N")]
+    pub(crate) threads: Option<std::num::NonZeroUsize>,
+
+    /// HTTP/2 with prior knowledge on an http:// URL.
+    #[arg(long)]
+    pub(crate) h2c: bool,
+
+    /// Offer only http/1.1 over TLS.
+    #[arg(long, conflicts_with = "http2")]
+    pub(crate) http1: bool,
+
+    /// Offer only h2 over TLS (on http:// URLs: h2c).
+    #[arg(long)]
+    pub(crate) http2: bool,
+
+    /// A new connection for every HTTP/1.1 request.
+    #[arg(long)]
+    pub(crate) no_keepalive: bool,
+
+    /// Skip TLS certificate verification.
+    #[arg(short = 'k', long)]
+    pub(crate) insecure: bool,
+
+    /// Trust the certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cacert: Option<PathBuf>,
+
+    /// Request method.
+    #[arg(short = 'm', long, value_name = "METHOD", default_value = "GET")]
+    pub(crate) method: String,
+
+    /// An extra request header (`Name: value`); repeatable.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub(crate) headers: Vec<String>,
+
+    /// The request body.
+    #[arg(long, value_name = "TEXT", conflicts_with = "body_file")]
+    pub(crate) body: Option<String>,
+
+    /// The request body, from a file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) body_file: Option<PathBuf>,
+
+    /// How long one request may take before it counts as a timeout.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) timeout: Duration,
+
+    /// Print the report as JSON (schema gracedown-bench/1) instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Write the per-100 ms timeline as CSV to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) timeline: Option<PathBuf>,
+
+    /// Exit with status 6 if any request failed.
+    #[arg(long)]
+    pub(crate) fail_on_error: bool,
 }
 
 /// Run the demo worker.

@@ -1,6 +1,7 @@
 //! The `gracedown` command: argument parsing and the subcommands, as a library
 //! so that tests can build a duplicate binary of it.
 
+mod bench;
 mod cli;
 pub mod exit;
 mod serve;
@@ -20,6 +21,7 @@ pub fn main() -> ExitCode {
     init_logging();
     match cli.command {
         cli::Command::Serve(args) => serve::run(&args),
+        cli::Command::Bench(args) => bench::run(&args),
     }
 }
 

@@ -144,7 +144,10 @@ fn http2_client_sees_no_error_with_a_restart_every_200ms() {
         .enable_all()
         .build()
         .expect("runtime");
-    let tally = runtime.block_on(gracedown_bench::run(&plan));
+    let samples = runtime
+        .block_on(gracedown_bench::run(&plan, Arc::new(gracedown_bench::Progress::default())))
+        .expect("the run starts");
+    let tally = samples.tally;
     let restarts = restarter.finish();
     eprintln!("{restarts} restarts, h2: {tally}");
     assert!(restarts >= 3, "too few restarts: {restarts}");

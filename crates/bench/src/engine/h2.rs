@@ -1,18 +1,20 @@
-//! HTTP/2 with prior knowledge: one connection per slot, one stream at a
-//! time; a stream the server proves unprocessed is re-sent on a new connection.
+//! HTTP/2 (h2c with prior knowledge, or over TLS): one connection per slot,
+//! one stream at a time. A stream the server proves unprocessed (above a
+//! GOAWAY's last stream id, or REFUSED_STREAM) is counted and re-sent on a
+//! new connection; nothing else is ever re-sent.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::conn::connect;
 use super::sniff::{Goaways, Sniffed};
-use crate::outcome::{Outcome, Tally};
-use crate::plan::Plan;
+use super::{Backoff, Shared};
+use crate::outcome::Outcome;
+use crate::record::Recorder;
 
 struct Conn {
     sender: SendRequest<Bytes>,
@@ -35,91 +37,86 @@ enum Attempt {
     Unprocessed,
 }
 
-pub(crate) async fn slot(plan: &Plan, deadline: Instant) -> Tally {
-    let mut tally = Tally::default();
+pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Recorder) {
+    let plan = &shared.plan;
     let mut conn: Option<Conn> = None;
-    let mut backoff = Duration::from_millis(5);
-    // A request that was started is finished even after the deadline; the
-    // re-send budget is bounded by the request timeout past the deadline.
+    let mut backoff = Backoff::new();
+    // A started request is finished even after the deadline; re-sends are
+    // bounded by the request timeout past it.
     let give_up = deadline + plan.timeout;
-    let mut in_progress = false;
-    while (Instant::now() < deadline || in_progress) && Instant::now() < give_up {
-        in_progress = true;
+    let mut started: Option<std::time::Instant> = None;
+    while (Instant::now() < deadline || started.is_some()) && Instant::now() < give_up {
+        let began = *started.get_or_insert_with(std::time::Instant::now);
         let current = match conn.take() {
             Some(c) if c.goaways.count() == 0 => c,
             stale => {
                 if let Some(old) = stale {
-                    tally.goaways += old.goaways.count();
+                    recorder.goaways(old.goaways.count());
                 }
-                match connect(plan, &mut tally).await {
+                match open(shared).await {
                     Ok(c) => {
-                        backoff = Duration::from_millis(5);
+                        recorder.connect();
+                        backoff.reset();
                         c
                     }
                     Err(()) => {
-                        tally.record(Outcome::ConnectFailed);
-                        in_progress = false;
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                        recorder.outcome(Outcome::ConnectFailed, began, None);
+                        shared.ended(true);
+                        started = None;
+                        backoff.wait().await;
                         continue;
                     }
                 }
             }
         };
-        match request(plan, &current).await {
+        match request(shared, &current).await {
             Attempt::Done(outcome, pid) => {
-                tally.record(outcome);
-                tally.pids.extend(pid);
-                in_progress = false;
+                recorder.outcome(outcome, began, pid);
+                shared.ended(!matches!(outcome, Outcome::Ok(_)));
+                started = None;
                 if matches!(outcome, Outcome::Ok(_)) {
                     conn = Some(current);
-                } else {
-                    tally.goaways += current.goaways.count();
+                    continue;
                 }
-                continue;
             }
-            Attempt::Unprocessed => tally.record(Outcome::Unprocessed),
+            Attempt::Unprocessed => {
+                recorder.tally.record(Outcome::Unprocessed);
+                recorder.outcome_unprocessed();
+            }
             Attempt::NotSent => {}
         }
-        tally.goaways += current.goaways.count();
+        recorder.goaways(current.goaways.count());
     }
     if let Some(c) = conn {
-        tally.goaways += c.goaways.count();
+        recorder.goaways(c.goaways.count());
     }
-    tally
 }
 
-async fn connect(plan: &Plan, tally: &mut Tally) -> Result<Conn, ()> {
-    let tcp = tokio::time::timeout(plan.timeout, TcpStream::connect(plan.addr))
-        .await
-        .map_err(|_| ())?
-        .map_err(|_| ())?;
-    let _ = tcp.set_nodelay(true);
+async fn open(shared: &Shared) -> Result<Conn, ()> {
+    let io = connect(&shared.plan, shared.tls.as_ref()).await?;
     let goaways = Goaways::new();
-    let io = Sniffed::new(tcp, Arc::clone(&goaways));
+    let io = Sniffed::new(io, Arc::clone(&goaways));
     let (sender, connection) = h2::client::handshake(io).await.map_err(|_| ())?;
-    tally.connects += 1;
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    Ok(Conn {
-        sender,
-        goaways,
-        driver,
-    })
+    Ok(Conn { sender, goaways, driver })
 }
 
-async fn request(plan: &Plan, conn: &Conn) -> Attempt {
-    let Ok(mut sender) = conn.sender.clone().ready().await else {
-        return Attempt::NotSent;
-    };
-    let uri = format!("http://{}{}", plan.addr, plan.path);
-    let Ok(req) = http::Request::get(uri).body(()) else {
+async fn request(shared: &Shared, conn: &Conn) -> Attempt {
+    let plan = &shared.plan;
+    let Ok(mut sender) = conn.sender.clone().ready().await else { return Attempt::NotSent };
+    let scheme = if plan.protocol.is_tls() { "https" } else { "http" };
+    let mut builder = http::Request::builder().method(plan.method.clone()).uri(format!("{scheme}://{}{}", plan.authority, plan.path));
+    for (name, value) in &plan.headers {
+        builder = builder.header(name, value);
+    }
+    let Ok(req) = builder.body(()) else { return Attempt::Done(Outcome::ClosedBeforeResponse, None) };
+    let has_body = !plan.body.is_empty();
+    let Ok((response, mut stream)) = sender.send_request(req, !has_body) else { return Attempt::NotSent };
+    if has_body && stream.send_data(plan.body.clone(), true).is_err() {
         return Attempt::Done(Outcome::ClosedBeforeResponse, None);
-    };
-    let Ok((response, _)) = sender.send_request(req, true) else {
-        return Attempt::NotSent;
-    };
+    }
     let id = response.stream_id().as_u32();
     let exchange = async {
         let response = match response.await {
@@ -133,11 +130,7 @@ async fn request(plan: &Plan, conn: &Conn) -> Attempt {
             }
         };
         let status = response.status().as_u16();
-        let pid = response
-            .headers()
-            .get("x-gracedown-pid")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let pid = response.headers().get("x-gracedown-pid").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut body = response.into_body();
         while let Some(chunk) = body.data().await {
             match chunk {

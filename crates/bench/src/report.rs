@@ -1,0 +1,209 @@
+//! Turning [`Samples`] into what people and programs read: a text summary,
+//! JSON (schema `gracedown-bench/1`, below) and a CSV timeline. Pure: it
+//! writes to any `Write` and does no other I/O.
+//!
+//! # JSON schema `gracedown-bench/1`
+//!
+//! ```text
+//! { "schema": "gracedown-bench/1",
+//!   "target": URL, "protocol": "http/1.1" | "h2c" | "h2" (TLS) | "http/1.1+tls",
+//!   "connections": N, "duration_s": F, "elapsed_s": F,
+//!   "requests": N,            // final outcomes: ok + every error class
+//!   "rps": F,                 // complete responses per second of elapsed time
+//!   "outcomes": { "ok", "unprocessed", "connect_failed", "closed_before_response", "truncated", "timeout" },
+//!   "errors": N, "status": { "200": N, ... }, "non_2xx": N,
+//!   "latency_us": { "p50", "p90", "p99", "p99_9", "max" },
+//!   "connects": N, "goaways": N, "generations": N, "longest_gap_ms": N,
+//!   "restarts": N, "markers_ms": [N, ...] }
+//! ```
+
+use std::io::{self, Write};
+
+use crate::record::Samples;
+
+/// The figures of a run, ready to render.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// Always `gracedown-bench/1`.
+    pub schema: &'static str,
+    /// The URL.
+    pub target: String,
+    /// The protocol spoken.
+    pub protocol: String,
+    /// Connection slots.
+    pub connections: usize,
+    /// Requested duration, seconds.
+    pub duration_s: f64,
+    /// Measured duration, seconds.
+    pub elapsed_s: f64,
+    /// Final outcomes (ok + errors).
+    pub requests: u64,
+    /// Complete responses per second.
+    pub rps: f64,
+    /// Counts per outcome class.
+    pub outcomes: Outcomes,
+    /// Client-visible errors.
+    pub errors: u64,
+    /// Complete responses per status.
+    pub status: std::collections::BTreeMap<String, u64>,
+    /// Complete responses whose status is not 2xx.
+    pub non_2xx: u64,
+    /// Latency percentiles of complete responses.
+    pub latency_us: Latency,
+    /// Connections opened.
+    pub connects: u64,
+    /// GOAWAY frames received.
+    pub goaways: u64,
+    /// Distinct `x-gracedown-pid` values seen.
+    pub generations: usize,
+    /// Longest stretch without a complete response, at timeline resolution.
+    pub longest_gap_ms: u64,
+    /// Restart markers given to the run.
+    pub restarts: usize,
+    /// Their offsets from the start.
+    pub markers_ms: Vec<u64>,
+}
+
+/// Counts per outcome class.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Outcomes {
+    /// Complete responses.
+    pub ok: u64,
+    /// Proven unprocessed and re-sent (not an error).
+    pub unprocessed: u64,
+    /// Could not connect.
+    pub connect_failed: u64,
+    /// Written, then closed before any response byte.
+    pub closed_before_response: u64,
+    /// The response started, then broke.
+    pub truncated: u64,
+    /// No complete response in time.
+    pub timeout: u64,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p99_9: u64,
+    /// Maximum.
+    pub max: u64,
+}
+
+impl Report {
+    /// Summarises `samples` of a run against `target` speaking `protocol`.
+    pub fn new(samples: &Samples, target: &str, protocol: &str, duration: std::time::Duration) -> Self {
+        let t = &samples.tally;
+        let elapsed = samples.elapsed.as_secs_f64();
+        let ok = t.responses();
+        let q = |p: f64| if ok == 0 { 0 } else { samples.latency.value_at_quantile(p) };
+        Self {
+            schema: "gracedown-bench/1",
+            target: target.to_owned(),
+            protocol: protocol.to_owned(),
+            connections: samples.connections,
+            duration_s: duration.as_secs_f64(),
+            elapsed_s: elapsed,
+            requests: ok + t.errors(),
+            rps: if elapsed > 0.0 { ok as f64 / elapsed } else { 0.0 },
+            outcomes: Outcomes {
+                ok,
+                unprocessed: t.unprocessed,
+                connect_failed: t.connect_failed,
+                closed_before_response: t.closed_before_response,
+                truncated: t.truncated,
+                timeout: t.timeout,
+            },
+            errors: t.errors(),
+            status: t.ok.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+            non_2xx: t.non_2xx(),
+            latency_us: Latency {
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                p99_9: q(0.999),
+                max: if ok == 0 { 0 } else { samples.latency.max() },
+            },
+            connects: t.connects,
+            goaways: t.goaways,
+            generations: t.pids.len(),
+            longest_gap_ms: samples.longest_gap().as_millis() as u64,
+            restarts: samples.markers.len(),
+            markers_ms: samples.markers.iter().map(|m| m.as_millis() as u64).collect(),
+        }
+    }
+
+    /// The human summary.
+    ///
+    /// # Errors
+    ///
+    /// The writer's.
+    pub fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
+        writeln!(out, "score {}, elapsed {:.3}s = {:.1} / sec", self.outcomes.ok, self.elapsed_s, self.rps)?;
+        let o = &self.outcomes;
+        writeln!(
+            out,
+            "  outcomes: ok {} | unprocessed (re-sent) {} | connect_failed {} | closed_before_response {} | truncated {} | timeout {}",
+            o.ok, o.unprocessed, o.connect_failed, o.closed_before_response, o.truncated, o.timeout
+        )?;
+        let status: Vec<String> = self.status.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        writeln!(out, "  status: {} (non-2xx {})", status.join(", "), self.non_2xx)?;
+        let l = &self.latency_us;
+        writeln!(
+            out,
+            "  latency: p50 {} | p90 {} | p99 {} | p99.9 {} | max {}",
+            micros(l.p50),
+            micros(l.p90),
+            micros(l.p99),
+            micros(l.p99_9),
+            micros(l.max)
+        )?;
+        writeln!(
+            out,
+            "  connections: {} slots, {} connects, {} GOAWAYs | generations seen {} | longest gap {} ms | restarts {}",
+            self.connections, self.connects, self.goaways, self.generations, self.longest_gap_ms, self.restarts
+        )?;
+        writeln!(out, "  errors: {}", self.errors)
+    }
+
+    /// The JSON document.
+    ///
+    /// # Errors
+    ///
+    /// The writer's.
+    pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, self).map_err(io::Error::other)?;
+        writeln!(out)
+    }
+}
+
+/// The timeline as CSV: one row per bucket.
+///
+/// # Errors
+///
+/// The writer's.
+pub fn write_timeline(samples: &Samples, out: &mut impl Write) -> io::Result<()> {
+    writeln!(out, "t_ms,ok,errors,unprocessed,connects,goaways,latency_mean_us,latency_max_us,restarts")?;
+    let width = samples.interval.as_millis() as u64;
+    for (i, b) in samples.timeline.iter().enumerate() {
+        let t = i as u64 * width;
+        let restarts = samples.markers.iter().filter(|m| (m.as_millis() as u64) / width.max(1) == i as u64).count();
+        let mean = if b.ok == 0 { 0 } else { b.latency_sum_us / b.ok };
+        writeln!(
+            out,
+            "{t},{},{},{},{},{},{mean},{},{restarts}",
+            b.ok, b.errors, b.unprocessed, b.connects, b.goaways, b.latency_max_us
+        )?;
+    }
+    Ok(())
+}
+
+fn micros(us: u64) -> String {
+    if us >= 10_000 { format!("{:.1}ms", us as f64 / 1000.0) } else { format!("{us}us") }
+}
