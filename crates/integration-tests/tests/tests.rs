@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod bench_outcomes;
 mod drain_states;
 mod fd_adoption;
 mod perl_start_server;
