@@ -24,6 +24,17 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// How reports name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Http1 => "http/1.1",
+            Self::H2c => "h2c",
+            Self::Https => "TLS, h2 or http/1.1 by ALPN",
+            Self::HttpsHttp1 => "http/1.1 over TLS",
+            Self::HttpsHttp2 => "h2 over TLS",
+        }
+    }
+
     /// Whether the connection uses TLS.
     pub fn is_tls(self) -> bool {
         matches!(self, Self::Https | Self::HttpsHttp1 | Self::HttpsHttp2)
@@ -37,12 +48,18 @@ pub struct Markers(Arc<Mutex<Vec<Instant>>>);
 impl Markers {
     /// Records "a restart happened now".
     pub fn mark(&self) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(Instant::now());
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Instant::now());
     }
 
     pub(crate) fn since(&self, start: Instant) -> Vec<Duration> {
         let marks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        marks.iter().map(|m| m.saturating_duration_since(start)).collect()
+        marks
+            .iter()
+            .map(|m| m.saturating_duration_since(start))
+            .collect()
     }
 }
 
@@ -115,8 +132,14 @@ impl Plan {
             Some("https") => true,
             _ => return Err(PlanError::Url(url.to_owned())),
         };
-        let authority = uri.authority().ok_or_else(|| PlanError::Url(url.to_owned()))?;
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let authority = uri
+            .authority()
+            .ok_or_else(|| PlanError::Url(url.to_owned()))?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let addr = (host.as_str(), port)
             .to_socket_addrs()
@@ -131,7 +154,9 @@ impl Plan {
         let mut plan = Self::new(addr, protocol);
         plan.host = host;
         plan.authority = authority.to_string();
-        plan.path = uri.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned());
+        plan.path = uri
+            .path_and_query()
+            .map_or("/".to_owned(), |p| p.as_str().to_owned());
         Ok(plan)
     }
 

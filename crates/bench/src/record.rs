@@ -42,11 +42,18 @@ fn histogram() -> Histogram<u64> {
 
 impl Recorder {
     pub(crate) fn new(start: Instant, interval: Duration) -> Self {
-        Self { start, interval, tally: Tally::default(), latency: histogram(), buckets: Vec::new() }
+        Self {
+            start,
+            interval,
+            tally: Tally::default(),
+            latency: histogram(),
+            buckets: Vec::new(),
+        }
     }
 
     fn bucket(&mut self, at: Instant) -> &mut Bucket {
-        let index = (at.saturating_duration_since(self.start).as_nanos() / self.interval.as_nanos().max(1)) as usize;
+        let index = (at.saturating_duration_since(self.start).as_nanos()
+            / self.interval.as_nanos().max(1)) as usize;
         if self.buckets.len() <= index {
             self.buckets.resize(index + 1, Bucket::default());
         }
@@ -107,10 +114,19 @@ pub struct Samples {
     pub markers: Vec<Duration>,
     /// Connection slots.
     pub connections: usize,
+    /// The protocol spoken (for `https://`, what ALPN chose).
+    pub protocol: crate::plan::Protocol,
 }
 
 impl Samples {
-    pub(crate) fn merge(recorders: Vec<Recorder>, interval: Duration, elapsed: Duration, markers: Vec<Duration>, connections: usize) -> Self {
+    pub(crate) fn merge(
+        recorders: Vec<Recorder>,
+        interval: Duration,
+        elapsed: Duration,
+        markers: Vec<Duration>,
+        connections: usize,
+        protocol: crate::plan::Protocol,
+    ) -> Self {
         let mut tally = Tally::default();
         let mut latency = histogram();
         let mut timeline: Vec<Bucket> = Vec::new();
@@ -130,7 +146,16 @@ impl Samples {
                 into.latency_max_us = into.latency_max_us.max(from.latency_max_us);
             }
         }
-        Self { tally, latency, timeline, interval, elapsed, markers, connections }
+        Self {
+            tally,
+            latency,
+            timeline,
+            interval,
+            elapsed,
+            markers,
+            connections,
+            protocol,
+        }
     }
 
     /// The longest run of timeline buckets with no complete response,

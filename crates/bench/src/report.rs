@@ -98,11 +98,22 @@ pub struct Latency {
 
 impl Report {
     /// Summarises `samples` of a run against `target` speaking `protocol`.
-    pub fn new(samples: &Samples, target: &str, protocol: &str, duration: std::time::Duration) -> Self {
+    pub fn new(
+        samples: &Samples,
+        target: &str,
+        protocol: &str,
+        duration: std::time::Duration,
+    ) -> Self {
         let t = &samples.tally;
         let elapsed = samples.elapsed.as_secs_f64();
         let ok = t.responses();
-        let q = |p: f64| if ok == 0 { 0 } else { samples.latency.value_at_quantile(p) };
+        let q = |p: f64| {
+            if ok == 0 {
+                0
+            } else {
+                samples.latency.value_at_quantile(p)
+            }
+        };
         Self {
             schema: "gracedown-bench/1",
             target: target.to_owned(),
@@ -111,7 +122,11 @@ impl Report {
             duration_s: duration.as_secs_f64(),
             elapsed_s: elapsed,
             requests: ok + t.errors(),
-            rps: if elapsed > 0.0 { ok as f64 / elapsed } else { 0.0 },
+            rps: if elapsed > 0.0 {
+                ok as f64 / elapsed
+            } else {
+                0.0
+            },
             outcomes: Outcomes {
                 ok,
                 unprocessed: t.unprocessed,
@@ -135,7 +150,11 @@ impl Report {
             generations: t.pids.len(),
             longest_gap_ms: samples.longest_gap().as_millis() as u64,
             restarts: samples.markers.len(),
-            markers_ms: samples.markers.iter().map(|m| m.as_millis() as u64).collect(),
+            markers_ms: samples
+                .markers
+                .iter()
+                .map(|m| m.as_millis() as u64)
+                .collect(),
         }
     }
 
@@ -145,15 +164,28 @@ impl Report {
     ///
     /// The writer's.
     pub fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
-        writeln!(out, "score {}, elapsed {:.3}s = {:.1} / sec", self.outcomes.ok, self.elapsed_s, self.rps)?;
+        writeln!(
+            out,
+            "score {}, elapsed {:.3}s = {:.1} / sec",
+            self.outcomes.ok, self.elapsed_s, self.rps
+        )?;
         let o = &self.outcomes;
         writeln!(
             out,
             "  outcomes: ok {} | unprocessed (re-sent) {} | connect_failed {} | closed_before_response {} | truncated {} | timeout {}",
             o.ok, o.unprocessed, o.connect_failed, o.closed_before_response, o.truncated, o.timeout
         )?;
-        let status: Vec<String> = self.status.iter().map(|(s, n)| format!("{s}: {n}")).collect();
-        writeln!(out, "  status: {} (non-2xx {})", status.join(", "), self.non_2xx)?;
+        let status: Vec<String> = self
+            .status
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
+        writeln!(
+            out,
+            "  status: {} (non-2xx {})",
+            status.join(", "),
+            self.non_2xx
+        )?;
         let l = &self.latency_us;
         writeln!(
             out,
@@ -167,7 +199,12 @@ impl Report {
         writeln!(
             out,
             "  connections: {} slots, {} connects, {} GOAWAYs | generations seen {} | longest gap {} ms | restarts {}",
-            self.connections, self.connects, self.goaways, self.generations, self.longest_gap_ms, self.restarts
+            self.connections,
+            self.connects,
+            self.goaways,
+            self.generations,
+            self.longest_gap_ms,
+            self.restarts
         )?;
         writeln!(out, "  errors: {}", self.errors)
     }
@@ -189,12 +226,19 @@ impl Report {
 ///
 /// The writer's.
 pub fn write_timeline(samples: &Samples, out: &mut impl Write) -> io::Result<()> {
-    writeln!(out, "t_ms,ok,errors,unprocessed,connects,goaways,latency_mean_us,latency_max_us,restarts")?;
+    writeln!(
+        out,
+        "t_ms,ok,errors,unprocessed,connects,goaways,latency_mean_us,latency_max_us,restarts"
+    )?;
     let width = samples.interval.as_millis() as u64;
     for (i, b) in samples.timeline.iter().enumerate() {
         let t = i as u64 * width;
-        let restarts = samples.markers.iter().filter(|m| (m.as_millis() as u64) / width.max(1) == i as u64).count();
-        let mean = if b.ok == 0 { 0 } else { b.latency_sum_us / b.ok };
+        let restarts = samples
+            .markers
+            .iter()
+            .filter(|m| (m.as_millis() as u64) / width.max(1) == i as u64)
+            .count();
+        let mean = b.latency_sum_us.checked_div(b.ok).unwrap_or(0);
         writeln!(
             out,
             "{t},{},{},{},{},{},{mean},{},{restarts}",
@@ -205,5 +249,150 @@ pub fn write_timeline(samples: &Samples, out: &mut impl Write) -> io::Result<()>
 }
 
 fn micros(us: u64) -> String {
-    if us >= 10_000 { format!("{:.1}ms", us as f64 / 1000.0) } else { format!("{us}us") }
+    if us >= 10_000 {
+        format!("{:.1}ms", us as f64 / 1000.0)
+    } else {
+        format!("{us}us")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::outcome::Outcome;
+    use crate::plan::Protocol;
+    use crate::record::Bucket;
+
+    fn samples() -> Samples {
+        let mut tally = crate::outcome::Tally::default();
+        for outcome in [
+            Outcome::Ok(200),
+            Outcome::Ok(200),
+            Outcome::Ok(200),
+            Outcome::Ok(503),
+        ] {
+            tally.record(outcome);
+        }
+        tally.record(Outcome::Unprocessed);
+        tally.record(Outcome::ClosedBeforeResponse);
+        tally.connects = 3;
+        tally.goaways = 2;
+        tally.pids.extend(["10".to_owned(), "11".to_owned()]);
+        let mut latency = hdrhistogram::Histogram::new(3).expect("histogram");
+        for us in [100, 200, 300, 400] {
+            latency.record(us).expect("record");
+        }
+        let bucket = |ok, errors, unprocessed, connects, goaways, sum, max| Bucket {
+            ok,
+            errors,
+            unprocessed,
+            connects,
+            goaways,
+            latency_sum_us: sum,
+            latency_max_us: max,
+        };
+        Samples {
+            tally,
+            latency,
+            timeline: vec![
+                bucket(3, 0, 0, 2, 0, 600, 300),
+                bucket(0, 1, 1, 0, 2, 0, 0),
+                bucket(1, 0, 0, 1, 0, 400, 400),
+            ],
+            interval: Duration::from_millis(100),
+            elapsed: Duration::from_millis(300),
+            markers: vec![Duration::from_millis(150)],
+            connections: 2,
+            protocol: Protocol::H2c,
+        }
+    }
+
+    fn render(f: impl Fn(&mut Vec<u8>) -> io::Result<()>) -> String {
+        let mut out = Vec::new();
+        f(&mut out).expect("render");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn json_schema_is_stable() {
+        let report = Report::new(
+            &samples(),
+            "http://127.0.0.1:8080/",
+            "h2c",
+            Duration::from_secs(1),
+        );
+        let expected = r#"{
+  "schema": "gracedown-bench/1",
+  "target": "http://127.0.0.1:8080/",
+  "protocol": "h2c",
+  "connections": 2,
+  "duration_s": 1.0,
+  "elapsed_s": 0.3,
+  "requests": 5,
+  "rps": 13.333333333333334,
+  "outcomes": {
+    "ok": 4,
+    "unprocessed": 1,
+    "connect_failed": 0,
+    "closed_before_response": 1,
+    "truncated": 0,
+    "timeout": 0
+  },
+  "errors": 1,
+  "status": {
+    "200": 3,
+    "503": 1
+  },
+  "non_2xx": 1,
+  "latency_us": {
+    "p50": 200,
+    "p90": 400,
+    "p99": 400,
+    "p99_9": 400,
+    "max": 400
+  },
+  "connects": 3,
+  "goaways": 2,
+  "generations": 2,
+  "longest_gap_ms": 100,
+  "restarts": 1,
+  "markers_ms": [
+    150
+  ]
+}
+"#;
+        assert_eq!(render(|out| report.write_json(out)), expected);
+    }
+
+    #[test]
+    fn timeline_csv_is_stable() {
+        let expected = "\
+t_ms,ok,errors,unprocessed,connects,goaways,latency_mean_us,latency_max_us,restarts
+0,3,0,0,2,0,200,300,0
+100,0,1,1,0,2,0,0,1
+200,1,0,0,1,0,400,400,0
+";
+        assert_eq!(render(|out| write_timeline(&samples(), out)), expected);
+    }
+
+    #[test]
+    fn text_summary_is_stable() {
+        let report = Report::new(
+            &samples(),
+            "http://127.0.0.1:8080/",
+            "h2c",
+            Duration::from_secs(1),
+        );
+        let expected = "\
+score 4, elapsed 0.300s = 13.3 / sec
+  outcomes: ok 4 | unprocessed (re-sent) 1 | connect_failed 0 | closed_before_response 1 | truncated 0 | timeout 0
+  status: 200: 3, 503: 1 (non-2xx 1)
+  latency: p50 200us | p90 400us | p99 400us | p99.9 400us | max 400us
+  connections: 2 slots, 3 connects, 2 GOAWAYs | generations seen 2 | longest gap 100 ms | restarts 1
+  errors: 1
+";
+        assert_eq!(render(|out| report.write_text(out)), expected);
+    }
 }

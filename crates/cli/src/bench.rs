@@ -21,15 +21,22 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let threads = args.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |n| n.get());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n.get(),
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             report_error(&e);
             return ExitCode::from(exit::FAILURE);
         }
     };
-    let protocol = protocol_name(&plan);
+    let protocol = plan.protocol_kind().name();
     let mut stdout = std::io::stdout().lock();
     if !args.json {
         let _ = writeln!(
@@ -42,7 +49,9 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
         );
     }
     let progress = Arc::new(Progress::default());
-    let ticker = std::io::stderr().is_terminal().then(|| spawn_ticker(&runtime, Arc::clone(&progress), args.duration));
+    let ticker = std::io::stderr()
+        .is_terminal()
+        .then(|| spawn_ticker(&runtime, Arc::clone(&progress), args.duration));
     let samples = runtime.block_on(gracedown_bench::run(&plan, progress));
     if let Some(ticker) = ticker {
         ticker.abort();
@@ -58,8 +67,12 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
             });
         }
     };
-    let report = Report::new(&samples, &args.url, protocol, args.duration);
-    let written = if args.json { report.write_json(&mut stdout) } else { report.write_text(&mut stdout) };
+    let report = Report::new(&samples, &args.url, samples.protocol.name(), args.duration);
+    let written = if args.json {
+        report.write_json(&mut stdout)
+    } else {
+        report.write_text(&mut stdout)
+    };
     if let Err(e) = written {
         report_error(&e);
         return ExitCode::from(exit::FAILURE);
@@ -78,7 +91,10 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
 }
 
 fn plan(args: &BenchArgs) -> Result<Plan, Box<dyn std::error::Error>> {
-    let mut plan = Plan::from_url(&args.url, args.h2c || (args.http2 && args.url.starts_with("http:")))?;
+    let mut plan = Plan::from_url(
+        &args.url,
+        args.h2c || (args.http2 && args.url.starts_with("http:")),
+    )?;
     if args.url.starts_with("https:") {
         if args.http1 {
             plan = plan.protocol(Protocol::HttpsHttp1);
@@ -86,7 +102,10 @@ fn plan(args: &BenchArgs) -> Result<Plan, Box<dyn std::error::Error>> {
             plan = plan.protocol(Protocol::HttpsHttp2);
         }
     }
-    let method: http::Method = args.method.parse().map_err(|_| format!("`{}` is not an HTTP method", args.method))?;
+    let method: http::Method = args
+        .method
+        .parse()
+        .map_err(|_| format!("`{}` is not an HTTP method", args.method))?;
     let mut plan = plan
         .connections(args.connections)
         .duration(args.duration)
@@ -98,30 +117,27 @@ fn plan(args: &BenchArgs) -> Result<Plan, Box<dyn std::error::Error>> {
         plan = plan.cacert(path.clone());
     }
     for header in &args.headers {
-        let (name, value) = header.split_once(':').ok_or_else(|| format!("header `{header}` is not `Name: value`"))?;
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("header `{header}` is not `Name: value`"))?;
         plan = plan.header(name.trim(), value.trim());
     }
     if let Some(body) = &args.body {
         plan = plan.body(bytes::Bytes::from(body.clone()));
     } else if let Some(path) = &args.body_file {
-        let body = std::fs::read(path).map_err(|e| format!("cannot read --body-file `{}`: {e}", path.display()))?;
+        let body = std::fs::read(path)
+            .map_err(|e| format!("cannot read --body-file `{}`: {e}", path.display()))?;
         plan = plan.body(bytes::Bytes::from(body));
     }
     Ok(plan)
 }
 
-fn protocol_name(plan: &Plan) -> &'static str {
-    match plan.protocol_kind() {
-        Protocol::Http1 => "http/1.1",
-        Protocol::H2c => "h2c",
-        Protocol::HttpsHttp1 => "http/1.1 over TLS",
-        Protocol::HttpsHttp2 => "h2 over TLS",
-        _ => "TLS, h2 or http/1.1 by ALPN",
-    }
-}
-
 /// A one-line progress display on a terminal, once a second.
-fn spawn_ticker(runtime: &tokio::runtime::Runtime, progress: Arc<Progress>, duration: Duration) -> tokio::task::JoinHandle<()> {
+fn spawn_ticker(
+    runtime: &tokio::runtime::Runtime,
+    progress: Arc<Progress>,
+    duration: Duration,
+) -> tokio::task::JoinHandle<()> {
     runtime.spawn(async move {
         let start = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(1));

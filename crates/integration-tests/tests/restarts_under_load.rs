@@ -145,7 +145,10 @@ fn http2_client_sees_no_error_with_a_restart_every_200ms() {
         .build()
         .expect("runtime");
     let samples = runtime
-        .block_on(gracedown_bench::run(&plan, Arc::new(gracedown_bench::Progress::default())))
+        .block_on(gracedown_bench::run(
+            &plan,
+            Arc::new(gracedown_bench::Progress::default()),
+        ))
         .expect("the run starts");
     let tally = samples.tally;
     let restarts = restarter.finish();

@@ -26,13 +26,24 @@ impl Io {
 }
 
 /// Connects within the plan's timeout; `Err` means the request was never written.
-pub(crate) async fn connect(plan: &Plan, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<Io, ()> {
-    let tcp = tokio::time::timeout(plan.timeout, TcpStream::connect(plan.addr)).await.map_err(|_| ())?.map_err(|_| ())?;
+pub(crate) async fn connect(
+    plan: &Plan,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<Io, ()> {
+    let tcp = tokio::time::timeout(plan.timeout, TcpStream::connect(plan.addr))
+        .await
+        .map_err(|_| ())?
+        .map_err(|_| ())?;
     let _ = tcp.set_nodelay(true);
-    let Some(config) = tls else { return Ok(Io::Tcp(tcp)) };
+    let Some(config) = tls else {
+        return Ok(Io::Tcp(tcp));
+    };
     let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
     let handshake = connector.connect(super::tls::server_name(plan), tcp);
-    let stream = tokio::time::timeout(plan.timeout, handshake).await.map_err(|_| ())?.map_err(|_| ())?;
+    let stream = tokio::time::timeout(plan.timeout, handshake)
+        .await
+        .map_err(|_| ())?
+        .map_err(|_| ())?;
     Ok(Io::Tls(Box::new(stream)))
 }
 
@@ -46,13 +57,21 @@ macro_rules! delegate {
 }
 
 impl AsyncRead for Io {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         delegate!(self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
 impl AsyncWrite for Io {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         delegate!(self, s => Pin::new(s).poll_write(cx, buf))
     }
 

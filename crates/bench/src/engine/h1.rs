@@ -13,11 +13,19 @@ use crate::record::Recorder;
 
 /// The request, byte for byte, as sent on every connection.
 pub(crate) fn request_bytes(plan: &Plan) -> Bytes {
-    let mut head = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", plan.method, plan.path, plan.authority);
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\n",
+        plan.method, plan.path, plan.authority
+    );
     for (name, value) in &plan.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    if !plan.body.is_empty() || matches!(plan.method, http::Method::POST | http::Method::PUT | http::Method::PATCH) {
+    if !plan.body.is_empty()
+        || matches!(
+            plan.method,
+            http::Method::POST | http::Method::PUT | http::Method::PATCH
+        )
+    {
         head.push_str(&format!("Content-Length: {}\r\n", plan.body.len()));
     }
     if !plan.keepalive {
@@ -67,7 +75,11 @@ pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Reco
                 }
             },
         };
-        let result = tokio::time::timeout(plan.timeout, exchange(&mut io, &shared.request, &mut buf, &plan.method)).await;
+        let result = tokio::time::timeout(
+            plan.timeout,
+            exchange(&mut io, &shared.request, &mut buf, &plan.method),
+        )
+        .await;
         let (outcome, pid, keep) = match result {
             Err(_) => (Outcome::Timeout, None, false),
             Ok(Err(Failure::BeforeResponse)) => (Outcome::ClosedBeforeResponse, None, false),
@@ -82,7 +94,12 @@ pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Reco
     }
 }
 
-async fn exchange(io: &mut Io, request: &[u8], buf: &mut BytesMut, method: &http::Method) -> Result<Response, Failure> {
+async fn exchange(
+    io: &mut Io,
+    request: &[u8],
+    buf: &mut BytesMut,
+    method: &http::Method,
+) -> Result<Response, Failure> {
     if io.write_all(request).await.is_err() {
         return Err(Failure::BeforeResponse);
     }
@@ -110,7 +127,10 @@ async fn exchange(io: &mut Io, request: &[u8], buf: &mut BytesMut, method: &http
                     }
                 }
                 buf.advance(len);
-                let no_body = method == http::Method::HEAD || status == 204 || status == 304 || (100..200).contains(&status);
+                let no_body = method == http::Method::HEAD
+                    || status == 204
+                    || status == 304
+                    || (100..200).contains(&status);
                 let body = if no_body {
                     Body::Length(0)
                 } else if chunked {
@@ -125,7 +145,13 @@ async fn exchange(io: &mut Io, request: &[u8], buf: &mut BytesMut, method: &http
             Ok(httparse::Status::Partial) => {
                 let started = !buf.is_empty();
                 match io.read_buf(buf).await {
-                    Ok(0) | Err(_) => return Err(if started { Failure::Truncated } else { Failure::BeforeResponse }),
+                    Ok(0) | Err(_) => {
+                        return Err(if started {
+                            Failure::Truncated
+                        } else {
+                            Failure::BeforeResponse
+                        });
+                    }
                     Ok(_) => {}
                 }
             }
@@ -151,7 +177,11 @@ async fn exchange(io: &mut Io, request: &[u8], buf: &mut BytesMut, method: &http
                     Err(_) => return Err(Failure::Truncated),
                 }
             }
-            return Ok(Response { status, close: true, pid });
+            return Ok(Response {
+                status,
+                close: true,
+                pid,
+            });
         }
     }
     Ok(Response { status, close, pid })
@@ -172,7 +202,8 @@ async fn read_chunked(io: &mut Io, buf: &mut BytesMut) -> Result<(), Failure> {
             fill(io, buf).await?;
         };
         let size_text = std::str::from_utf8(&buf[..line_end]).map_err(|_| Failure::Truncated)?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| Failure::Truncated)?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| Failure::Truncated)?;
         buf.advance(line_end + 2);
         if size == 0 {
             // Trailers, then the final CRLF.

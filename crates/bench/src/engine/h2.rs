@@ -100,20 +100,36 @@ async fn open(shared: &Shared) -> Result<Conn, ()> {
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    Ok(Conn { sender, goaways, driver })
+    Ok(Conn {
+        sender,
+        goaways,
+        driver,
+    })
 }
 
 async fn request(shared: &Shared, conn: &Conn) -> Attempt {
     let plan = &shared.plan;
-    let Ok(mut sender) = conn.sender.clone().ready().await else { return Attempt::NotSent };
-    let scheme = if plan.protocol.is_tls() { "https" } else { "http" };
-    let mut builder = http::Request::builder().method(plan.method.clone()).uri(format!("{scheme}://{}{}", plan.authority, plan.path));
+    let Ok(mut sender) = conn.sender.clone().ready().await else {
+        return Attempt::NotSent;
+    };
+    let scheme = if plan.protocol.is_tls() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut builder = http::Request::builder()
+        .method(plan.method.clone())
+        .uri(format!("{scheme}://{}{}", plan.authority, plan.path));
     for (name, value) in &plan.headers {
         builder = builder.header(name, value);
     }
-    let Ok(req) = builder.body(()) else { return Attempt::Done(Outcome::ClosedBeforeResponse, None) };
+    let Ok(req) = builder.body(()) else {
+        return Attempt::Done(Outcome::ClosedBeforeResponse, None);
+    };
     let has_body = !plan.body.is_empty();
-    let Ok((response, mut stream)) = sender.send_request(req, !has_body) else { return Attempt::NotSent };
+    let Ok((response, mut stream)) = sender.send_request(req, !has_body) else {
+        return Attempt::NotSent;
+    };
     if has_body && stream.send_data(plan.body.clone(), true).is_err() {
         return Attempt::Done(Outcome::ClosedBeforeResponse, None);
     }
@@ -130,7 +146,11 @@ async fn request(shared: &Shared, conn: &Conn) -> Attempt {
             }
         };
         let status = response.status().as_u16();
-        let pid = response.headers().get("x-gracedown-pid").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let pid = response
+            .headers()
+            .get("x-gracedown-pid")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut body = response.into_body();
         while let Some(chunk) = body.data().await {
             match chunk {

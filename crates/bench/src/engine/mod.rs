@@ -46,7 +46,11 @@ pub(crate) struct Shared {
 ///
 /// [`BenchError`] when TLS cannot be configured.
 pub async fn run(plan: &Plan, progress: Arc<Progress>) -> Result<Samples, BenchError> {
-    let tls = if plan.protocol.is_tls() { Some(tls::config(plan)?) } else { None };
+    let tls = if plan.protocol.is_tls() {
+        Some(tls::config(plan)?)
+    } else {
+        None
+    };
     let mut plan = plan.clone();
     if plan.protocol == Protocol::Https {
         // Let ALPN decide once, then speak that on every connection.
@@ -55,7 +59,12 @@ pub async fn run(plan: &Plan, progress: Arc<Progress>) -> Result<Samples, BenchE
             _ => Protocol::HttpsHttp1,
         };
     }
-    let shared = Arc::new(Shared { request: h1::request_bytes(&plan), plan, tls, progress });
+    let shared = Arc::new(Shared {
+        request: h1::request_bytes(&plan),
+        plan,
+        tls,
+        progress,
+    });
     let start = Instant::now();
     let deadline = start + shared.plan.duration;
     let interval = shared.plan.interval;
@@ -65,7 +74,9 @@ pub async fn run(plan: &Plan, progress: Arc<Progress>) -> Result<Samples, BenchE
         slots.spawn(async move {
             let mut recorder = Recorder::new(start.into_std(), interval);
             match shared.plan.protocol {
-                Protocol::Http1 | Protocol::HttpsHttp1 => h1::slot(&shared, deadline, &mut recorder).await,
+                Protocol::Http1 | Protocol::HttpsHttp1 => {
+                    h1::slot(&shared, deadline, &mut recorder).await
+                }
                 _ => h2::slot(&shared, deadline, &mut recorder).await,
             }
             recorder
@@ -79,7 +90,14 @@ pub async fn run(plan: &Plan, progress: Arc<Progress>) -> Result<Samples, BenchE
     }
     let elapsed = start.elapsed();
     let markers = shared.plan.markers.since(start.into_std());
-    Ok(Samples::merge(recorders, interval, elapsed, markers, shared.plan.connections))
+    Ok(Samples::merge(
+        recorders,
+        interval,
+        elapsed,
+        markers,
+        shared.plan.connections,
+        shared.plan.protocol,
+    ))
 }
 
 /// Bounded reconnect back-off after a failed connect: 5 ms doubling to 500 ms.

@@ -25,13 +25,22 @@ pub(crate) fn config(plan: &Plan) -> Result<Arc<ClientConfig>, BenchError> {
         let Some(path) = &plan.cacert else {
             return Err(BenchError::NoTrust);
         };
-        let pem = std::fs::read(path).map_err(|e| BenchError::CaCert { path: path.clone(), reason: e.to_string() })?;
+        let pem = std::fs::read(path).map_err(|e| BenchError::CaCert {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
-            roots.add(cert).map_err(|e| BenchError::CaCert { path: path.clone(), reason: e.to_string() })?;
+            roots.add(cert).map_err(|e| BenchError::CaCert {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
         }
         if roots.is_empty() {
-            return Err(BenchError::CaCert { path: path.clone(), reason: "no certificate in PEM form".into() });
+            return Err(BenchError::CaCert {
+                path: path.clone(),
+                reason: "no certificate in PEM form".into(),
+            });
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
@@ -44,7 +53,8 @@ pub(crate) fn config(plan: &Plan) -> Result<Arc<ClientConfig>, BenchError> {
 }
 
 pub(crate) fn server_name(plan: &Plan) -> ServerName<'static> {
-    ServerName::try_from(plan.host.clone()).unwrap_or_else(|_| ServerName::IpAddress(plan.addr.ip().into()))
+    ServerName::try_from(plan.host.clone())
+        .unwrap_or_else(|_| ServerName::IpAddress(plan.addr.ip().into()))
 }
 
 /// `--insecure`: every certificate is accepted, signatures are not checked.

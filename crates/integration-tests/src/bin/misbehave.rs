@@ -27,32 +27,38 @@ const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nhello\n";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mode = std::env::args().nth(1).ok_or("usage: misbehave MODE")?;
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async move {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        println!("listening {}", listener.local_addr()?);
-        let answered = Arc::new(AtomicU64::new(0));
-        let connections = AtomicU64::new(0);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        loop {
-            let (stream, _) = tokio::select! {
-                accepted = listener.accept() => accepted?,
-                _ = term.recv() => break,
-            };
-            let n = connections.fetch_add(1, Ordering::Relaxed);
-            let (mode, answered) = (mode.clone(), Arc::clone(&answered));
-            tokio::spawn(async move {
-                let _ = match mode.as_str() {
-                    "idle-close" => idle_close(stream).await,
-                    "reset-mid-response" => reset_mid_response(stream).await,
-                    "never-answer" => never_answer(stream).await,
-                    "goaway-low" => goaway_low(stream, n % 2 == 0).await.map_err(std::io::Error::other),
-                    _ => count(stream, &answered).await,
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            println!("listening {}", listener.local_addr()?);
+            let answered = Arc::new(AtomicU64::new(0));
+            let connections = AtomicU64::new(0);
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            loop {
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => accepted?,
+                    _ = term.recv() => break,
                 };
-            });
-        }
-        println!("answered={}", answered.load(Ordering::Relaxed));
-        Ok(())
-    })
+                let n = connections.fetch_add(1, Ordering::Relaxed);
+                let (mode, answered) = (mode.clone(), Arc::clone(&answered));
+                tokio::spawn(async move {
+                    let _ = match mode.as_str() {
+                        "idle-close" => idle_close(stream).await,
+                        "reset-mid-response" => reset_mid_response(stream).await,
+                        "never-answer" => never_answer(stream).await,
+                        "goaway-low" => goaway_low(stream, n % 2 == 0)
+                            .await
+                            .map_err(std::io::Error::other),
+                        _ => count(stream, &answered).await,
+                    };
+                });
+            }
+            println!("answered={}", answered.load(Ordering::Relaxed));
+            Ok(())
+        })
 }
 
 /// Reads one request head (these tests send no bodies).
@@ -84,7 +90,9 @@ async fn idle_close(mut stream: TcpStream) -> std::io::Result<()> {
 async fn reset_mid_response(mut stream: TcpStream) -> std::io::Result<()> {
     let mut buf = Vec::new();
     if read_request(&mut stream, &mut buf).await? {
-        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhalf").await?;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhalf")
+            .await?;
         stream.flush().await?;
         // SO_LINGER 0: close sends RST.
         rustix::net::sockopt::set_socket_linger(&stream, Some(std::time::Duration::ZERO))?;
