@@ -32,6 +32,7 @@ mod engine;
 mod error;
 mod outcome;
 mod plan;
+pub mod plot;
 mod record;
 pub mod report;
 

@@ -84,6 +84,16 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     }
+    if let Some(path) = &args.plot {
+        let title = format!("{} {} ({})", args.method, args.url, samples.protocol.name());
+        let result = gracedown_bench::plot::svg(&samples, &title)
+            .map_err(std::io::Error::other)
+            .and_then(|svg| std::fs::write(path, svg));
+        if let Err(e) = result {
+            report_error(&e);
+            return ExitCode::from(exit::FAILURE);
+        }
+    }
     if args.fail_on_error && report.errors > 0 {
         return ExitCode::from(exit::REQUESTS_FAILED);
     }

@@ -108,6 +108,10 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) timeline: Option<PathBuf>,
 
+    /// Write a chart of the timeline (throughput and errors over time) as SVG to FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    pub(crate) plot: Option<PathBuf>,
+
     /// Exit with status 6 if any request failed.
     #[arg(long)]
     pub(crate) fail_on_error: bool,

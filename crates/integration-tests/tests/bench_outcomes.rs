@@ -113,6 +113,7 @@ fn counts_agree_with_the_server_and_fail_on_error_has_its_exit_code() {
     let (server, addr) = misbehave("count");
     let dir = TempDir::new("bench-count");
     let timeline = dir.join("timeline.csv");
+    let plot = dir.join("plot.svg");
     let (out, json) = bench(&[
         "-c",
         "4",
@@ -120,6 +121,8 @@ fn counts_agree_with_the_server_and_fail_on_error_has_its_exit_code() {
         "500ms",
         "--timeline",
         timeline.to_str().expect("utf-8"),
+        "--plot",
+        plot.to_str().expect("utf-8"),
         &format!("http://{addr}/"),
     ]);
     assert!(out.status.success(), "{out:?}");
@@ -142,6 +145,11 @@ fn counts_agree_with_the_server_and_fail_on_error_has_its_exit_code() {
         rows,
         outcome(&json, "ok"),
         "the timeline accounts for every response"
+    );
+    let svg = std::fs::read_to_string(&plot).expect("plot written");
+    assert!(
+        svg.starts_with("<svg") && svg.contains(&format!("GET http://{addr}/ (http/1.1)")),
+        "{svg:.200}"
     );
 
     let (_idle, idle_addr) = misbehave("idle-close");

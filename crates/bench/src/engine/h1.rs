@@ -48,7 +48,8 @@ enum Failure {
 struct Response {
     status: u16,
     close: bool,
-    pid: Option<String>,
+    /// Whether `x-gracedown-pid` differed from the last one seen on this slot.
+    new_pid: bool,
 }
 
 pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Recorder) {
@@ -56,6 +57,7 @@ pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Reco
     let mut conn: Option<Io> = None;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut backoff = Backoff::new();
+    let mut last_pid = Vec::new();
     while Instant::now() < deadline {
         let started = std::time::Instant::now();
         let mut io = match conn.take() {
@@ -75,16 +77,24 @@ pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Reco
                 }
             },
         };
-        let result = tokio::time::timeout(
-            plan.timeout,
-            exchange(&mut io, &shared.request, &mut buf, &plan.method),
-        )
-        .await;
-        let (outcome, pid, keep) = match result {
+        let exchange = exchange(
+            &mut io,
+            &shared.request,
+            &mut buf,
+            &plan.method,
+            &mut last_pid,
+        );
+        let (outcome, pid, keep) = match tokio::time::timeout(plan.timeout, exchange).await {
             Err(_) => (Outcome::Timeout, None, false),
             Ok(Err(Failure::BeforeResponse)) => (Outcome::ClosedBeforeResponse, None, false),
             Ok(Err(Failure::Truncated)) => (Outcome::Truncated, None, false),
-            Ok(Ok(r)) => (Outcome::Ok(r.status), r.pid, !r.close && plan.keepalive),
+            Ok(Ok(r)) => {
+                // Only a pid different from the slot's last one is copied out.
+                let pid = r
+                    .new_pid
+                    .then(|| String::from_utf8_lossy(&last_pid).into_owned());
+                (Outcome::Ok(r.status), pid, !r.close && plan.keepalive)
+            }
         };
         recorder.outcome(outcome, started, pid);
         shared.ended(!matches!(outcome, Outcome::Ok(_)));
@@ -99,12 +109,13 @@ async fn exchange(
     request: &[u8],
     buf: &mut BytesMut,
     method: &http::Method,
+    last_pid: &mut Vec<u8>,
 ) -> Result<Response, Failure> {
     if io.write_all(request).await.is_err() {
         return Err(Failure::BeforeResponse);
     }
     // Head.
-    let (status, close, pid, body) = loop {
+    let (status, close, new_pid, body) = loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut parsed = httparse::Response::new(&mut headers);
         match parsed.parse(buf) {
@@ -113,7 +124,7 @@ async fn exchange(
                 let mut close = parsed.version == Some(0);
                 let mut length = None;
                 let mut chunked = false;
-                let mut pid = None;
+                let mut new_pid = false;
                 for h in parsed.headers.iter() {
                     let value = std::str::from_utf8(h.value).unwrap_or("").trim();
                     if h.name.eq_ignore_ascii_case("content-length") {
@@ -122,8 +133,12 @@ async fn exchange(
                         chunked = value.to_ascii_lowercase().contains("chunked");
                     } else if h.name.eq_ignore_ascii_case("connection") {
                         close = value.eq_ignore_ascii_case("close");
-                    } else if h.name.eq_ignore_ascii_case("x-gracedown-pid") {
-                        pid = Some(value.to_owned());
+                    } else if h.name.eq_ignore_ascii_case("x-gracedown-pid")
+                        && h.value != &last_pid[..]
+                    {
+                        last_pid.clear();
+                        last_pid.extend_from_slice(h.value);
+                        new_pid = true;
                     }
                 }
                 buf.advance(len);
@@ -140,7 +155,7 @@ async fn exchange(
                 } else {
                     Body::UntilClose
                 };
-                break (status, close, pid, body);
+                break (status, close, new_pid, body);
             }
             Ok(httparse::Status::Partial) => {
                 let started = !buf.is_empty();
@@ -180,11 +195,15 @@ async fn exchange(
             return Ok(Response {
                 status,
                 close: true,
-                pid,
+                new_pid,
             });
         }
     }
-    Ok(Response { status, close, pid })
+    Ok(Response {
+        status,
+        close,
+        new_pid,
+    })
 }
 
 enum Body {
