@@ -33,6 +33,8 @@ pub(crate) struct Recorder {
     pub(crate) tally: Tally,
     latency: Histogram<u64>,
     buckets: Vec<Bucket>,
+    connected_since: Option<Instant>,
+    connected: Duration,
 }
 
 /// Latencies are kept in microseconds, auto-resizing, with 3 significant digits.
@@ -48,6 +50,8 @@ impl Recorder {
             tally: Tally::default(),
             latency: histogram(),
             buckets: Vec::new(),
+            connected_since: None,
+            connected: Duration::ZERO,
         }
     }
 
@@ -84,7 +88,16 @@ impl Recorder {
         self.bucket(Instant::now()).unprocessed += 1;
     }
 
+    /// The slot's connection closed (or was dropped).
+    pub(crate) fn disconnect(&mut self) {
+        if let Some(since) = self.connected_since.take() {
+            self.connected += since.elapsed();
+        }
+    }
+
     pub(crate) fn connect(&mut self) {
+        self.disconnect();
+        self.connected_since = Some(Instant::now());
         self.tally.connects += 1;
         self.bucket(Instant::now()).connects += 1;
     }
@@ -116,6 +129,9 @@ pub struct Samples {
     pub connections: usize,
     /// The protocol spoken (for `https://`, what ALPN chose).
     pub protocol: crate::plan::Protocol,
+    /// Mean number of connected slots over the run: below the slot count
+    /// when connections were being re-established.
+    pub effective_connections: f64,
 }
 
 impl Samples {
@@ -130,7 +146,10 @@ impl Samples {
         let mut tally = Tally::default();
         let mut latency = histogram();
         let mut timeline: Vec<Bucket> = Vec::new();
-        for r in recorders {
+        let mut connected = Duration::ZERO;
+        for mut r in recorders {
+            r.disconnect();
+            connected += r.connected;
             tally.merge(&r.tally);
             let _ = latency.add(&r.latency);
             if timeline.len() < r.buckets.len() {
@@ -146,6 +165,11 @@ impl Samples {
                 into.latency_max_us = into.latency_max_us.max(from.latency_max_us);
             }
         }
+        let effective_connections = if elapsed.is_zero() {
+            0.0
+        } else {
+            connected.as_secs_f64() / elapsed.as_secs_f64()
+        };
         Self {
             tally,
             latency,
@@ -155,6 +179,7 @@ impl Samples {
             markers,
             connections,
             protocol,
+            effective_connections,
         }
     }
 

@@ -13,6 +13,7 @@
 //!   "outcomes": { "ok", "unprocessed", "connect_failed", "closed_before_response", "truncated", "timeout" },
 //!   "errors": N, "status": { "200": N, ... }, "non_2xx": N,
 //!   "latency_us": { "p50", "p90", "p99", "p99_9", "max" },
+//!   "effective_connections": F, // mean connected slots over the run
 //!   "connects": N, "goaways": N, "generations": N, "longest_gap_ms": N,
 //!   "restarts": N, "markers_ms": [N, ...] }
 //! ```
@@ -50,6 +51,8 @@ pub struct Report {
     pub non_2xx: u64,
     /// Latency percentiles of complete responses.
     pub latency_us: Latency,
+    /// Mean number of connected slots over the run.
+    pub effective_connections: f64,
     /// Connections opened.
     pub connects: u64,
     /// GOAWAY frames received.
@@ -145,6 +148,7 @@ impl Report {
                 p99_9: q(0.999),
                 max: if ok == 0 { 0 } else { samples.latency.max() },
             },
+            effective_connections: (samples.effective_connections * 100.0).round() / 100.0,
             connects: t.connects,
             goaways: t.goaways,
             generations: t.pids.len(),
@@ -306,6 +310,7 @@ mod tests {
             markers: vec![Duration::from_millis(150)],
             connections: 2,
             protocol: Protocol::H2c,
+            effective_connections: 1.95,
         }
     }
 
@@ -353,6 +358,7 @@ mod tests {
     "p99_9": 400,
     "max": 400
   },
+  "effective_connections": 1.95,
   "connects": 3,
   "goaways": 2,
   "generations": 2,
@@ -390,7 +396,7 @@ score 4, elapsed 0.300s = 13.3 / sec
   outcomes: ok 4 | unprocessed (re-sent) 1 | connect_failed 0 | closed_before_response 1 | truncated 0 | timeout 0
   status: 200: 3, 503: 1 (non-2xx 1)
   latency: p50 200us | p90 400us | p99 400us | p99.9 400us | max 400us
-  connections: 2 slots, 3 connects, 2 GOAWAYs | generations seen 2 | longest gap 100 ms | restarts 1
+  connections: 2 slots (1.95 effective), 3 connects, 2 GOAWAYs | generations seen 2 | longest gap 100 ms | restarts 1
   errors: 1
 ";
         assert_eq!(render(|out| report.write_text(out)), expected);

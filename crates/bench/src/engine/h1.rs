@@ -100,6 +100,8 @@ pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Reco
         shared.ended(!matches!(outcome, Outcome::Ok(_)));
         if keep {
             conn = Some(io);
+        } else {
+            recorder.disconnect();
         }
     }
 }

@@ -52,6 +52,7 @@ pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Reco
             stale => {
                 if let Some(old) = stale {
                     recorder.goaways(old.goaways.count());
+                    recorder.disconnect();
                 }
                 match open(shared).await {
                     Ok(c) => {
@@ -86,6 +87,7 @@ pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Reco
             Attempt::NotSent => {}
         }
         recorder.goaways(current.goaways.count());
+        recorder.disconnect();
     }
     if let Some(c) = conn {
         recorder.goaways(c.goaways.count());
