@@ -202,8 +202,9 @@ impl Report {
         )?;
         writeln!(
             out,
-            "  connections: {} slots, {} connects, {} GOAWAYs | generations seen {} | longest gap {} ms | restarts {}",
+            "  connections: {} slots ({} effective), {} connects, {} GOAWAYs | generations seen {} | longest gap {} ms | restarts {}",
             self.connections,
+            self.effective_connections,
             self.connects,
             self.goaways,
             self.generations,
