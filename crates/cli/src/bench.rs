@@ -143,7 +143,7 @@ fn plan(args: &BenchArgs) -> Result<Plan, Box<dyn std::error::Error>> {
 }
 
 /// A one-line progress display on a terminal, once a second.
-fn spawn_ticker(
+pub(crate) fn spawn_ticker(
     runtime: &tokio::runtime::Runtime,
     progress: Arc<Progress>,
     duration: Duration,

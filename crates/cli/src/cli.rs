@@ -24,6 +24,67 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Load-test a URL and account for every request (never re-sends behind your back).
     Bench(BenchArgs),
+    /// The main job: restart a worker under load and report every error, per protocol.
+    Experiment(ExperimentArgs),
+}
+
+/// Restart a worker under load and report every error.
+///
+/// Runs `start_server` (this binary's `start-server`) with `gracedown serve`
+/// on a free loopback port and, per protocol (HTTP/1.1 plain, HTTP/2 over
+/// TLS), runs `gracedown bench` three ways: no restarts, a restart every 1 s,
+/// a restart every 0.2 s. Prints one table, writes `experiment.json` and a
+/// chart per protocol into --out, and exits 6 if any request failed.
+///
+/// Examples:
+///   gracedown experiment
+///   gracedown experiment --duration 20s --connections 50 --intervals 1s,100ms
+///   gracedown experiment --protocols http1 --worker ./my-server -- --port-from-env
+#[derive(Debug, Args)]
+#[command(after_help = crate::exit::HELP)]
+pub(crate) struct ExperimentArgs {
+    /// Length of each run.
+    #[arg(short = 'd', long, value_name = "DURATION", default_value = "8s", value_parser = humantime::parse_duration)]
+    pub(crate) duration: Duration,
+
+    /// Connections of the load.
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 10)]
+    pub(crate) connections: usize,
+
+    /// Restart intervals, one run each, after a run without restarts.
+    #[arg(long, value_name = "DURATIONS", value_delimiter = ',', default_value = "1s,200ms", value_parser = humantime::parse_duration)]
+    pub(crate) intervals: Vec<Duration>,
+
+    /// Protocols: `http1` (plain HTTP/1.1) and `h2` (HTTP/2 over TLS, ALPN).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "http1,h2"
+    )]
+    pub(crate) protocols: Vec<ExperimentProtocol>,
+
+    /// Directory for experiment.json and the charts.
+    #[arg(long, value_name = "DIR", default_value = "experiment-out")]
+    pub(crate) out: PathBuf,
+
+    /// Run this worker program instead of `gracedown serve` (it must take its
+    /// socket from SERVER_STARTER_PORT); arguments after `--`.
+    #[arg(long, value_name = "PROGRAM")]
+    pub(crate) worker: Option<PathBuf>,
+
+    /// Arguments for --worker.
+    #[arg(last = true, value_name = "ARGS")]
+    pub(crate) worker_args: Vec<String>,
+}
+
+/// A protocol of the experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ExperimentProtocol {
+    /// HTTP/1.1 over plain TCP.
+    Http1,
+    /// HTTP/2 over TLS (self-signed certificate, ALPN h2).
+    H2,
 }
 
 /// Load-test a URL, accounting for every request.

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 pub mod exit;
+mod experiment;
 mod serve;
 mod worker;
 
@@ -14,6 +15,12 @@ use clap::Parser;
 
 /// Runs the `gracedown` command with the process's arguments.
 pub fn main() -> ExitCode {
+    // `gracedown start-server ARGS` is start_server itself, so that one binary
+    // can run the whole experiment; its options are Server::Starter's.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "start-server") {
+        return start_server::main_with_args(args);
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
@@ -22,6 +29,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Bench(args) => bench::run(&args),
+        cli::Command::Experiment(args) => experiment::run(&args),
     }
 }
 

@@ -43,8 +43,14 @@ pub const VERSION_TEXT: &str = concat!(
 
 /// Runs `start_server` with the process's arguments.
 pub fn main() -> ExitCode {
+    main_with_args(std::env::args_os().skip(1))
+}
+
+/// Runs `start_server` with these arguments (without the program name), for
+/// programs that embed it (`gracedown start-server`).
+pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     init_logging();
-    let args = match cli::Args::parse(std::env::args_os().skip(1)) {
+    let args = match cli::Args::parse(args) {
         Ok(args) => args,
         Err(e) => {
             tracing::error!("{e}");
