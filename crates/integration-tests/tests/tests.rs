@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod bench_outcomes;
 mod drain_states;
+mod experiment;
 mod fd_adoption;
 mod perl_start_server;
 mod readiness;
