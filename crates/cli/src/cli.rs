@@ -68,6 +68,17 @@ pub(crate) struct ExperimentArgs {
     #[arg(long, value_name = "DIR", default_value = "experiment-out")]
     pub(crate) out: PathBuf,
 
+    /// Also run these external clients against the same server with the
+    /// same restarts (`wrk` for HTTP/1.1, `h2load` for h2), as a cross-check.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub(crate) compare: Vec<Client>,
+
+    /// Also measure a peer stack the same way: `go` runs peers/go-worker
+    /// (net/http, Server.Shutdown) under Perl's start_server; needs golang-go
+    /// and libserver-starter-perl.
+    #[arg(long, value_name = "PEER")]
+    pub(crate) peer: Option<Peer>,
+
     /// Run this worker program instead of `gracedown serve` (it must take its
     /// socket from SERVER_STARTER_PORT); arguments after `--`.
     #[arg(long, value_name = "PROGRAM")]
@@ -76,6 +87,22 @@ pub(crate) struct ExperimentArgs {
     /// Arguments for --worker.
     #[arg(last = true, value_name = "ARGS")]
     pub(crate) worker_args: Vec<String>,
+}
+
+/// An external load client for `--compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Client {
+    /// wrk (HTTP/1.1 rows).
+    Wrk,
+    /// h2load (h2 rows).
+    H2load,
+}
+
+/// A peer stack for `--peer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Peer {
+    /// The Go 1.8+ design: net/http with Server.Shutdown under Perl start_server.
+    Go,
 }
 
 /// A protocol of the experiment.

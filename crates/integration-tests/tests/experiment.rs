@@ -15,8 +15,6 @@ fn experiment(out: &std::path::Path, extra: &[&str]) -> crate::support::process:
         "experiment",
         "--duration",
         "1500ms",
-        "--connections",
-        "4",
         "--intervals",
         "500ms,200ms",
         "--out",
@@ -25,7 +23,6 @@ fn experiment(out: &std::path::Path, extra: &[&str]) -> crate::support::process:
     .args(extra);
     run(cmd)
 }
-
 #[test]
 fn short_experiment_shows_zero_failures_and_new_generations() {
     let dir = TempDir::new("experiment");
@@ -55,7 +52,7 @@ fn short_experiment_shows_zero_failures_and_new_generations() {
         assert!(svg.contains("restart"), "{chart} marks the restarts");
     }
     assert!(
-        out.stdout.contains("protocol  restarts"),
+        out.stdout.contains("server    client    protocol restarts"),
         "the table: {out:?}"
     );
 }

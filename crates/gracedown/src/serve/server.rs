@@ -388,10 +388,11 @@ async fn accept_loop<S, B>(
         };
         match accepted {
             Ok((stream, peer)) => {
-                debug!(peer = %peer, "connection accepted");
                 shared.stats.open.fetch_add(1, Ordering::AcqRel);
                 // Created here, so the connection counts in its state from the accept on.
                 let activity = Activity::new(Arc::clone(&shared.stats), shared.initial_state());
+                // Logged once counted: a drain that starts after this line counts it.
+                debug!(peer = %peer, "connection accepted");
                 let (service, shared, alive) =
                     (service.clone(), Arc::clone(&shared), alive.clone());
                 // Owned by `alive`: the drain waits for this task to drop it.
