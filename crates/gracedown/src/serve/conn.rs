@@ -6,22 +6,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use http::{Request, Response};
-use hyper::body::{Body, Incoming};
-use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, trace};
 
 use super::io::{Prefixed, SocketHandle, Stream};
 use super::server::{Shared, Timeouts};
-use super::service::{Activity, DrainAware, Proto};
+use super::service::{Activity, DrainAware, HttpService, Proto, ResponseBody};
 use crate::shutdown::ConnState;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4) that marks h2c with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves one accepted stream until it closes, or until the deadline forces it.
 pub(crate) async fn serve<S, B>(
@@ -30,12 +25,8 @@ pub(crate) async fn serve<S, B>(
     shared: Arc<Shared>,
     activity: Arc<Activity>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let handle = match stream.handle() {
         Ok(handle) => handle,
@@ -72,12 +63,8 @@ struct Conn<'a> {
 impl Conn<'_> {
     async fn run<S, B>(self, mut stream: Stream, service: S)
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + Unpin + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: ResponseBody,
     {
         let timeouts = self.shared.timeouts;
         #[cfg(feature = "tls")]
@@ -207,12 +194,8 @@ impl Conn<'_> {
     async fn http1<I, S, B>(self, io: I, service: S)
     where
         I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + Unpin + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: ResponseBody,
     {
         let timeouts = self.shared.timeouts;
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -272,12 +255,8 @@ impl Conn<'_> {
     async fn http2<I, S, B>(self, io: I, service: S)
     where
         I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + Unpin + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: ResponseBody,
     {
         self.activity.set_state(ConnState::Http2);
         let timeouts = self.shared.timeouts;

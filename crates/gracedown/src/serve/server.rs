@@ -15,7 +15,7 @@ use tracing::{debug, error, info};
 
 use super::conn;
 use super::io::Stream;
-use super::service::{Activity, Stats};
+use super::service::{Activity, HttpService, ResponseBody, Stats};
 use crate::error::Error;
 use crate::listener::{ListenAddr, Listener};
 use crate::notify::Notifier;
@@ -372,12 +372,8 @@ async fn accept_loop<S, B>(
     shared: Arc<Shared>,
     alive: mpsc::Sender<()>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let mut drain = shared.drain.clone();
     loop {
