@@ -9,10 +9,12 @@ use gracedown::listener::ListenAddr;
 /// Zero-downtime restarts for HTTP servers.
 ///
 /// Examples:
-///   gracedown serve --listen 127.0.0.1:8080
-///   start_server --port 127.0.0.1:8080 -- gracedown serve
+///   gracedown experiment                       the main job: restarts under load, every error counted
+///   gracedown bench -c 10 -d 30s http://127.0.0.1:8080/
+///   gracedown serve --listen 127.0.0.1:8080     the demo worker
+///   start_server --port=127.0.0.1:8080 -- gracedown serve
 #[derive(Debug, Parser)]
-#[command(name = "gracedown", version, after_help = crate::exit::HELP)]
+#[command(name = "gracedown", version, verbatim_doc_comment, after_help = crate::exit::HELP)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -21,27 +23,49 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the demo worker: answers `from pid N.` on every inherited socket.
+    ///
+    /// Under a superdaemon (Server::Starter's `SERVER_STARTER_PORT`, systemd's
+    /// `LISTEN_FDS`) it serves the inherited sockets; started by hand it binds
+    /// `--listen`. Plain sockets speak HTTP/1.1 and h2c (prior knowledge); with
+    /// `--tls`, HTTP/2 or HTTP/1.1 chosen by ALPN. On SIGTERM it stops accepting
+    /// and drains.
+    ///
+    /// Endpoints: `/` (from pid N.), `/sleep?ms=N`, `/stream?chunks=N&interval_ms=M`,
+    /// `POST /echo`.
+    #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
     /// Load-test a URL and account for every request (never re-sends behind your back).
+    ///
+    /// Each request ends in exactly one outcome: ok, unprocessed (an HTTP/2
+    /// stream a GOAWAY or REFUSED_STREAM proves the server never processed; only
+    /// these are re-sent), connect_failed, closed_before_response, truncated or
+    /// timeout.
+    ///
+    /// Examples:
+    ///   gracedown bench -c 10 -d 30s http://127.0.0.1:8080/
+    ///   gracedown bench --h2c -c 10 -d 10s --json http://127.0.0.1:8080/ > run.json
+    ///   gracedown bench --insecure --http2 https://127.0.0.1:8443/
+    #[command(verbatim_doc_comment)]
     Bench(BenchArgs),
     /// The main job: restart a worker under load and report every error, per protocol.
+    ///
+    /// Runs `start_server` (this binary's `start-server`) with `gracedown serve`
+    /// on a free loopback port and, per protocol (HTTP/1.1 plain, HTTP/2 over
+    /// TLS), runs `gracedown bench` three ways: no restarts, a restart every 1 s,
+    /// a restart every 0.2 s. Prints one table, writes `experiment.json` and a
+    /// chart per protocol into --out, and exits 6 if any request failed.
+    ///
+    /// Examples:
+    ///   gracedown experiment
+    ///   gracedown experiment --duration 20s --connections 50 --intervals 1s,100ms
+    ///   gracedown experiment --protocols http1 --worker ./my-server -- --port-from-env
+    #[command(verbatim_doc_comment)]
     Experiment(ExperimentArgs),
 }
 
-/// Restart a worker under load and report every error.
-///
-/// Runs `start_server` (this binary's `start-server`) with `gracedown serve`
-/// on a free loopback port and, per protocol (HTTP/1.1 plain, HTTP/2 over
-/// TLS), runs `gracedown bench` three ways: no restarts, a restart every 1 s,
-/// a restart every 0.2 s. Prints one table, writes `experiment.json` and a
-/// chart per protocol into --out, and exits 6 if any request failed.
-///
-/// Examples:
-///   gracedown experiment
-///   gracedown experiment --duration 20s --connections 50 --intervals 1s,100ms
-///   gracedown experiment --protocols http1 --worker ./my-server -- --port-from-env
+/// Arguments of `gracedown experiment` (its help text is on `Command::Experiment`).
 #[derive(Debug, Args)]
-#[command(after_help = crate::exit::HELP)]
+#[command(verbatim_doc_comment, after_help = crate::exit::HELP)]
 pub(crate) struct ExperimentArgs {
     /// Length of each run.
     #[arg(short = 'd', long, value_name = "DURATION", default_value = "8s", value_parser = humantime::parse_duration)]
@@ -114,19 +138,9 @@ pub(crate) enum ExperimentProtocol {
     H2,
 }
 
-/// Load-test a URL, accounting for every request.
-///
-/// Each request ends in exactly one outcome: ok, unprocessed (an HTTP/2
-/// stream a GOAWAY or REFUSED_STREAM proves the server never processed; only
-/// these are re-sent), connect_failed, closed_before_response, truncated or
-/// timeout.
-///
-/// Examples:
-///   gracedown bench -c 10 -d 30s http://127.0.0.1:8080/
-///   gracedown bench --h2c -c 10 -d 10s --json http://127.0.0.1:8080/ > run.json
-///   gracedown bench --insecure --http2 https://127.0.0.1:8443/
+/// Arguments of `gracedown bench` (its help text is on `Command::Bench`).
 #[derive(Debug, Args)]
-#[command(after_help = crate::exit::HELP)]
+#[command(verbatim_doc_comment, after_help = crate::exit::HELP)]
 pub(crate) struct BenchArgs {
     /// The URL (`http://` or `https://`).
     #[arg(value_name = "URL")]
@@ -205,18 +219,9 @@ pub(crate) struct BenchArgs {
     pub(crate) fail_on_error: bool,
 }
 
-/// Run the demo worker.
-///
-/// Under a superdaemon (Server::Starter's `SERVER_STARTER_PORT`, systemd's
-/// `LISTEN_FDS`) it serves the inherited sockets; started by hand it binds
-/// `--listen`. Plain sockets speak HTTP/1.1 and h2c (prior knowledge); with
-/// `--tls`, HTTP/2 or HTTP/1.1 chosen by ALPN. On SIGTERM it stops accepting
-/// and drains.
-///
-/// Endpoints: `/` (from pid N.), `/sleep?ms=N`, `/stream?chunks=N&interval_ms=M`,
-/// `POST /echo`.
+/// Arguments of `gracedown serve` (its help text is on `Command::Serve`).
 #[derive(Debug, Args)]
-#[command(after_help = crate::exit::HELP)]
+#[command(verbatim_doc_comment, after_help = crate::exit::HELP)]
 pub(crate) struct ServeArgs {
     /// Address to bind when no socket is inherited (`IP:PORT`, `[IPV6]:PORT`,
     /// `/path` or `unix:PATH`); repeatable.

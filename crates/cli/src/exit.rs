@@ -14,7 +14,7 @@ pub const ENVIRONMENT: u8 = 3;
 pub const BIND: u8 = 4;
 /// The TLS certificate or key is missing or unusable.
 pub const TLS: u8 = 5;
-/// `gracedown bench --fail-on-error`: at least one request failed.
+/// Requests failed (`gracedown bench --fail-on-error`, `gracedown experiment`).
 pub const REQUESTS_FAILED: u8 = 6;
 
 /// The text for `--help`.
@@ -26,7 +26,7 @@ Exit codes:
   3  bad socket-passing environment (SERVER_STARTER_PORT, LISTEN_FDS)
   4  cannot bind a listening address (e.g. in use)
   5  TLS certificate or key missing or unusable (bench: no trust anchor)
-  6  bench --fail-on-error: at least one request failed";
+  6  requests failed (bench --fail-on-error, experiment)";
 
 /// Maps a library error to its exit code.
 pub(crate) fn for_error(error: &gracedown::Error) -> ExitCode {
