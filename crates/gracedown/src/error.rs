@@ -46,6 +46,16 @@ pub enum Error {
         /// Its value.
         value: String,
     },
+    /// `LISTEN_FDS` counts more descriptors than one process can hold.
+    #[error("`{var}` is `{value}`, more descriptors than a process can hold (at most {max})")]
+    EnvTooMany {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// The limit.
+        max: usize,
+    },
     /// `LISTEN_FDNAMES` does not name as many descriptors as `LISTEN_FDS` counts.
     #[error("`LISTEN_FDNAMES` is `{names}` ({} names), but `LISTEN_FDS` is {count}", names.split(':').count())]
     EnvFdNames {
@@ -182,6 +192,7 @@ impl Error {
                 | Self::EnvFd { .. }
                 | Self::EnvPort { .. }
                 | Self::EnvNumber { .. }
+                | Self::EnvTooMany { .. }
                 | Self::EnvFdNames { .. }
                 | Self::FdNotOpen { .. }
                 | Self::NotASocket { .. }

@@ -44,6 +44,9 @@ pub const LISTEN_PID: &str = "LISTEN_PID";
 pub const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START` in `sd_listen_fds(3)`).
 pub const SD_LISTEN_FDS_START: i32 = 3;
+/// More descriptors than this in `LISTEN_FDS` is a malformed environment, not a
+/// request to allocate for them (the kernel's default hard `RLIMIT_NOFILE`).
+pub const MAX_LISTEN_FDS: usize = 1 << 20;
 
 /// What a `SERVER_STARTER_PORT` key says about its socket.
 ///
@@ -365,6 +368,13 @@ fn parse_systemd(
             var: LISTEN_FDS,
             value: fds.to_owned(),
         })?;
+    if count as usize > MAX_LISTEN_FDS {
+        return Err(Error::EnvTooMany {
+            var: LISTEN_FDS,
+            value: fds.to_owned(),
+            max: MAX_LISTEN_FDS,
+        });
+    }
     if let Some(listen_pid) = listen_pid.filter(|p| !p.is_empty()) {
         let target: u32 = listen_pid.parse().map_err(|_| Error::EnvNumber {
             var: LISTEN_PID,
@@ -687,6 +697,16 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "`LISTEN_FDS` is `one`, expected a non-negative number"
+        );
+        let err = parse_env([(LISTEN_FDS, "4000000000")], 42).expect_err("too many");
+        assert_eq!(
+            err.to_string(),
+            "`LISTEN_FDS` is `4000000000`, expected a non-negative number"
+        );
+        let err = parse_env([(LISTEN_FDS, "2000000")], 42).expect_err("too many");
+        assert_eq!(
+            err.to_string(),
+            "`LISTEN_FDS` is `2000000`, more descriptors than a process can hold (at most 1048576)"
         );
         let err = parse_env([(LISTEN_FDS, "1"), (LISTEN_PID, "me")], 42).expect_err("bad pid");
         assert_eq!(
