@@ -6,6 +6,8 @@
 //! - `GET /stream?chunks=N&interval_ms=M`: N chunks, one every M ms; when the
 //!   server starts draining, the stream ends early with a `draining` line.
 //! - `POST /echo`: the request body, streamed back.
+//! - `GET /healthz`: `ok` (200), or `draining` (503) once the worker drains, so
+//!   a load balancer stops routing to it before its connections close.
 //!
 //! Every response carries `x-gracedown-pid` and `x-gracedown-generation`.
 
@@ -45,6 +47,7 @@ pub(crate) async fn handle(
             let body = req.into_body().map_err(BoxError::from).boxed();
             Ok(Response::new(body))
         }
+        (_, "/healthz") => Ok(health(&req)),
         (_, "/sleep") => sleep(identity, &req).await,
         (_, "/stream") => stream(identity, &req),
         _ => Ok(text(
@@ -59,6 +62,18 @@ pub(crate) async fn handle(
         headers.insert("x-gracedown-generation", generation.into());
     }
     Ok(response)
+}
+
+fn health(req: &Request<Incoming>) -> Response<ResponseBody> {
+    let draining = req
+        .extensions()
+        .get::<Draining>()
+        .is_some_and(Draining::is_draining);
+    if draining {
+        text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned())
+    } else {
+        text(StatusCode::OK, "ok\n".to_owned())
+    }
 }
 
 async fn sleep(

@@ -61,6 +61,20 @@ fn idle_keepalive_gets_connection_close_on_its_next_request_then_a_clean_eof() {
 }
 
 #[test]
+fn health_endpoint_turns_503_while_draining() {
+    let mut worker = Worker::with_accept_log(&[]);
+    let mut conn = worker.connect_accepted();
+    let before = exchange(&mut conn, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").expect("health");
+    assert_eq!((before.status, before.body.as_str()), (200, "ok\n"));
+    worker.start_drain();
+    let during = exchange(&mut conn, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("health while draining");
+    assert_eq!((during.status, during.body.as_str()), (503, "draining\n"));
+    assert_clean_eof(&mut conn);
+    assert_drained_cleanly(&mut worker);
+}
+
+#[test]
 fn accepted_but_silent_connection_gets_its_first_request_served() {
     let mut worker = Worker::with_accept_log(&[]);
     let mut conn = worker.connect_accepted();
