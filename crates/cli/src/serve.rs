@@ -44,21 +44,14 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
         let shown: Vec<String> = addrs.iter().map(ListenAddr::to_string).collect();
         let service = hyper::service::service_fn(move |req| worker::handle(identity, req));
         // Handlers first: a stop signal that follows "worker ready" must drain, not kill.
-        let mut signals = Signals::new().map_err(|source| gracedown::Error::Io {
-            action: "install signal handlers",
-            source,
-        })?;
-        let shutdown = async move {
-            let reason = signals.recv().await;
-            info!(signal = %reason, "stop signal received");
-        };
+        let signals = Signals::install()?;
         info!(
             pid = identity.pid,
             generation = identity.generation,
             listeners = shown.join(",").as_str(),
             "worker ready"
         );
-        server.serve(service, shutdown).await
+        server.serve(service, signals.stopped()).await
     });
     match result {
         Ok(_) => ExitCode::SUCCESS,

@@ -85,6 +85,25 @@ impl Signals {
         })
     }
 
+    /// [`Signals::new`], with the error as this crate's [`crate::Error::Io`].
+    ///
+    /// # Errors
+    ///
+    /// When a handler cannot be installed.
+    pub fn install() -> Result<Self, crate::Error> {
+        Self::new().map_err(|source| crate::Error::Io {
+            action: "install signal handlers",
+            source,
+        })
+    }
+
+    /// Resolves at the first stop signal and logs which: the shutdown future
+    /// to hand to [`crate::serve::Server::serve`].
+    pub async fn stopped(mut self) {
+        let reason = self.recv().await;
+        tracing::info!(signal = %reason, "stop signal received");
+    }
+
     /// Waits for the next stop signal.
     pub async fn recv(&mut self) -> ShutdownReason {
         tokio::select! {

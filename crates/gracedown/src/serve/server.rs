@@ -316,15 +316,8 @@ impl Server {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let mut signals = Signals::new().map_err(|source| Error::Io {
-            action: "install signal handlers",
-            source,
-        })?;
-        let shutdown = async move {
-            let reason = signals.recv().await;
-            info!(signal = %reason, "stop signal received");
-        };
-        self.serve(service, shutdown).await
+        let signals = Signals::install()?;
+        self.serve(service, signals.stopped()).await
     }
 }
 

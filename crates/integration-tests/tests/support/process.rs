@@ -94,17 +94,8 @@ impl Proc {
 
     /// Waits (bounded) for the child to exit.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + TEST_WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for exit\n{}", self.describe());
-            }
-            // Polling an exit status has no event to wait on in std; 10 ms steps, bounded above.
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_bounded(&mut self.child)
+            .unwrap_or_else(|| panic!("timed out waiting for exit\n{}", self.describe()))
     }
 
     /// Everything the child printed so far.
@@ -173,21 +164,28 @@ pub fn run(mut cmd: Command) -> Output {
     };
     let stdout = read_all(Box::new(child.stdout.take().expect("piped stdout")));
     let stderr = read_all(Box::new(child.stderr.take().expect("piped stderr")));
-    let deadline = Instant::now() + TEST_WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("timed out waiting for {what} to exit");
-        }
-        // std offers no exit event to wait on; poll in 10 ms steps, bounded above.
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_bounded(&mut child).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("timed out waiting for {what} to exit")
+    });
     Output {
         status,
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// The child's exit status, or `None` if it is still running after [`TEST_WAIT`].
+fn wait_bounded(child: &mut Child) -> Option<ExitStatus> {
+    let deadline = Instant::now() + TEST_WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        // std offers no exit event to wait on; poll in 10 ms steps, bounded above.
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
