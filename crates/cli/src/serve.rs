@@ -42,7 +42,7 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     let result = runtime.block_on(async move {
         let addrs = server.local_addrs().unwrap_or_default();
         let shown: Vec<String> = addrs.iter().map(ListenAddr::to_string).collect();
-        let service = hyper::service::service_fn(move |req| worker::handle(identity, req));
+        let service = gracedown::serve::service_fn(move |req| worker::handle(identity, req));
         // Handlers first: a stop signal that follows "worker ready" must drain, not kill.
         let signals = Signals::install()?;
         info!(

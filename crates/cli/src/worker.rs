@@ -17,11 +17,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gracedown::serve::RequestBody;
 use gracedown::shutdown::Draining;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::{Body, Frame};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The response body of every endpoint.
@@ -40,7 +41,7 @@ pub(crate) struct Identity {
 /// Answers one request.
 pub(crate) async fn handle(
     identity: Identity,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let response = match (req.method(), req.uri().path()) {
         (&Method::POST, "/echo") => {
@@ -64,7 +65,7 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
-fn health(req: &Request<Incoming>) -> Response<ResponseBody> {
+fn health(req: &Request<RequestBody>) -> Response<ResponseBody> {
     let draining = req
         .extensions()
         .get::<Draining>()
@@ -78,7 +79,7 @@ fn health(req: &Request<Incoming>) -> Response<ResponseBody> {
 
 async fn sleep(
     identity: Identity,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, String> {
     let ms = query_number(req, "ms")?.unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -88,7 +89,10 @@ async fn sleep(
     ))
 }
 
-fn stream(identity: Identity, req: &Request<Incoming>) -> Result<Response<ResponseBody>, String> {
+fn stream(
+    identity: Identity,
+    req: &Request<RequestBody>,
+) -> Result<Response<ResponseBody>, String> {
     let chunks = query_number(req, "chunks")?.unwrap_or(10);
     let interval = Duration::from_millis(query_number(req, "interval_ms")?.unwrap_or(100));
     let body = Chunks {
@@ -116,7 +120,7 @@ fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
 }
 
 /// Reads `?name=N`; `Ok(None)` when absent, `Err` with a message when not a number in range.
-fn query_number(req: &Request<Incoming>, name: &str) -> Result<Option<u64>, String> {
+fn query_number(req: &Request<RequestBody>, name: &str) -> Result<Option<u64>, String> {
     let query = req.uri().query().unwrap_or("");
     let Some(value) = query
         .split('&')

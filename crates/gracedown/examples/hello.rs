@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 
 use gracedown::listener::Listeners;
-use gracedown::serve::Server;
+use gracedown::serve::{RequestBody, Server, service_fn};
 use http_body_util::Full;
 use hyper::body::Bytes;
 
@@ -17,19 +17,17 @@ use hyper::body::Bytes;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Take the inherited sockets before anything else opens a descriptor.
     let listeners = Listeners::from_env()?.take_all_or_bind(&["127.0.0.1:8080".parse()?])?;
-    let service = hyper::service::service_fn(
-        |request: hyper::Request<hyper::body::Incoming>| async move {
-            let draining = request
-                .extensions()
-                .get::<gracedown::shutdown::Draining>()
-                .is_some_and(gracedown::shutdown::Draining::is_draining);
-            let text = format!(
-                "hello from pid {} (draining: {draining})\n",
-                std::process::id()
-            );
-            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(text))))
-        },
-    );
+    let service = service_fn(|request: http::Request<RequestBody>| async move {
+        let draining = request
+            .extensions()
+            .get::<gracedown::shutdown::Draining>()
+            .is_some_and(gracedown::shutdown::Draining::is_draining);
+        let text = format!(
+            "hello from pid {} (draining: {draining})\n",
+            std::process::id()
+        );
+        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text))))
+    });
     let report = Server::new(listeners)
         .notify(gracedown::notify::Notifier::from_env())
         .serve_until_signal(service)

@@ -53,6 +53,7 @@
 //! Pre-1.0: the API may change between minor versions.
 #![warn(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
+mod drain;
 mod error;
 pub mod listener;
 pub mod notify;

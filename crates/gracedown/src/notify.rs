@@ -1,6 +1,7 @@
 //! Readiness notification with the sd_notify datagram protocol
-//! (`sd_notify(3)`): `READY=1` once every listener is served, `STOPPING=1`
-//! when the drain starts.
+//! (`sd_notify(3)`): `READY=1` once every listener is served, `WATCHDOG=1`
+//! at half the interval the supervisor asked for in `WATCHDOG_USEC` (so that
+//! a hung worker is replaced), `STOPPING=1` when the drain starts.
 //!
 //! Both systemd (`Type=notify`) and gracedown's `start_server` listen on the
 //! socket named by `NOTIFY_SOCKET`; a path starting with `@` is in the
@@ -9,11 +10,18 @@
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tracing::debug;
 
 /// `NOTIFY_SOCKET`: where to send readiness datagrams.
 pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+
+/// `WATCHDOG_USEC`: the supervisor wants `WATCHDOG=1` at least this often.
+pub const WATCHDOG_USEC: &str = "WATCHDOG_USEC";
+
+/// `WATCHDOG_PID`: the process `WATCHDOG_USEC` is meant for, when set.
+pub const WATCHDOG_PID: &str = "WATCHDOG_PID";
 
 /// Where readiness goes; [`Notifier::none`] when nobody listens.
 ///
@@ -29,6 +37,7 @@ pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 #[derive(Debug, Clone, Default)]
 pub struct Notifier {
     target: Option<PathBuf>,
+    watchdog: Option<Duration>,
 }
 
 impl Notifier {
@@ -37,27 +46,68 @@ impl Notifier {
         Self::default()
     }
 
-    /// Reads `NOTIFY_SOCKET` from the process environment (without changing it).
+    /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` from the
+    /// process environment (without changing it).
     pub fn from_env() -> Self {
-        Self {
-            target: std::env::var_os(NOTIFY_SOCKET)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-        }
+        let vars = [NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID]
+            .into_iter()
+            .filter_map(|k| Some((k, std::env::var(k).ok()?)));
+        Self::from_vars_for(vars, std::process::id())
     }
 
-    /// Reads `NOTIFY_SOCKET` from injected variables.
+    /// Reads the variables from injected ones, for this process.
     pub fn from_vars<I, K, V>(vars: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let target = vars
-            .into_iter()
-            .find(|(k, v)| k.as_ref() == NOTIFY_SOCKET && !v.as_ref().is_empty())
-            .map(|(_, v)| PathBuf::from(v.as_ref()));
-        Self { target }
+        Self::from_vars_for(vars, std::process::id())
+    }
+
+    fn from_vars_for<I, K, V>(vars: I, pid: u32) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let (mut target, mut usec, mut for_pid) = (None, None, None);
+        for (k, v) in vars {
+            let v = v.as_ref();
+            match k.as_ref() {
+                NOTIFY_SOCKET if !v.is_empty() => target = Some(PathBuf::from(v)),
+                WATCHDOG_USEC => usec = v.parse::<u64>().ok().filter(|n| *n > 0),
+                WATCHDOG_PID => for_pid = v.parse::<u32>().ok(),
+                _ => {}
+            }
+        }
+        // sd_watchdog_enabled(3): a WATCHDOG_PID naming another process means
+        // the watchdog is not ours.
+        let watchdog = usec
+            .filter(|_| for_pid.is_none_or(|p| p == pid))
+            .map(Duration::from_micros);
+        Self { target, watchdog }
+    }
+
+    /// The watchdog interval the supervisor asked for, if any.
+    pub fn watchdog(&self) -> Option<Duration> {
+        self.watchdog.filter(|_| self.target.is_some())
+    }
+
+    /// Sends `WATCHDOG=1` every half watchdog interval from a task on the
+    /// current runtime, so that a runtime that stops making progress stops
+    /// the pings; `None` when no watchdog was asked for.
+    pub fn spawn_watchdog(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.watchdog()? / 2;
+        let notifier = self.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                notifier.send("WATCHDOG=1");
+            }
+        }))
     }
 
     /// Whether a notification socket is configured.
@@ -89,6 +139,24 @@ fn send_to(target: &std::path::Path, state: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watchdog_is_ours_only_without_another_pid() {
+        let vars = |pid: &'static str| {
+            [
+                (NOTIFY_SOCKET, "@s"),
+                (WATCHDOG_USEC, "2000000"),
+                (WATCHDOG_PID, pid),
+            ]
+        };
+        let mine = Notifier::from_vars_for(vars("42"), 42);
+        assert_eq!(mine.watchdog(), Some(Duration::from_secs(2)));
+        assert_eq!(Notifier::from_vars_for(vars("43"), 42).watchdog(), None);
+        let any = Notifier::from_vars_for([(NOTIFY_SOCKET, "@s"), (WATCHDOG_USEC, "500")], 1);
+        assert_eq!(any.watchdog(), Some(Duration::from_micros(500)));
+        let bad = Notifier::from_vars_for([(NOTIFY_SOCKET, "@s"), (WATCHDOG_USEC, "soon")], 1);
+        assert_eq!(bad.watchdog(), None);
+    }
 
     #[test]
     fn sends_datagrams_to_a_path_socket() {

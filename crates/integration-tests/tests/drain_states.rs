@@ -163,8 +163,8 @@ fn request_outliving_the_deadline_is_force_closed_and_counted() {
     let done = worker.drain_complete();
     assert_eq!(field(&done, "forced").as_deref(), Some("1"), "{done}");
     assert_eq!(
-        field(&done, "forced_in_flight").as_deref(),
-        Some("1"),
+        field(&done, "forced_states").as_deref(),
+        Some("in_flight=1"),
         "{done}"
     );
     let mut rest = Vec::new();

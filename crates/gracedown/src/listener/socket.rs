@@ -58,7 +58,7 @@ impl Listener {
         }
     }
 
-    fn set_nonblocking(&self) -> io::Result<()> {
+    pub(crate) fn set_nonblocking(&self) -> io::Result<()> {
         match self {
             Self::Tcp(l) => l.set_nonblocking(true),
             Self::Unix(l) => l.set_nonblocking(true),

@@ -1,315 +1,477 @@
-//! One connection, from accept to close: TLS handshake, protocol choice,
-//! serving, and the per-state drain rules of `docs/design/shutdown.md`.
+//! One connection, from accept to close: TLS handshake, protocol choice
+//! (ALPN, or the h2c preface), serving HTTP/1.1 (with upgrades) or HTTP/2,
+//! and acting on the drain rules' verdicts until it ends.
 
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Sleep;
 use tracing::{debug, trace};
 
-use super::io::{Prefixed, SocketHandle, Stream};
-use super::server::{Shared, Timeouts};
-use super::service::{Activity, DrainAware, HttpService, Proto, ResponseBody};
-use crate::shutdown::ConnState;
+use super::info::ConnectionInfo;
+use super::io::{ConnIo, ReadNow, Stream, Transport, force_shutdown};
+use super::server::Shared;
+use super::service::{Adapter, HttpService, MakeService, ResponseBody, make};
+use crate::drain::{
+    ConnCtl, ConnState, Engine, IoMode, Phase, Proto, Reason, Registration, Verdict, http1, http2,
+};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4) that marks h2c with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// How a connection ended, for the drain report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Closed by the protocol, the client, or a bound.
+    Closed,
+    /// Force-closed at the drain deadline in this state.
+    Forced(ConnState),
+}
+
 /// Serves one accepted stream until it closes, or until the deadline forces it.
-pub(crate) async fn serve<S, B>(
+pub(crate) async fn serve<M, S, B>(
     stream: Stream,
-    service: S,
+    peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    make_service: M,
     shared: Arc<Shared>,
-    activity: Arc<Activity>,
+    registration: Registration,
 ) where
+    M: MakeService<S>,
     S: HttpService<B>,
     B: ResponseBody,
 {
-    let handle = match stream.handle() {
-        Ok(handle) => handle,
-        Err(e) => return debug!(error = %e, "cannot duplicate the connection's descriptor"),
+    let ctl = Arc::clone(&registration.ctl);
+    let mut conn = Conn {
+        waiter: Waiter::new(&ctl.engine),
+        ctl,
+        shared,
+        info: ConnectionInfo {
+            remote: peer,
+            local,
+            tls: false,
+        },
     };
-    let state = Arc::clone(&activity);
-    let mut force = shared.force.clone();
-    let conn = Conn {
-        handle,
-        shared: &shared,
-        activity,
+    let ending = match make(make_service, peer).await {
+        Ok(service) => conn.run(stream, service).await,
+        Err(e) => {
+            debug!(error = %e, "the service factory failed; connection closed");
+            Ending::Closed
+        }
     };
-    tokio::select! {
-        () = conn.run(stream, service) => {
-            if shared.drain.borrow().is_some() {
-                shared.stats.drained.fetch_add(1, Ordering::Relaxed);
-            }
+    let engine = &conn.ctl.engine;
+    match ending {
+        Ending::Forced(state) => {
+            debug!(state = %state, "connection force-closed at the drain deadline");
+            engine.count_forced(state);
         }
-        // The state is read when the deadline fires, before `select!` drops
-        // the connection (which would end its request and mark it idle).
-        class = async { let _ = force.wait_for(|forced| *forced).await; state.state() } => {
-            debug!(state = ?class, "connection force-closed at the drain deadline");
-            shared.stats.forced[class as usize].fetch_add(1, Ordering::Relaxed);
-        }
+        Ending::Closed if engine.is_draining() => engine.count_drained(),
+        Ending::Closed => {}
     }
+    drop(registration);
 }
 
-struct Conn<'a> {
-    handle: SocketHandle,
-    shared: &'a Shared,
-    activity: Arc<Activity>,
+struct Conn {
+    ctl: Arc<ConnCtl>,
+    shared: Arc<Shared>,
+    info: ConnectionInfo,
+    waiter: Waiter,
 }
 
-impl Conn<'_> {
-    async fn run<S, B>(self, mut stream: Stream, service: S)
+/// What a verdict loop returns when the rules end the connection first: why,
+/// and the state it was in (read before the connection is torn down, which
+/// ends its request).
+struct Ended(Reason, ConnState);
+
+impl Conn {
+    async fn run<S, B>(&mut self, stream: Stream, service: S) -> Ending
     where
         S: HttpService<B>,
         B: ResponseBody,
     {
-        let timeouts = self.shared.timeouts;
+        let fd = stream.as_fd().as_raw_fd();
         #[cfg(feature = "tls")]
-        if let Some(acceptor) = &self.shared.tls {
-            let handshake = tokio::time::timeout(timeouts.handshake, acceptor.accept(stream));
-            let mut tls = match handshake.await {
+        if let Some(acceptor) = self.shared.tls.clone() {
+            self.info.tls = true;
+            let handshake = acceptor.accept(stream);
+            let tls = match self.bounded(handshake, |_, _, _| None).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return debug!(error = %e, "tls handshake failed"),
-                Err(_) => return debug!("tls handshake timed out"),
+                Ok(Err(e)) => {
+                    debug!(error = %e, "tls handshake failed");
+                    return Ending::Closed;
+                }
+                Err(ended) => return self.ended(ended),
             };
-            self.activity.set_state(ConnState::NoRequest);
+            self.ctl.set_state(ConnState::NoRequest);
             // ALPN decides; no sniffing after TLS.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let Some(first) = self.first_bytes(&mut tls, 1).await else {
-                drop(tls);
-                return self.handle.linger(timeouts.linger).await;
-            };
-            let io = Prefixed::new(first.freeze(), tls);
+            let transport = Transport::tls(tls);
             return if h2 {
-                self.http2(io, service).await
+                self.http2(transport, service, fd).await
             } else {
-                self.http1(io, service).await
+                self.http1(transport, service, fd).await
             };
         }
-        let Some(prefix) = self.first_bytes(&mut stream, H2_PREFACE.len()).await else {
-            drop(stream);
-            return self.handle.linger(timeouts.linger).await;
+        let (stream, prefix, h2) = match self.bounded(sniff(stream), first_request_rule).await {
+            Ok(Some(sniffed)) => sniffed,
+            Ok(None) => return Ending::Closed,
+            Err(ended) => return self.ended(ended),
         };
-        let h2 = prefix.as_ref() == H2_PREFACE;
-        let io = Prefixed::new(prefix.freeze(), stream);
+        let transport = Transport::plain(stream, prefix);
         if h2 {
-            self.http2(io, service).await
+            self.http2(transport, service, fd).await
         } else {
-            self.http1(io, service).await
+            self.http1(transport, service, fd).await
         }
     }
 
-    /// Reads the connection's first bytes: up to `want` of them, stopping as
-    /// soon as they cannot be the h2 preface. `None` when the client closes
-    /// or sends nothing within the bound (30 s, or the drain's first-request
-    /// bound once draining).
-    async fn first_bytes(
-        &self,
-        io: &mut (impl AsyncRead + Unpin),
-        want: usize,
-    ) -> Option<BytesMut> {
-        let mut buf = BytesMut::with_capacity(want);
-        let mut drain = self.shared.drain.clone();
-        let timeouts = self.shared.timeouts;
-        let silent_bound = async {
-            tokio::select! {
-                () = tokio::time::sleep(timeouts.first_request) => {}
-                () = async {
-                    if drain.wait_for(Option::is_some).await.is_ok() {
-                        tokio::time::sleep(timeouts.first_request_draining).await;
-                    } else {
-                        std::future::pending::<()>().await;
-                    }
-                } => {}
-            }
-        };
-        let read = async {
-            while buf.len() < want && H2_PREFACE.starts_with(&buf) {
-                let mut chunk = [0u8; 24];
-                let n = (want - buf.len()).min(chunk.len());
-                match io.read(&mut chunk[..n]).await {
-                    Ok(0) | Err(_) => return false,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            true
-        };
-        let complete = tokio::select! {
-            complete = read => complete,
-            () = silent_bound => {
-                trace!("connection sent no request within the bound");
-                false
-            }
-        };
-        complete.then_some(buf)
-    }
-
-    fn service<S>(&self, inner: Arc<S>, proto: Proto) -> DrainAware<S> {
-        DrainAware {
-            inner,
-            drain: self.shared.drain.clone(),
-            activity: Arc::clone(&self.activity),
-            stats: Arc::clone(&self.shared.stats),
-            proto,
-        }
-    }
-
-    /// Resolves when the drain has started and this HTTP/1 connection has had
-    /// no request in flight for the idle bound (counted from the later of the
-    /// drain's start and the end of its last request). Keeps the state cell
-    /// current meanwhile, for the deadline's classification.
-    async fn idle_past_bound(&self) {
-        let mut drain = self.shared.drain.clone();
-        if drain.wait_for(Option::is_some).await.is_err() {
-            return std::future::pending().await;
-        }
-        let since = Instant::now();
-        // Subscribed only now: before the drain, requests wake nobody.
-        let mut activity = self.activity.subscribe();
-        let timeouts = self.shared.timeouts;
+    /// Runs `fut` until it completes or the connection's bound (from
+    /// `rule`, or the handshake bound when it has none) or the deadline ends it.
+    async fn bounded<F: Future>(
+        &mut self,
+        fut: F,
+        rule: impl Fn(u64, Phase, &ConnCtl) -> Option<Verdict>,
+    ) -> Result<F::Output, Ended> {
+        let mut fut = pin!(fut);
+        let handshake = self.ctl.engine.timeouts().handshake;
         loop {
-            let now = *activity.borrow_and_update();
-            if now.in_flight > 0 {
-                if activity.changed().await.is_err() {
-                    return std::future::pending().await;
-                }
-                continue;
+            let engine = &self.ctl.engine;
+            let (now, phase) = (engine.now(), engine.phase());
+            if matches!(phase, Phase::Forced { .. }) {
+                return Err(Ended(Reason::Deadline, self.ctl.state()));
             }
-            let bound = if now.requests == 0 {
-                timeouts.first_request_draining
-            } else {
-                timeouts.idle
+            let verdict = rule(now, phase, &self.ctl).unwrap_or_else(|| {
+                let at = self.ctl.snapshot().idle_since + nanos(handshake);
+                if now >= at {
+                    Verdict::Close(Reason::HeaderTimeout)
+                } else {
+                    Verdict::Wait(Some(at))
+                }
+            });
+            let at = match verdict {
+                Verdict::Wait(at) => at,
+                Verdict::Detach(reason) | Verdict::GoAway(reason) | Verdict::Close(reason) => {
+                    return Err(Ended(reason, self.ctl.state()));
+                }
             };
-            let at = now.idle_since.max(since) + bound;
             tokio::select! {
-                () = tokio::time::sleep_until(at.into()) => return,
-                _ = activity.changed() => {}
+                output = fut.as_mut() => return Ok(output),
+                () = self.waiter.until(at, &self.ctl) => {}
             }
         }
     }
 
-    async fn http1<I, S, B>(self, io: I, service: S)
-    where
-        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-        S: HttpService<B>,
-        B: ResponseBody,
-    {
-        let timeouts = self.shared.timeouts;
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(timeouts.first_request);
-        let mut conn = builder.serve_connection(
-            TokioIo::new(io),
-            self.service(Arc::new(service), Proto::Http1),
-        );
-        let mut closing = false;
-        let ended = loop {
-            let idle = async {
-                if closing {
-                    return std::future::pending().await;
-                }
-                self.idle_past_bound().await;
-            };
-            tokio::select! {
-                result = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break result,
-                () = idle => {
-                    // Idle past the bound while draining: hyper closes an idle
-                    // connection at once and hands back whatever it had read,
-                    // which is checked below for a request that raced us.
-                    closing = true;
-                    std::pin::Pin::new(&mut conn).graceful_shutdown();
-                }
-            }
-        };
-        if let Err(e) = ended {
-            debug!(error = %e, "http/1 connection ended with an error");
-        }
-        let parts = conn.into_parts();
-        let mut io = parts.io.into_inner();
-        if !parts.read_buf.is_empty() || self.handle.has_pending_bytes() {
-            // A request arrived just as we closed: serve it, then close.
-            trace!("serving a request that raced the idle close");
-            let io = Prefixed::new(parts.read_buf, io);
-            let mut last = hyper::server::conn::http1::Builder::new();
-            last.keep_alive(false)
-                .timer(TokioTimer::new())
-                .header_read_timeout(timeouts.first_request_draining);
-            let service = self.service(parts.service.inner, Proto::Http1);
-            let conn = last.serve_connection(TokioIo::new(io), service);
-            if let Ok(parts) = conn.without_shutdown().await {
-                let mut io = parts.io.into_inner();
-                // TLS close_notify and FIN; the stream is dropped right after.
-                let _ = tokio::time::timeout(timeouts.linger, io.shutdown()).await;
-            }
+    fn ended(&self, Ended(reason, state): Ended) -> Ending {
+        if reason == Reason::Deadline {
+            Ending::Forced(state)
         } else {
-            let _ = tokio::time::timeout(timeouts.linger, io.shutdown()).await;
-            drop(io);
+            trace!(?reason, "connection closed before its first request");
+            Ending::Closed
         }
-        self.handle.linger(timeouts.linger).await;
     }
 
-    async fn http2<I, S, B>(self, io: I, service: S)
+    async fn http1<S, B>(&mut self, mut transport: Transport, service: S, fd: RawFd) -> Ending
     where
-        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
         S: HttpService<B>,
         B: ResponseBody,
     {
-        self.activity.set_state(ConnState::Http2);
-        let timeouts = self.shared.timeouts;
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder.timer(TokioTimer::new());
-        let conn = builder.serve_connection(
-            TokioIo::new(io),
-            self.service(Arc::new(service), Proto::Http2),
-        );
-        // Boxed so it can be dropped (closing our end of the stream) before the linger.
-        let mut conn = Box::pin(conn);
-        let mut drain = self.shared.drain.clone();
-        let result = tokio::select! {
-            result = conn.as_mut() => Some(result),
-            _ = drain.wait_for(Option::is_some) => None,
-        };
-        let result = match result {
-            Some(result) => result,
-            None => {
-                // Two-phase GOAWAY: hyper sends GOAWAY(2^31-1) + PING, then the
-                // real last stream id once the PING is acknowledged.
-                conn.as_mut().graceful_shutdown();
-                loop {
-                    tokio::select! {
-                        result = conn.as_mut() => break result,
-                        () = tokio::time::sleep(timeouts.goaway_ack) => {
-                            if self.activity.now().in_flight == 0 {
-                                debug!("http/2 peer did not acknowledge GOAWAY in time; closing");
-                                break Ok(());
-                            }
-                        }
+        let timeouts = *self.ctl.engine.timeouts();
+        let mut keep_alive = true;
+        loop {
+            let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), true);
+            let adapter = self.adapter(service.clone(), Proto::Http1);
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            // The drain rules bound the head (in total) and the idle time.
+            builder.keep_alive(keep_alive).header_read_timeout(None);
+            let conn = builder
+                .serve_connection(TokioIo::new(io), adapter)
+                .with_upgrades();
+            let (result, detached) = self.drive_http1(conn).await;
+            if let Err(Ended(reason, state)) = result {
+                self.ctl.set_io_mode(IoMode::Abort);
+                return match reason {
+                    Reason::Deadline if state == ConnState::Upgraded => {
+                        // The application holds the socket: cut it under it.
+                        force_shutdown(fd);
+                        Ending::Forced(state)
                     }
+                    Reason::Deadline => Ending::Forced(state),
+                    _ => Ending::Closed,
+                };
+            }
+            if self.ctl.is_upgrading() {
+                return self.upgraded(back, fd).await;
+            }
+            let Ok(mut returned) = back.await else {
+                return Ending::Closed;
+            };
+            let clean = matches!(result, Ok(Ok(()))) && detached.is_some();
+            if !clean {
+                if let Ok(Err(e)) = &result {
+                    debug!(error = %e, "http/1 connection ended with an error");
+                }
+                returned.close(timeouts.linger).await;
+                return Ending::Closed;
+            }
+            // hyper stopped at a message boundary with nothing buffered: what
+            // is in the socket now starts a new request.
+            if detached == Some(Reason::Reclaim) {
+                return Ending::Closed;
+            }
+            match returned.read_now() {
+                ReadNow::Data => {
+                    trace!("a request raced the close; serving it");
+                    self.ctl.set_io_mode(IoMode::Normal);
+                    self.ctl.head_bytes_arrived();
+                    keep_alive = !self.ctl.engine.is_draining();
+                    transport = returned;
+                }
+                ReadNow::Nothing => {
+                    returned.close(timeouts.linger).await;
+                    return Ending::Closed;
+                }
+                ReadNow::Closed => return Ending::Closed,
+            }
+        }
+    }
+
+    /// Drives hyper's HTTP/1 connection under the rules; returns hyper's
+    /// result (or why the rules ended it) and why it was detached, if it was.
+    async fn drive_http1<F>(
+        &mut self,
+        conn: F,
+    ) -> (Result<Result<(), hyper::Error>, Ended>, Option<Reason>)
+    where
+        F: Future<Output = Result<(), hyper::Error>>,
+    {
+        let mut conn = pin!(conn);
+        let mut detached = None;
+        let timeouts = *self.ctl.engine.timeouts();
+        loop {
+            let engine = &self.ctl.engine;
+            let verdict = http1(
+                engine.now(),
+                engine.phase(),
+                &self.ctl.snapshot(),
+                &timeouts,
+                false,
+            );
+            let at = match verdict {
+                Verdict::Wait(at) => at,
+                Verdict::Detach(_) if detached.is_some() => None,
+                Verdict::Detach(reason) => {
+                    trace!(?reason, "http/1 connection detached at its boundary");
+                    self.ctl.set_io_mode(IoMode::Detach);
+                    detached = Some(reason);
+                    None
+                }
+                Verdict::Close(reason) | Verdict::GoAway(reason) => {
+                    return (Err(Ended(reason, self.ctl.state())), detached);
+                }
+            };
+            tokio::select! {
+                result = conn.as_mut() => return (Ok(result), detached),
+                () = self.waiter.until(at, &self.ctl) => {}
+            }
+        }
+    }
+
+    /// The application has the connection (WebSocket, `CONNECT`); it comes
+    /// back when the application lets go of it.
+    async fn upgraded(&mut self, mut back: oneshot::Receiver<Transport>, fd: RawFd) -> Ending {
+        loop {
+            let phase = self.ctl.engine.phase();
+            if matches!(phase, Phase::Forced { .. }) {
+                // `back` is held: the descriptor is alive while it is cut.
+                force_shutdown(fd);
+                return Ending::Forced(ConnState::Upgraded);
+            }
+            tokio::select! {
+                returned = &mut back => {
+                    if let Ok(transport) = returned {
+                        transport.close(self.ctl.engine.timeouts().linger).await;
+                    }
+                    return Ending::Closed;
+                }
+                () = self.waiter.until(None, &self.ctl) => {}
+            }
+        }
+    }
+
+    async fn http2<S, B>(&mut self, transport: Transport, service: S, fd: RawFd) -> Ending
+    where
+        S: HttpService<B>,
+        B: ResponseBody,
+    {
+        let _ = fd;
+        self.ctl.set_state(ConnState::Http2);
+        let timeouts = *self.ctl.engine.timeouts();
+        let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), false);
+        let adapter = self.adapter(service, Proto::Http2);
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new()).enable_connect_protocol();
+        let conn = builder.serve_connection(TokioIo::new(io), adapter);
+        let result = {
+            let mut conn = pin!(conn);
+            let mut goaway_at = None;
+            loop {
+                let engine = &self.ctl.engine;
+                let now = engine.now();
+                let verdict = http2(
+                    now,
+                    engine.phase(),
+                    &self.ctl.snapshot(),
+                    &timeouts,
+                    goaway_at,
+                );
+                let at = match verdict {
+                    Verdict::Wait(at) => at,
+                    Verdict::GoAway(reason) => {
+                        // Two-phase GOAWAY: hyper sends GOAWAY(2^31-1) + PING,
+                        // then the real last stream id once the PING is acknowledged.
+                        trace!(?reason, "http/2 connection told to go away");
+                        conn.as_mut().graceful_shutdown();
+                        goaway_at = Some(now);
+                        continue;
+                    }
+                    Verdict::Close(reason) | Verdict::Detach(reason) => {
+                        break Err(Ended(reason, ConnState::Http2));
+                    }
+                };
+                tokio::select! {
+                    result = conn.as_mut() => break Ok(result),
+                    () = self.waiter.until(at, &self.ctl) => {}
                 }
             }
         };
-        if let Err(e) = result {
-            debug!(error = %e, "http/2 connection ended with an error");
+        let reclaimed = self.ctl.snapshot().reclaim;
+        match result {
+            Err(Ended(Reason::Deadline, state)) => Ending::Forced(state),
+            Err(Ended(reason, _)) => {
+                debug!(?reason, "http/2 connection closed");
+                Ending::Closed
+            }
+            Ok(result) => {
+                if let Err(e) = result {
+                    debug!(error = %e, "http/2 connection ended with an error");
+                }
+                if let Ok(transport) = back.await
+                    && !reclaimed
+                {
+                    transport.close(timeouts.linger).await;
+                }
+                Ending::Closed
+            }
         }
-        drop(conn);
-        self.handle.linger(timeouts.linger).await;
+    }
+
+    fn adapter<S>(&self, inner: S, proto: Proto) -> Adapter<S> {
+        Adapter {
+            inner,
+            ctl: Arc::clone(&self.ctl),
+            info: self.info,
+            proto,
+            body_timeout: self.ctl.engine.timeouts().body,
+            keep_alive_in_drain: false,
+        }
     }
 }
 
-/// Bounds used by [`serve`]; see [`super::Server`] for the defaults.
-impl Timeouts {
-    pub(crate) const fn defaults() -> Self {
+/// A connection that has sent nothing yet: the HTTP/1 rule for its first request.
+fn first_request_rule(now: u64, phase: Phase, ctl: &ConnCtl) -> Option<Verdict> {
+    Some(http1(
+        now,
+        phase,
+        &ctl.snapshot(),
+        ctl.engine.timeouts(),
+        false,
+    ))
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Tells h2c (the preface) from HTTP/1. TCP peeks, so the bytes stay in the
+/// socket and nothing is copied; a partial preface (rare) and unix sockets
+/// read instead, and the bytes go back in front. `None` when the client
+/// closes first.
+async fn sniff(stream: Stream) -> Option<(Stream, Bytes, bool)> {
+    if let Stream::Tcp(tcp) = &stream {
+        let mut peeked = [0u8; H2_PREFACE.len()];
+        let n = tcp.peek(&mut peeked).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if !H2_PREFACE.starts_with(&peeked[..n]) {
+            return Some((stream, Bytes::new(), false));
+        }
+        if n == H2_PREFACE.len() {
+            return Some((stream, Bytes::new(), true));
+        }
+    }
+    let mut stream = stream;
+    let mut buf = BytesMut::with_capacity(H2_PREFACE.len());
+    while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
+        let mut chunk = [0u8; H2_PREFACE.len()];
+        let want = H2_PREFACE.len() - buf.len();
+        match stream.read(&mut chunk[..want]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let h2 = buf.as_ref() == H2_PREFACE;
+    Some((stream, buf.freeze(), h2))
+}
+
+/// What a connection's task waits on between verdicts: a time, the server's
+/// phase, and its own wake-ups.
+struct Waiter {
+    phase: watch::Receiver<Phase>,
+    sleep: Pin<Box<Sleep>>,
+    engine: Arc<Engine>,
+}
+
+impl Waiter {
+    fn new(engine: &Arc<Engine>) -> Self {
         Self {
-            handshake: Duration::from_secs(10),
-            first_request: Duration::from_secs(30),
-            first_request_draining: Duration::from_secs(5),
-            idle: Duration::from_secs(1),
-            goaway_ack: Duration::from_secs(5),
-            linger: Duration::from_secs(2),
+            phase: engine.subscribe(),
+            sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
+            engine: Arc::clone(engine),
+        }
+    }
+
+    /// Returns at engine time `at`, when the phase changes, or when woken.
+    async fn until(&mut self, at: Option<u64>, ctl: &ConnCtl) {
+        let timer = match at {
+            Some(at) => {
+                let deadline = self.engine.instant(at);
+                self.sleep.as_mut().reset(deadline.into());
+                Some(&mut self.sleep)
+            }
+            None => None,
+        };
+        let sleep = async {
+            match timer {
+                Some(sleep) => sleep.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {}
+            changed = self.phase.changed() => {
+                if changed.is_err() {
+                    // The engine is gone; nothing will change any more.
+                    std::future::pending::<()>().await;
+                }
+            }
+            () = ctl.wake.notified() => {}
         }
     }
 }

@@ -1,37 +1,31 @@
-//! The connection's transport, and a second handle on the same socket (a
-//! duplicated descriptor) through which the drain peeks for waiting request
-//! bytes and closes with a linger, whoever owns the stream at that moment.
+//! The bytes under hyper: an accepted socket ([`Stream`]), optionally under
+//! TLS, with bytes already read put back in front ([`Transport`]); and the
+//! [`ConnIo`] hyper reads and writes through, which the drain steers (see
+//! [`IoMode`]) and which hands the transport back when hyper lets go of it.
 //!
-//! hyper owns the stream itself, so reads and writes take tokio's fast path.
+//! One descriptor per connection: the drain never duplicates a socket. It gets
+//! the transport back from hyper instead (at a message boundary, after an
+//! upgrade ends, or when hyper closes), and closes it itself with a linger.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use rustix::net::{RecvFlags, Shutdown};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::oneshot;
+
+use crate::drain::{ConnCtl, IoMode};
 
 /// An accepted TCP or unix stream.
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
-}
-
-impl Stream {
-    /// A second handle on this socket, for the drain.
-    pub(crate) fn handle(&self) -> io::Result<SocketHandle> {
-        let (fd, unix) = match self {
-            Self::Tcp(s) => (s.as_fd(), false),
-            Self::Unix(s) => (s.as_fd(), true),
-        };
-        let fd = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
-        Ok(SocketHandle { fd, unix })
-    }
 }
 
 macro_rules! delegate {
@@ -41,6 +35,15 @@ macro_rules! delegate {
             Self::Unix($s) => $e,
         }
     };
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Self::Tcp(s) => s.as_fd(),
+            Self::Unix(s) => s.as_fd(),
+        }
+    }
 }
 
 impl AsyncRead for Stream {
@@ -83,114 +86,396 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// A duplicate descriptor of an accepted socket (close-on-exec). The socket
-/// closes when both this and the [`Stream`] are dropped.
+#[cfg(feature = "tls")]
+pub(crate) type TlsStream = tokio_rustls::server::TlsStream<Stream>;
+
+/// A connection's byte stream: plain or TLS, with bytes already read from it
+/// (the h2c preface sniff, a racing request) served first.
 #[derive(Debug)]
-pub(crate) struct SocketHandle {
-    fd: OwnedFd,
-    unix: bool,
+pub(crate) struct Transport {
+    prefix: Bytes,
+    kind: Kind,
 }
 
-impl SocketHandle {
-    /// Whether request bytes are waiting in the kernel, without consuming them.
-    pub(crate) fn has_pending_bytes(&self) -> bool {
-        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        matches!(
-            rustix::net::recv(&self.fd, &mut probe[..], RecvFlags::PEEK | RecvFlags::DONTWAIT),
-            Ok((_, n)) if n > 0
-        )
+#[derive(Debug)]
+enum Kind {
+    Plain(Stream),
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsStream>),
+}
+
+/// What [`Transport::read_now`] found.
+#[derive(Debug)]
+pub(crate) enum ReadNow {
+    /// Bytes that were waiting (put back in front of the transport).
+    Data,
+    /// Nothing is waiting.
+    Nothing,
+    /// The client closed, or the connection failed.
+    Closed,
+}
+
+impl Transport {
+    pub(crate) fn plain(stream: Stream, prefix: Bytes) -> Self {
+        Self {
+            prefix,
+            kind: Kind::Plain(stream),
+        }
     }
 
-    /// Lingering close (RFC 9112 §9.6): send FIN, then read and discard what
-    /// the client still sends until it closes too or `bound` passes, so that
-    /// closing never turns unread bytes into an RST that destroys a response
-    /// the client has not read yet. Call it once the [`Stream`] is dropped.
-    pub(crate) async fn linger(self, bound: Duration) {
-        match rustix::net::shutdown(&self.fd, Shutdown::Write) {
-            Ok(()) | Err(rustix::io::Errno::NOTCONN) => {}
-            Err(_) => return,
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(stream: TlsStream) -> Self {
+        Self {
+            prefix: Bytes::new(),
+            kind: Kind::Tls(Box::new(stream)),
         }
+    }
+
+    /// Reads what is waiting, without waiting: in the kernel, or decrypted
+    /// inside TLS. What was read is put back in front.
+    pub(crate) fn read_now(&mut self) -> ReadNow {
+        if !self.prefix.is_empty() {
+            return ReadNow::Data;
+        }
+        let mut buf = BytesMut::zeroed(4096);
+        let mut read = ReadBuf::new(&mut buf);
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut *self).poll_read(&mut cx, &mut read) {
+            Poll::Pending => ReadNow::Nothing,
+            Poll::Ready(Err(_)) => ReadNow::Closed,
+            Poll::Ready(Ok(())) => {
+                let n = read.filled().len();
+                if n == 0 {
+                    return ReadNow::Closed;
+                }
+                buf.truncate(n);
+                self.prefix = buf.freeze();
+                ReadNow::Data
+            }
+        }
+    }
+
+    /// Lingering close (RFC 9112 §9.6): TLS `close_notify` and FIN, then read
+    /// and discard what the client still sends until it closes too or
+    /// `bound` passes, so that closing never turns unread bytes into an RST
+    /// that destroys a response the client has not read yet.
+    pub(crate) async fn close(mut self, bound: Duration) {
+        let _ = tokio::time::timeout(bound, self.shutdown()).await;
         let drain = async {
-            let mut sink = [0u8; 4096];
-            let result = if self.unix {
-                let std = std::os::unix::net::UnixStream::from(self.fd);
-                let Ok(mut stream) = UnixStream::from_std(std) else {
-                    return;
-                };
-                loop_until_eof(&mut stream, &mut sink).await
-            } else {
-                let std = std::net::TcpStream::from(self.fd);
-                let Ok(mut stream) = TcpStream::from_std(std) else {
-                    return;
-                };
-                loop_until_eof(&mut stream, &mut sink).await
-            };
-            let _ = result;
+            let mut sink = [0u8; 2048];
+            while let Ok(n) = self.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
         };
         let _ = tokio::time::timeout(bound, drain).await;
     }
 }
 
-async fn loop_until_eof(stream: &mut (impl AsyncRead + Unpin), sink: &mut [u8]) -> io::Result<()> {
-    while stream.read(sink).await? > 0 {}
-    Ok(())
+macro_rules! transport {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.get_mut().kind {
+            Kind::Plain($s) => $e,
+            #[cfg(feature = "tls")]
+            Kind::Tls($s) => $e,
+        }
+    };
 }
 
-/// A stream with bytes already read from it put back in front.
-#[derive(Debug)]
-pub(crate) struct Prefixed<T> {
-    prefix: Bytes,
-    inner: T,
-}
-
-impl<T> Prefixed<T> {
-    pub(crate) fn new(prefix: Bytes, inner: T) -> Self {
-        Self { prefix, inner }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+impl AsyncRead for Transport {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.prefix.has_remaining() {
+        if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        transport!(self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+impl AsyncWrite for Transport {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        transport!(self, s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        transport!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        match &self.kind {
+            Kind::Plain(s) => s.is_write_vectored(),
+            #[cfg(feature = "tls")]
+            Kind::Tls(s) => s.is_write_vectored(),
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        transport!(self, s => Pin::new(s).poll_flush(cx))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        transport!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// Shuts a socket down in both directions while its [`Transport`] is lent
+/// out (to an upgraded connection's handler), so that the handler's next
+/// read or write fails and it lets go.
+///
+/// The caller must hold the receiving end of the [`ConnIo`] that owns the
+/// transport: the transport, and so the descriptor, is then alive (inside
+/// the `ConnIo`, or in the channel on its way back).
+pub(crate) fn force_shutdown(fd: RawFd) {
+    #[allow(unsafe_code)]
+    // SAFETY: per this function's contract the descriptor is owned by a live
+    // `Transport` that cannot be dropped while the caller holds the receiver
+    // it would be sent to; `shutdown` does not close it.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Both);
+}
+
+/// What hyper reads and writes through: the [`Transport`], steered by the
+/// connection's [`IoMode`]. Dropping it sends the transport back to the
+/// connection's task.
+#[derive(Debug)]
+pub(crate) struct ConnIo {
+    inner: Option<Transport>,
+    back: Option<oneshot::Sender<Transport>>,
+    ctl: Arc<ConnCtl>,
+    /// `Some` for HTTP/1: request heads are watched for bare LFs.
+    scan: Option<HeadScan>,
+}
+
+impl ConnIo {
+    /// `transport` under hyper; it comes back on the returned receiver.
+    pub(crate) fn new(
+        transport: Transport,
+        ctl: Arc<ConnCtl>,
+        http1: bool,
+    ) -> (Self, oneshot::Receiver<Transport>) {
+        let (back, rx) = oneshot::channel();
+        let io = Self {
+            inner: Some(transport),
+            back: Some(back),
+            ctl,
+            scan: http1.then(HeadScan::default),
+        };
+        (io, rx)
+    }
+
+    fn inner(&mut self) -> io::Result<Pin<&mut Transport>> {
+        match self.inner.as_mut() {
+            Some(inner) => Ok(Pin::new(inner)),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+fn aborted() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the drain")
+}
+
+impl AsyncRead for ConnIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.ctl.io_mode() {
+            IoMode::Normal => {}
+            // A response still waiting for the socket is finished first; the
+            // write side wakes hyper, which then reads here again.
+            IoMode::Detach if this.ctl.is_write_blocked() => return Poll::Pending,
+            IoMode::Detach => return Poll::Ready(Ok(())),
+            IoMode::Abort => return Poll::Ready(Err(aborted())),
+        }
+        let before = buf.filled().len();
+        let result = this.inner()?.poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(scan)) = (&result, this.scan.as_mut()) {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() && this.ctl.in_flight() == 0 {
+                this.ctl.head_bytes_arrived();
+                if scan.feed(this.ctl.requests(), new) {
+                    this.ctl.mark_bare_lf();
+                }
+            }
+        }
+        result
+    }
+}
+
+impl ConnIo {
+    fn track<T>(&mut self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        self.ctl.write_blocked(result.is_pending());
+        result
+    }
+}
+
+impl AsyncWrite for ConnIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.ctl.io_mode() == IoMode::Abort {
+            return Poll::Ready(Err(aborted()));
+        }
+        let result = this.inner()?.poll_write(cx, buf);
+        this.track(result)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.ctl.io_mode() == IoMode::Abort {
+            return Poll::Ready(Err(aborted()));
+        }
+        let result = this.inner()?.poll_write_vectored(cx, bufs);
+        this.track(result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(Transport::is_write_vectored)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.ctl.io_mode() == IoMode::Abort {
+            return Poll::Ready(Err(aborted()));
+        }
+        let result = this.inner()?.poll_flush(cx);
+        this.track(result)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.ctl.io_mode() {
+            // The connection's task closes the socket itself (or passes it on).
+            IoMode::Detach | IoMode::Abort => Poll::Ready(Ok(())),
+            IoMode::Normal => this.inner()?.poll_shutdown(cx),
+        }
+    }
+}
+
+impl Drop for ConnIo {
+    fn drop(&mut self) {
+        if let (Some(inner), Some(back)) = (self.inner.take(), self.back.take()) {
+            // If the task is gone, the transport is dropped here (closed).
+            let _ = back.send(inner);
+        }
+    }
+}
+
+/// Watches the bytes of each HTTP/1 request head for a bare LF line ending
+/// (a request-smuggling vector: a proxy in front may not end the line there,
+/// RFC 9112 §2.2), stopping at the empty line that ends the head.
+#[derive(Debug, Default)]
+struct HeadScan {
+    /// The request count when this head started.
+    request: u64,
+    started: bool,
+    done: bool,
+    prev: u8,
+    line_len: usize,
+    seen_line: bool,
+}
+
+impl HeadScan {
+    /// Feeds bytes that arrived while no request was in flight, when
+    /// `requests` had started on the connection; `true` at a bare LF.
+    fn feed(&mut self, requests: u64, bytes: &[u8]) -> bool {
+        if !self.started || self.request != requests {
+            *self = Self {
+                request: requests,
+                started: true,
+                ..Self::default()
+            };
+        }
+        if self.done {
+            return false;
+        }
+        for &b in bytes {
+            match b {
+                b'\n' => {
+                    if self.prev != b'\r' {
+                        return true;
+                    }
+                    if self.line_len == 0 && self.seen_line {
+                        self.done = true;
+                        return false;
+                    }
+                    self.seen_line |= self.line_len > 0;
+                    self.line_len = 0;
+                }
+                b'\r' => {}
+                _ => self.line_len += 1,
+            }
+            self.prev = b;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeadScan;
+
+    fn scan(chunks: &[&[u8]]) -> bool {
+        let mut scan = HeadScan::default();
+        chunks.iter().any(|c| scan.feed(0, c))
+    }
+
+    #[test]
+    fn crlf_heads_pass_in_any_split() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert!(!scan(&[head]));
+        for i in 0..head.len() {
+            assert!(!scan(&[&head[..i], &head[i..]]), "split at {i}");
+        }
+    }
+
+    #[test]
+    fn a_bare_lf_anywhere_in_the_head_is_caught() {
+        assert!(scan(&[b"GET / HTTP/1.1\nHost: x\r\n\r\n"]));
+        assert!(scan(&[
+            b"GET / HTTP/1.1\r\nHost: x\nTransfer-Encoding: chunked\r\n\r\n"
+        ]));
+        assert!(scan(&[b"GET / HTTP/1.1\r\nHost: x\r\n\n"]));
+    }
+
+    #[test]
+    fn the_body_after_the_head_is_not_scanned() {
+        assert!(!scan(&[
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\na\nb\n"
+        ]));
+    }
+
+    #[test]
+    fn a_new_request_starts_a_new_scan() {
+        let mut scan = HeadScan::default();
+        assert!(!scan.feed(0, b"GET / HTTP/1.1\r\n\r\n"));
+        assert!(scan.feed(1, b"GET / HTTP/1.1\nHost: x\r\n\r\n"));
     }
 }

@@ -1,9 +1,20 @@
-//! Serving HTTP/1.1, h2c and TLS (ALPN) on listening sockets, with the drain
-//! rules that make a restart lose nothing.
+//! Serving HTTP/1.1 (with upgrades), h2c and TLS (ALPN) on listening
+//! sockets, with the drain rules that make a restart lose nothing.
+//!
+//! A [`Server`] takes any tower service on [`RequestBody`] requests: an axum
+//! `Router`, a `tower::ServiceBuilder` stack, or a closure through
+//! [`service_fn`]. Every request carries [`ConnectionInfo`] and
+//! [`crate::shutdown::Draining`] in its extensions.
 
+mod body;
 mod conn;
+mod info;
 mod io;
 mod server;
 mod service;
+mod service_fn;
 
+pub use body::{BodyError, RequestBody};
+pub use info::ConnectionInfo;
 pub use server::Server;
+pub use service_fn::{ServiceFn, service_fn};

@@ -1,54 +1,42 @@
-//! The server: accept loops over the listeners, one task per connection, and
-//! the drain that ends it all with a [`DrainReport`].
+//! The server: accept loops over the listeners (paused at the connection
+//! limit, reclaiming idle connections when descriptors run out), one task per
+//! connection, and the drain that ends it all with a [`DrainReport`].
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use hyper::body::{Body, Incoming};
-use hyper::service::Service;
-use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, info};
+use http::Request;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tracing::{debug, error, info, warn};
 
+use super::body::RequestBody;
 use super::conn;
 use super::io::Stream;
-use super::service::{Activity, HttpService, ResponseBody, Stats};
+use super::service::{HttpService, MakeService, ResponseBody, Shared as SharedService};
+use crate::drain::{ConnState, DrainReport, Engine, Phase, Timeouts};
 use crate::error::Error;
 use crate::listener::{ListenAddr, Listener};
 use crate::notify::Notifier;
-use crate::shutdown::{ConnState, DEFAULT_DRAIN_TIMEOUT, DrainReport, Signals};
+use crate::shutdown::{DEFAULT_DRAIN_TIMEOUT, Signals};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// How many idle connections are reclaimed at once when descriptors run out.
+const RECLAIM_BATCH: usize = 16;
 
-/// The bounds of each connection state (see [`Server`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeouts {
-    pub(crate) handshake: Duration,
-    pub(crate) first_request: Duration,
-    pub(crate) first_request_draining: Duration,
-    pub(crate) idle: Duration,
-    pub(crate) goaway_ack: Duration,
-    pub(crate) linger: Duration,
-}
+/// After the deadline, how long forced connections get to let go.
+const FORCE_GRACE: Duration = Duration::from_secs(2);
 
 /// What every connection task shares.
 pub(crate) struct Shared {
-    /// `Some(deadline)` once the drain has started.
-    pub(crate) drain: watch::Receiver<Option<Instant>>,
-    /// `true` at the deadline: close what is left.
-    pub(crate) force: watch::Receiver<bool>,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) timeouts: Timeouts,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Shared {
-    /// A new connection's state: in the TLS handshake, or waiting for its first request.
-    pub(crate) fn initial_state(&self) -> ConnState {
+    fn initial_state(&self) -> ConnState {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
             return ConnState::Handshake;
@@ -57,17 +45,28 @@ impl Shared {
     }
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("timeouts", &self.timeouts)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Serves a hyper service on listening sockets over HTTP/1.1, h2c (prior
-/// knowledge) and, with [`Server::tls`], TLS with ALPN, until a shutdown
-/// future resolves; then drains within a deadline.
+/// Serves a tower service (an axum `Router`, a `tower::ServiceBuilder`
+/// stack, `tower::service_fn`) on listening sockets over HTTP/1.1 (with
+/// upgrades: WebSocket, `CONNECT`), h2c (prior knowledge) and, with
+/// [`Server::tls`], TLS with ALPN, until a shutdown future resolves; then
+/// drains within a deadline.
+///
+/// # Bounds
+///
+/// Every wait is bounded; the defaults follow nginx's:
+///
+/// | bound | default | setter |
+/// | --- | --- | --- |
+/// | TLS handshake | 10 s | [`Server::handshake_timeout`] |
+/// | a request head, in total; a new connection's first request | 60 s | [`Server::header_read_timeout`] |
+/// | between two reads of a request body | 60 s | [`Server::body_read_timeout`] |
+/// | a response the client does not read | 60 s | [`Server::send_timeout`] |
+/// | between requests (HTTP/1 close, HTTP/2 GOAWAY) | 75 s | [`Server::keepalive_timeout`] |
+/// | open connections | unlimited | [`Server::max_connections`] |
+///
+/// When descriptors run out (`EMFILE`), or a client waits at the connection
+/// limit, the connections that have been quiet the longest are closed to make
+/// room (HTTP/2 with GOAWAY), and the log says so once per episode.
 ///
 /// # Drain rules
 ///
@@ -76,12 +75,17 @@ impl std::fmt::Debug for Shared {
 /// next generation). Then, per connection:
 ///
 /// - a TLS handshake in progress completes (bounded), then as below;
-/// - a connection with no request yet gets a few seconds to send one;
+/// - a connection with no request yet gets a few seconds to send one, however
+///   slowly its bytes trickle in ([`Server::first_request_timeout`]);
 /// - an HTTP/1 request in flight finishes, answered with `Connection: close`;
 /// - an idle HTTP/1 keep-alive connection is *not* closed at the signal: its
 ///   next request is answered with `Connection: close`; only after the idle
-///   bound does it close, and a request that raced that close is still served;
+///   bound ([`Server::idle_timeout`]) does it close, stopping at a message
+///   boundary, and a request that raced that close is still served;
 /// - HTTP/2 gets the two-phase GOAWAY and every accepted stream completes;
+/// - an upgraded connection (WebSocket) belongs to the application, which
+///   sees [`crate::shutdown::Draining`] and should close it (WebSocket close
+///   code 1001);
 /// - every close is lingering (FIN, then read until the client's FIN), so a
 ///   response is never destroyed by an RST.
 ///
@@ -93,20 +97,19 @@ impl std::fmt::Debug for Shared {
 /// use std::convert::Infallible;
 /// use std::time::Duration;
 /// use gracedown::listener::Listeners;
-/// use gracedown::serve::Server;
+/// use gracedown::serve::{RequestBody, Server};
 /// use http_body_util::Full;
 /// use hyper::body::Bytes;
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let listeners = Listeners::from_env()?.take_all_or_bind(&["127.0.0.1:8080".parse()?])?;
-/// let service = hyper::service::service_fn(|_req| async {
-///     Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from("hello\n"))))
+/// let service = gracedown::serve::service_fn(|_req: http::Request<RequestBody>| async {
+///     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("hello\n"))))
 /// });
-/// let mut signals = gracedown::shutdown::Signals::new()?;
-/// let shutdown = async move { signals.recv().await; };
+/// let signals = gracedown::shutdown::Signals::install()?;
 /// let report = Server::new(listeners)
 ///     .drain_timeout(Duration::from_secs(10))
-///     .serve(service, shutdown)
+///     .serve(service, signals.stopped())
 ///     .await?;
 /// println!("{report}");
 /// # Ok(()) }
@@ -116,6 +119,7 @@ pub struct Server {
     listeners: Vec<Listener>,
     drain_timeout: Duration,
     timeouts: Timeouts,
+    max_connections: Option<usize>,
     notifier: Notifier,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
@@ -127,15 +131,18 @@ impl Server {
         Self {
             listeners,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            timeouts: Timeouts::defaults(),
+            timeouts: Timeouts::DEFAULT,
+            max_connections: None,
             notifier: Notifier::none(),
             #[cfg(feature = "tls")]
             tls: None,
         }
     }
 
-    /// Sends `READY=1` once every listener is served and `STOPPING=1` when
-    /// the drain starts, to a supervisor that listens (systemd, `start_server`).
+    /// Sends `READY=1` once every listener is served, `WATCHDOG=1` while the
+    /// runtime is healthy when the supervisor asks for it (`WATCHDOG_USEC`),
+    /// and `STOPPING=1` when the drain starts, to a supervisor that listens
+    /// (systemd, `start_server`).
     pub fn notify(mut self, notifier: Notifier) -> Self {
         self.notifier = notifier;
         self
@@ -158,12 +165,12 @@ impl Server {
     /// How long an idle HTTP/1 keep-alive connection is kept during a drain,
     /// waiting for the client's next request (default 1 s).
     pub fn idle_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.idle = bound;
+        self.timeouts.idle_draining = bound;
         self
     }
 
-    /// How long a connection that has sent no request yet may take to send
-    /// one once the drain has started (default 5 s).
+    /// How long a connection that has sent no complete request head may take
+    /// to send one once the drain has started (default 5 s).
     pub fn first_request_timeout(mut self, bound: Duration) -> Self {
         self.timeouts.first_request_draining = bound;
         self
@@ -172,6 +179,46 @@ impl Server {
     /// How long a TLS handshake may take (default 10 s).
     pub fn handshake_timeout(mut self, bound: Duration) -> Self {
         self.timeouts.handshake = bound;
+        self
+    }
+
+    /// How long a request head may take, in total from its first byte, and a
+    /// new connection to start its first request (default 60 s, nginx's
+    /// `client_header_timeout`). The connection is closed without a response.
+    pub fn header_read_timeout(mut self, bound: Duration) -> Self {
+        self.timeouts.header = bound;
+        self
+    }
+
+    /// How long a handler waiting for request body bytes waits between two
+    /// reads (default 60 s, nginx's `client_body_timeout`); see
+    /// [`super::RequestBody`].
+    pub fn body_read_timeout(mut self, bound: Duration) -> Self {
+        self.timeouts.body = bound;
+        self
+    }
+
+    /// How long a response may wait for a client that does not read it
+    /// (default 60 s, nginx's `send_timeout`); then the connection is closed.
+    pub fn send_timeout(mut self, bound: Duration) -> Self {
+        self.timeouts.send = bound;
+        self
+    }
+
+    /// How long a connection may stay quiet between requests before it is
+    /// closed: HTTP/1 closes at a message boundary, HTTP/2 sends GOAWAY
+    /// (default 75 s, nginx's `keepalive_timeout`).
+    pub fn keepalive_timeout(mut self, bound: Duration) -> Self {
+        self.timeouts.keepalive = bound;
+        self
+    }
+
+    /// At most this many connections are open at once; beyond it accepting
+    /// pauses (new clients wait in the kernel's queue), and a client that
+    /// waits makes the longest-idle connection close. Default: no limit
+    /// other than the descriptor limit.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max.max(1));
         self
     }
 
@@ -195,12 +242,77 @@ impl Server {
     /// Errors of single connections never end the server.
     pub async fn serve<S, B, F>(self, service: S, shutdown: F) -> Result<DrainReport, Error>
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + Unpin + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: tower_service::Service<
+                Request<RequestBody>,
+                Response = http::Response<B>,
+                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+                Future: Send + 'static,
+            > + Clone
+            + Send
+            + 'static,
+        B: http_body::Body<
+                Data = bytes::Bytes,
+                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+            > + Send
+            + 'static,
+        F: Future<Output = ()> + Send,
+    {
+        self.serve_make_service(SharedService(service), shutdown)
+            .await
+    }
+
+    /// Like [`Server::serve`], with a service made per connection from the
+    /// client's address (`0.0.0.0:0` on a unix socket). This is how axum's
+    /// `ConnectInfo<SocketAddr>` extractor works:
+    ///
+    /// ```no_run
+    /// # async fn demo(router: axum::Router, server: gracedown::serve::Server) -> Result<(), gracedown::Error> {
+    /// use std::net::SocketAddr;
+    /// let make = router.into_make_service_with_connect_info::<SocketAddr>();
+    /// let report = server.serve_make_service(make, std::future::pending()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`].
+    pub async fn serve_make_service<M, S, B, F>(
+        self,
+        make_service: M,
+        shutdown: F,
+    ) -> Result<DrainReport, Error>
+    where
+        M: tower_service::Service<
+                SocketAddr,
+                Response = S,
+                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+                Future: Send + 'static,
+            > + Clone
+            + Send
+            + 'static,
+        S: tower_service::Service<
+                Request<RequestBody>,
+                Response = http::Response<B>,
+                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+                Future: Send + 'static,
+            > + Clone
+            + Send
+            + 'static,
+        B: http_body::Body<
+                Data = bytes::Bytes,
+                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+            > + Send
+            + 'static,
+        F: Future<Output = ()> + Send,
+    {
+        self.run(make_service, shutdown).await
+    }
+
+    async fn run<M, S, B, F>(self, make_service: M, shutdown: F) -> Result<DrainReport, Error>
+    where
+        M: MakeService<S>,
+        S: HttpService<B>,
+        B: ResponseBody,
         F: Future<Output = ()> + Send,
     {
         if self.listeners.is_empty() {
@@ -208,50 +320,47 @@ impl Server {
                 reason: "the server was given none",
             });
         }
-        let (drain_tx, drain_rx) = watch::channel(None);
-        let (force_tx, force_rx) = watch::channel(false);
-        let stats = Arc::new(Stats::default());
+        let engine = Engine::new(self.timeouts);
         let shared = Arc::new(Shared {
-            drain: drain_rx,
-            force: force_rx,
-            stats: Arc::clone(&stats),
-            timeouts: self.timeouts,
             #[cfg(feature = "tls")]
             tls: self
                 .tls
                 .as_ref()
                 .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config())),
         });
+        let limit = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         // Every connection task holds a clone of `alive`; when the last one
         // is dropped, `all_closed` resolves. No hand-kept connection count.
         let (alive, mut all_closed) = mpsc::channel::<()>(1);
         let mut accepting = tokio::task::JoinSet::new();
         for listener in self.listeners {
             let listener = TokioListener::new(listener)?;
-            accepting.spawn(accept_loop(
+            let acceptor = Acceptor {
                 listener,
-                service.clone(),
-                Arc::clone(&shared),
-                alive.clone(),
-            ));
+                make_service: make_service.clone(),
+                shared: Arc::clone(&shared),
+                engine: Arc::clone(&engine),
+                limit: limit.clone(),
+                alive: alive.clone(),
+                exhausted: false,
+            };
+            accepting.spawn(acceptor.run());
         }
         drop(alive);
+        let watchdog = self.notifier.spawn_watchdog();
         self.notifier.send("READY=1");
 
         shutdown.await;
         let signal = Instant::now();
         let deadline = signal + self.drain_timeout;
         self.notifier.send("STOPPING=1");
-        let connections_at_signal = stats.open.load(Ordering::Acquire);
-        let at_signal = ConnState::ALL.map(|s| stats.by_state[s as usize].load(Ordering::Acquire));
-        drain_tx.send_replace(Some(deadline));
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        let at_signal = engine.start_drain(deadline);
         info!(
-            connections = connections_at_signal,
-            handshake = at_signal[ConnState::Handshake as usize],
-            no_request = at_signal[ConnState::NoRequest as usize],
-            idle = at_signal[ConnState::Idle as usize],
-            in_flight = at_signal[ConnState::InFlight as usize],
-            http2 = at_signal[ConnState::Http2 as usize],
+            connections = at_signal.total(),
+            states = %at_signal,
             deadline_ms = self.drain_timeout.as_millis() as u64,
             "draining"
         );
@@ -263,40 +372,27 @@ impl Server {
             .is_ok();
         let drain = signal.elapsed();
         if !drained {
-            force_tx.send_replace(true);
-            // Forced tasks end at their next poll; this wait is short.
-            let _ = all_closed.recv().await;
+            engine.force();
+            // Forced tasks end at their next poll; a task stuck in a handler
+            // that never yields is not waited for.
+            let _ = tokio::time::timeout(FORCE_GRACE, all_closed.recv()).await;
         }
-        let report = DrainReport {
-            connections_at_signal,
-            at_signal,
-            drained: stats.drained.load(Ordering::Acquire),
-            forced: ConnState::ALL.map(|s| stats.forced[s as usize].load(Ordering::Acquire)),
-            requests_after_signal: stats.requests_after_signal.load(Ordering::Acquire),
-            stop_accepting,
-            drain,
-            elapsed: signal.elapsed(),
-        };
+        let report = engine.report(at_signal, signal, stop_accepting, drain);
         info!(
-            connections = report.connections_at_signal,
-            drained = report.drained,
+            connections = report.connections_at_signal(),
+            drained = report.drained(),
+            handed_off = report.handed_off(),
             forced = report.forced_total(),
-            forced_handshake = report.forced_in(ConnState::Handshake),
-            forced_no_request = report.forced_in(ConnState::NoRequest),
-            forced_idle = report.forced_in(ConnState::Idle),
-            forced_in_flight = report.forced_in(ConnState::InFlight),
-            forced_http2 = report.forced_in(ConnState::Http2),
-            requests_after_signal = report.requests_after_signal,
-            stop_accepting_ms = report.stop_accepting.as_millis() as u64,
-            drain_ms = report.drain.as_millis() as u64,
-            elapsed_ms = report.elapsed.as_millis() as u64,
+            forced_states = %ForcedStates(&report),
+            requests_after_signal = report.requests_after_signal(),
+            stop_accepting_ms = report.stop_accepting().as_millis() as u64,
+            drain_ms = report.drain().as_millis() as u64,
+            elapsed_ms = report.elapsed().as_millis() as u64,
             "drain complete"
         );
         Ok(report)
     }
-}
 
-impl Server {
     /// The one-call form: serve until `SIGTERM`, `SIGINT` or `SIGQUIT`, then
     /// drain and return the report (go-gracedown's `Serve` + `Close`).
     ///
@@ -309,15 +405,35 @@ impl Server {
     /// cannot be installed.
     pub async fn serve_until_signal<S, B>(self, service: S) -> Result<DrainReport, Error>
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + Unpin + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: tower_service::Service<
+                Request<RequestBody>,
+                Response = http::Response<B>,
+                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+                Future: Send + 'static,
+            > + Clone
+            + Send
+            + 'static,
+        B: http_body::Body<
+                Data = bytes::Bytes,
+                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+            > + Send
+            + 'static,
     {
         let signals = Signals::install()?;
         self.serve(service, signals.stopped()).await
+    }
+}
+
+/// `handshake=1 idle=2`: the forced connections per state.
+struct ForcedStates<'a>(&'a DrainReport);
+
+impl std::fmt::Display for ForcedStates<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut counts = crate::drain::StateCounts::default();
+        for state in ConnState::ALL {
+            counts.add(state, self.0.forced(state));
+        }
+        counts.fmt(f)
     }
 }
 
@@ -333,6 +449,8 @@ impl TokioListener {
             action: "register a listener with the runtime",
             source,
         };
+        // A listener the user built may still be blocking; tokio needs it not to be.
+        listener.set_nonblocking().map_err(register)?;
         Ok(match listener {
             Listener::Tcp(l) => Self::Tcp(tokio::net::TcpListener::from_std(l).map_err(register)?),
             Listener::Unix(l) => {
@@ -341,63 +459,147 @@ impl TokioListener {
         })
     }
 
-    async fn accept(&self) -> io::Result<(Stream, String)> {
+    async fn accept(&self) -> io::Result<(Stream, Option<SocketAddr>, Option<SocketAddr>)> {
         match self {
             Self::Tcp(l) => {
                 let (stream, peer) = l.accept().await?;
                 // Small responses must not wait for Nagle.
                 let _ = stream.set_nodelay(true);
-                Ok((Stream::Tcp(stream), peer.to_string()))
+                let local = stream.local_addr().ok();
+                Ok((Stream::Tcp(stream), Some(peer), local))
             }
             Self::Unix(l) => l
                 .accept()
                 .await
-                .map(|(stream, _)| (Stream::Unix(stream), "unix".to_owned())),
+                .map(|(stream, _)| (Stream::Unix(stream), None, None)),
         }
+    }
+
+    /// Whether a client is waiting in the kernel's accept queue.
+    fn has_waiting_client(&self) -> bool {
+        let fd = match self {
+            Self::Tcp(l) => l.as_fd(),
+            Self::Unix(l) => l.as_fd(),
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        matches!(rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default())), Ok(n) if n > 0)
     }
 }
 
-/// Accepts until the drain starts, then drops the listener (closing our
-/// copy only: the socket stays open in the superdaemon and the next generation).
-async fn accept_loop<S, B>(
+/// One listener's accept loop.
+struct Acceptor<M> {
     listener: TokioListener,
-    service: S,
+    make_service: M,
     shared: Arc<Shared>,
+    engine: Arc<Engine>,
+    limit: Option<Arc<Semaphore>>,
     alive: mpsc::Sender<()>,
-) where
-    S: HttpService<B>,
-    B: ResponseBody,
-{
-    let mut drain = shared.drain.clone();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = drain.wait_for(Option::is_some) => return,
-            accepted = listener.accept() => accepted,
+    /// In a descriptor-exhaustion episode (logged once).
+    exhausted: bool,
+}
+
+impl<M> Acceptor<M> {
+    /// Accepts until the drain starts, then drops the listener (closing our
+    /// copy only: the socket stays open in the superdaemon and the next generation).
+    async fn run<S, B>(mut self)
+    where
+        M: MakeService<S>,
+        S: HttpService<B>,
+        B: ResponseBody,
+    {
+        let mut phase = self.engine.subscribe();
+        loop {
+            let Some(permit) = self.permit(&mut phase).await else {
+                return;
+            };
+            let accepted = tokio::select! {
+                biased;
+                _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer, local)) => {
+                    if std::mem::take(&mut self.exhausted) {
+                        info!(
+                            open = self.engine.open(),
+                            "accepting again after running out of descriptors"
+                        );
+                    }
+                    // Registered here, so the connection counts from the accept on.
+                    let registration = self.engine.register(self.shared.initial_state());
+                    match peer {
+                        Some(peer) => debug!(peer = %peer, "connection accepted"),
+                        None => debug!(peer = "unix", "connection accepted"),
+                    }
+                    let (make_service, shared, alive) = (
+                        self.make_service.clone(),
+                        Arc::clone(&self.shared),
+                        self.alive.clone(),
+                    );
+                    // Owned by `alive`: the drain waits for this task to drop it.
+                    tokio::spawn(async move {
+                        conn::serve(stream, peer, local, make_service, shared, registration).await;
+                        drop(permit);
+                        drop(alive);
+                    });
+                }
+                Err(e) if is_connection_error(&e) => {
+                    debug!(error = %e, "accept: connection error, ignored");
+                }
+                Err(e) => {
+                    let reclaimed = if is_out_of_descriptors(&e) {
+                        self.engine.reclaim_idle(RECLAIM_BATCH)
+                    } else {
+                        0
+                    };
+                    if !std::mem::replace(&mut self.exhausted, true) {
+                        if is_out_of_descriptors(&e) {
+                            warn!(error = %e, open = self.engine.open(), reclaiming = reclaimed,
+                                "out of descriptors: closing the longest-idle connections; logged once until accepting works again");
+                        } else {
+                            error!(error = %e, "accept failed; retrying every 100 ms, logged once until it works again");
+                        }
+                    }
+                    // The reclaimed connections need a moment to close.
+                    let pause = if reclaimed > 0 { 10 } else { 100 };
+                    tokio::select! {
+                        _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+                        () = tokio::time::sleep(Duration::from_millis(pause)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// A connection slot (at once without a limit). While waiting at the
+    /// limit, a client in the accept queue makes the longest-idle connection
+    /// close. `None` when the drain starts.
+    async fn permit(
+        &mut self,
+        phase: &mut watch::Receiver<Phase>,
+    ) -> Option<Option<OwnedSemaphorePermit>> {
+        let Some(limit) = self.limit.clone() else {
+            return Some(None);
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                shared.stats.open.fetch_add(1, Ordering::AcqRel);
-                // Created here, so the connection counts in its state from the accept on.
-                let activity = Activity::new(Arc::clone(&shared.stats), shared.initial_state());
-                // Logged once counted: a drain that starts after this line counts it.
-                debug!(peer = %peer, "connection accepted");
-                let (service, shared, alive) =
-                    (service.clone(), Arc::clone(&shared), alive.clone());
-                // Owned by `alive`: the drain waits for this task to drop it.
-                tokio::spawn(async move {
-                    conn::serve(stream, service, Arc::clone(&shared), activity).await;
-                    shared.stats.open.fetch_sub(1, Ordering::AcqRel);
-                    drop(alive);
-                });
-            }
-            Err(e) if is_connection_error(&e) => {
-                debug!(error = %e, "accept: connection error, ignored")
-            }
-            Err(e) => {
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM: back off instead of spinning.
-                error!(error = %e, "accept failed; retrying in 100 ms");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut logged = false;
+        loop {
+            tokio::select! {
+                biased;
+                _ = phase.wait_for(|p| *p != Phase::Serving) => return None,
+                permit = Arc::clone(&limit).acquire_owned() => return permit.ok().map(Some),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if self.listener.has_waiting_client() {
+                        let reclaimed = self.engine.reclaim_idle(1);
+                        if !logged {
+                            warn!(open = self.engine.open(), reclaiming = reclaimed,
+                                "at the connection limit with clients waiting: closing the longest-idle connection");
+                            logged = true;
+                        }
+                    }
+                }
             }
         }
     }
@@ -411,4 +613,11 @@ fn is_connection_error(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
     ) || e.raw_os_error() == Some(libc::EPROTO)
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }

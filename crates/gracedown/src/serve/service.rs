@@ -1,231 +1,177 @@
-//! The service wrapper every request goes through: it puts a [`Draining`]
-//! handle in the request, tracks whether the connection is busy, and during a
-//! drain marks HTTP/1 responses `Connection: close`.
+//! The service adapter every request goes through: it turns the user's tower
+//! service into hyper's, records the request's life in the connection's
+//! tracker, puts [`Draining`] and [`ConnectionInfo`] in the request, bounds
+//! the body's reads, refuses request heads that can desynchronise a proxy,
+//! and during a drain marks HTTP/1 responses `Connection: close`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 
-use http::header::{CONNECTION, HeaderValue};
-use http::{Request, Response};
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::service::Service;
-use tokio::sync::watch;
+use tower_service::Service;
 
-use crate::shutdown::{ConnState, Draining};
+use super::body::RequestBody;
+use super::info::ConnectionInfo;
+use crate::drain::{ConnCtl, ConnState, Draining, Proto, RequestGuard};
 
-/// Counters shared by the whole server, for the drain report.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    pub(crate) open: AtomicU64,
-    /// Open connections per [`crate::shutdown::ConnState`].
-    pub(crate) by_state: [AtomicU64; 5],
-    pub(crate) drained: AtomicU64,
-    pub(crate) forced: [AtomicU64; 5],
-    pub(crate) requests_after_signal: AtomicU64,
-}
+/// The error type every service error is boxed into.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Whether one connection is busy, and since when it is idle.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ActivityState {
-    /// Requests started and not yet fully answered.
-    pub(crate) in_flight: usize,
-    /// Requests started on this connection.
-    pub(crate) requests: u64,
-    /// When the last request finished (or the connection was accepted).
-    pub(crate) idle_since: Instant,
-}
-
-/// A connection's [`ActivityState`], observable by the drain, and its
-/// [`ConnState`] for the drain report.
-#[derive(Debug)]
-pub(crate) struct Activity {
-    watch: watch::Sender<ActivityState>,
-    state: StateCell,
-}
-
-impl Activity {
-    pub(crate) fn new(stats: Arc<Stats>, initial: ConnState) -> Arc<Self> {
-        let now = ActivityState {
-            in_flight: 0,
-            requests: 0,
-            idle_since: Instant::now(),
-        };
-        Arc::new(Self {
-            watch: watch::Sender::new(now),
-            state: StateCell::new(stats, initial),
-        })
-    }
-
-    pub(crate) fn set_state(&self, state: ConnState) {
-        self.state.set(state);
-    }
-
-    pub(crate) fn state(&self) -> ConnState {
-        self.state.get()
-    }
-
-    pub(crate) fn now(&self) -> ActivityState {
-        *self.watch.borrow()
-    }
-
-    pub(crate) fn subscribe(&self) -> watch::Receiver<ActivityState> {
-        self.watch.subscribe()
-    }
-
-    fn begin(self: &Arc<Self>, proto: Proto) -> ActivityGuard {
-        self.watch.send_modify(|s| {
-            s.requests += 1;
-            s.in_flight += 1;
-        });
-        if proto == Proto::Http1 {
-            self.state.set(ConnState::InFlight);
-        }
-        ActivityGuard(Arc::clone(self), proto)
-    }
-}
-
-/// Marks a request finished when dropped (hyper drops the body once written).
-#[derive(Debug)]
-struct ActivityGuard(Arc<Activity>, Proto);
-
-impl Drop for ActivityGuard {
-    fn drop(&mut self) {
-        let mut idle = false;
-        self.0.watch.send_modify(|s| {
-            s.in_flight -= 1;
-            s.idle_since = Instant::now();
-            idle = s.in_flight == 0;
-        });
-        if idle && self.1 == Proto::Http1 {
-            self.0.state.set(ConnState::Idle);
-        }
-    }
-}
-
-/// Per-connection state, readable by the deadline to classify a forced
-/// close; it also keeps the server-wide per-state gauges current.
-#[derive(Debug)]
-struct StateCell {
-    state: AtomicU8,
-    stats: Arc<Stats>,
-}
-
-impl StateCell {
-    fn new(stats: Arc<Stats>, initial: ConnState) -> Self {
-        stats.by_state[initial as usize].fetch_add(1, Ordering::AcqRel);
-        Self {
-            state: AtomicU8::new(initial as u8),
-            stats,
-        }
-    }
-
-    fn set(&self, state: ConnState) {
-        let old = self.state.swap(state as u8, Ordering::AcqRel);
-        if old != state as u8 {
-            self.stats.by_state[usize::from(old)].fetch_sub(1, Ordering::AcqRel);
-            self.stats.by_state[state as usize].fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    fn get(&self) -> ConnState {
-        ConnState::ALL[usize::from(self.state.load(Ordering::Acquire))]
-    }
-}
-
-impl Drop for StateCell {
-    fn drop(&mut self) {
-        let state = usize::from(self.state.load(Ordering::Acquire));
-        self.stats.by_state[state].fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The bounds every served service meets: an alias, implemented for all such services.
+/// The bounds a served service meets: a tower service on
+/// [`RequestBody`] requests (an axum `Router`, a `tower::ServiceBuilder`
+/// stack, `tower::service_fn`), cloned once per connection.
 pub(crate) trait HttpService<B>:
     Service<
-        Request<Incoming>,
+        Request<RequestBody>,
         Response = Response<B>,
         Error: Into<BoxError>,
         Future: Send + 'static,
     > + Clone
     + Send
-    + Sync
     + 'static
 {
 }
 
 impl<S, B> HttpService<B> for S where
     S: Service<
-            Request<Incoming>,
+            Request<RequestBody>,
             Response = Response<B>,
             Error: Into<BoxError>,
             Future: Send + 'static,
         > + Clone
         + Send
-        + Sync
         + 'static
 {
 }
 
-/// The bounds every response body meets: an alias, implemented for all such bodies.
+/// The bounds a response body meets (axum's `Body`, `http_body_util`'s
+/// `Full` and `BoxBody`, ...).
 pub(crate) trait ResponseBody:
-    Body<Data: Send, Error: Into<BoxError>> + Send + Unpin + 'static
+    Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
 {
 }
 
-impl<B> ResponseBody for B where B: Body<Data: Send, Error: Into<BoxError>> + Send + Unpin + 'static {}
+impl<B> ResponseBody for B where B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
 
-/// Which HTTP version the connection speaks (only HTTP/1 gets `Connection: close`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Proto {
-    Http1,
-    Http2,
+/// The bounds of a service factory called once per connection with the
+/// client's address (axum's `into_make_service_with_connect_info::<SocketAddr>()`).
+pub(crate) trait MakeService<S>:
+    Service<SocketAddr, Response = S, Error: Into<BoxError>, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
 }
 
+impl<M, S> MakeService<S> for M where
+    M: Service<SocketAddr, Response = S, Error: Into<BoxError>, Future: Send + 'static>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A service factory that hands out clones of one service.
 #[derive(Debug, Clone)]
-pub(crate) struct DrainAware<S> {
-    pub(crate) inner: Arc<S>,
-    pub(crate) drain: watch::Receiver<Option<Instant>>,
-    pub(crate) activity: Arc<Activity>,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) proto: Proto,
+pub(crate) struct Shared<S>(pub(crate) S);
+
+impl<S: Clone> Service<SocketAddr> for Shared<S> {
+    type Response = S;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<S, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: SocketAddr) -> Self::Future {
+        std::future::ready(Ok(self.0.clone()))
+    }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl<S, B> Service<Request<Incoming>> for DrainAware<S>
+/// Makes the service of one connection; the address is the unspecified
+/// `0.0.0.0:0` on a unix socket.
+pub(crate) async fn make<M, S>(mut make: M, peer: Option<SocketAddr>) -> Result<S, BoxError>
 where
-    S: Service<Request<Incoming>, Response = Response<B>>,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
+    M: MakeService<S>,
 {
-    type Response = Response<TrackedBody<B>>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    std::future::poll_fn(|cx| make.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    make.call(peer).await.map_err(Into::into)
+}
 
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+/// The per-connection adapter hyper calls.
+#[derive(Debug)]
+pub(crate) struct Adapter<S> {
+    pub(crate) inner: S,
+    pub(crate) ctl: Arc<ConnCtl>,
+    pub(crate) info: ConnectionInfo,
+    pub(crate) proto: Proto,
+    pub(crate) body_timeout: Duration,
+    /// Whether a draining HTTP/1 connection keeps alive (to be handed over)
+    /// instead of answering `Connection: close`.
+    pub(crate) keep_alive_in_drain: bool,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for Adapter<S>
+where
+    S: Service<Request<RequestBody>, Response = Response<B>> + HttpService<B>,
+    B: ResponseBody,
+{
+    type Response = Response<Tracked<B>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        if self.proto == Proto::Http1 && self.ctl.saw_bare_lf() {
+            tracing::debug!("request head with a bare LF line ending refused");
+            return Box::pin(std::future::ready(Ok(refuse(
+                StatusCode::BAD_REQUEST,
+                "bad request: a line of the request head ends in a bare LF\n",
+            ))));
+        }
+        let guard = self.ctl.begin(self.proto);
         tracing::debug!(method = %req.method(), path = req.uri().path(), "request started");
-        let guard = self.activity.begin(self.proto);
-        req.extensions_mut()
-            .insert(Draining::new(self.drain.clone()));
-        let future = self.inner.call(req);
-        let drain = self.drain.clone();
-        let stats = Arc::clone(&self.stats);
-        let proto = self.proto;
+        let connect = req.method() == Method::CONNECT;
+        let (mut parts, body) = req.into_parts();
+        parts
+            .extensions
+            .insert(Draining::new(Arc::clone(&self.ctl.engine)));
+        parts.extensions.insert(self.info);
+        let req = Request::from_parts(parts, RequestBody::new(body, self.body_timeout));
+        let mut service = self.inner.clone();
+        let ctl = Arc::clone(&self.ctl);
+        let (proto, keep_alive_in_drain) = (self.proto, self.keep_alive_in_drain);
         Box::pin(async move {
-            let mut response = future.await?;
-            if drain.borrow().is_some() {
-                stats.requests_after_signal.fetch_add(1, Ordering::Relaxed);
-                if proto == Proto::Http1 {
+            std::future::poll_fn(|cx| service.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            let mut response = service.call(req).await.map_err(Into::into)?;
+            let status = response.status();
+            let upgrade = proto == Proto::Http1
+                && (status == StatusCode::SWITCHING_PROTOCOLS || (connect && status.is_success()));
+            if upgrade {
+                ctl.mark_upgrading();
+                ctl.set_state(ConnState::Upgraded);
+            }
+            if ctl.engine.is_draining() {
+                ctl.engine.count_request_after_signal();
+                if proto == Proto::Http1 && !upgrade && !keep_alive_in_drain {
                     response
                         .headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));
                 }
             }
-            Ok(response.map(|body| TrackedBody {
+            Ok(response.map(|body| Tracked::User {
                 body,
                 _guard: guard,
             }))
@@ -233,29 +179,61 @@ where
     }
 }
 
-/// A response body that keeps its connection marked busy until it is dropped.
-#[derive(Debug)]
-pub(crate) struct TrackedBody<B> {
-    body: B,
-    _guard: ActivityGuard,
+/// A response the server writes itself, closing the connection after it.
+fn refuse<B>(status: StatusCode, text: &'static str) -> Response<Tracked<B>> {
+    let mut response = Response::new(Tracked::Refused {
+        text: Some(Bytes::from_static(text.as_bytes())),
+    });
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
 }
 
-impl<B: Body + Unpin> Body for TrackedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
+pin_project_lite::pin_project! {
+    /// A response body: the service's, which keeps its request counted in
+    /// flight until it is dropped, or one the server refused with.
+    #[project = TrackedProj]
+    #[derive(Debug)]
+    pub(crate) enum Tracked<B> {
+        User { #[pin] body: B, _guard: RequestGuard },
+        Refused { text: Option<Bytes> },
+    }
+}
+
+impl<B> Body for Tracked<B>
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            TrackedProj::User { body, .. } => body
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(Into::into))),
+            TrackedProj::Refused { text } => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match self {
+            Self::User { body, .. } => body.is_end_stream(),
+            Self::Refused { text } => text.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match self {
+            Self::User { body, .. } => body.size_hint(),
+            Self::Refused { text } => {
+                SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64))
+            }
+        }
     }
 }

@@ -145,7 +145,12 @@ pub fn ready_addr(line: &str) -> Option<std::net::SocketAddr> {
 
 /// The `pid=N` field of a log line.
 pub fn field(line: &str, name: &str) -> Option<String> {
-    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    // A field stands alone (` idle=1`) or inside a grouped one (`states=idle=1`).
+    let key = format!("{name}=");
+    let start = line.match_indices(&key).find_map(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        matches!(before, Some(' ' | '"' | '=')).then_some(i + key.len())
+    })?;
     Some(
         line[start..]
             .split(' ')

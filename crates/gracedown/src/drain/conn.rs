@@ -1,0 +1,225 @@
+//! One connection's tracker: its [`ConnState`], whether a request is in
+//! flight and since when it is quiet, and the flags through which the drain
+//! steers it. Shared by the connection's task, its service adapter and its
+//! transport; every field is an atomic on the connection's own cache line, so
+//! serving a request touches nothing other connections touch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
+use super::engine::Engine;
+use super::state::ConnState;
+
+/// How the transport under hyper behaves (see `serve::io::ConnIo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum IoMode {
+    /// Reads and writes pass through.
+    Normal = 0,
+    /// Reads see end-of-file without consuming a byte, and shutdown does not
+    /// touch the socket: hyper stops at the next message boundary and hands
+    /// the socket back intact.
+    Detach = 1,
+    /// Every read and write fails: the connection is being force-closed.
+    Abort = 2,
+}
+
+/// Which HTTP version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proto {
+    Http1,
+    Http2,
+}
+
+const UPGRADING: u8 = 1;
+const RECLAIM: u8 = 1 << 1;
+const BARE_LF: u8 = 1 << 2;
+
+/// The tracker of one connection; see the module docs.
+#[derive(Debug)]
+pub(crate) struct ConnCtl {
+    pub(crate) engine: Arc<Engine>,
+    /// The key in the engine's registry.
+    pub(crate) key: usize,
+    state: AtomicU8,
+    in_flight: AtomicU32,
+    requests: AtomicU64,
+    /// When the last request finished, or the connection was accepted.
+    idle_since: AtomicU64,
+    /// When the first bytes of a request head arrived, while none is in flight (0: none).
+    head_since: AtomicU64,
+    /// When a write last found the socket full and has not completed since (0: none).
+    write_blocked_since: AtomicU64,
+    io: AtomicU8,
+    flags: AtomicU8,
+    /// Wakes the connection's task: a request ended during a drain, or the
+    /// engine wants the connection reclaimed.
+    pub(crate) wake: Notify,
+}
+
+/// What the rules read of a connection at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub(crate) state: ConnState,
+    pub(crate) in_flight: u32,
+    pub(crate) requests: u64,
+    pub(crate) idle_since: u64,
+    pub(crate) head_since: u64,
+    pub(crate) write_blocked_since: u64,
+    pub(crate) upgrading: bool,
+    pub(crate) reclaim: bool,
+}
+
+impl ConnCtl {
+    pub(crate) fn new(engine: Arc<Engine>, key: usize, initial: ConnState) -> Self {
+        let now = engine.now();
+        Self {
+            engine,
+            key,
+            state: AtomicU8::new(initial as u8),
+            in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            idle_since: AtomicU64::new(now),
+            head_since: AtomicU64::new(0),
+            write_blocked_since: AtomicU64::new(0),
+            io: AtomicU8::new(IoMode::Normal as u8),
+            flags: AtomicU8::new(0),
+            wake: Notify::new(),
+        }
+    }
+
+    pub(crate) fn state(&self) -> ConnState {
+        ConnState::from_index(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_state(&self, state: ConnState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let flags = self.flags.load(Ordering::Acquire);
+        Snapshot {
+            state: self.state(),
+            in_flight: self.in_flight.load(Ordering::Acquire),
+            requests: self.requests.load(Ordering::Acquire),
+            idle_since: self.idle_since.load(Ordering::Acquire),
+            head_since: self.head_since.load(Ordering::Acquire),
+            write_blocked_since: self.write_blocked_since.load(Ordering::Acquire),
+            upgrading: flags & UPGRADING != 0,
+            reclaim: flags & RECLAIM != 0,
+        }
+    }
+
+    /// A request starts (its head was parsed).
+    pub(crate) fn begin(self: &Arc<Self>, proto: Proto) -> RequestGuard {
+        self.requests.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_since.store(0, Ordering::Release);
+        if proto == Proto::Http1 {
+            self.set_state(ConnState::InFlight);
+        }
+        RequestGuard {
+            ctl: Arc::clone(self),
+            proto,
+        }
+    }
+
+    /// Requests started and not yet fully answered.
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Requests started on this connection.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Acquire)
+    }
+
+    /// Bytes of a request head arrived while no request is in flight.
+    pub(crate) fn head_bytes_arrived(&self) {
+        if self.head_since.load(Ordering::Relaxed) == 0 {
+            self.head_since.store(self.engine.now(), Ordering::Release);
+        }
+    }
+
+    /// A write found the socket full (`true`) or went through (`false`).
+    pub(crate) fn write_blocked(&self, blocked: bool) {
+        let since = self.write_blocked_since.load(Ordering::Relaxed);
+        if blocked && since == 0 {
+            self.write_blocked_since
+                .store(self.engine.now(), Ordering::Release);
+        } else if !blocked && since != 0 {
+            self.write_blocked_since.store(0, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn is_write_blocked(&self) -> bool {
+        self.write_blocked_since.load(Ordering::Acquire) != 0
+    }
+
+    pub(crate) fn io_mode(&self) -> IoMode {
+        match self.io.load(Ordering::Acquire) {
+            0 => IoMode::Normal,
+            1 => IoMode::Detach,
+            _ => IoMode::Abort,
+        }
+    }
+
+    pub(crate) fn set_io_mode(&self, mode: IoMode) {
+        self.io.store(mode as u8, Ordering::Release);
+    }
+
+    /// The response about to be sent switches protocols (101, or a 2xx to `CONNECT`).
+    pub(crate) fn mark_upgrading(&self) {
+        self.flags.fetch_or(UPGRADING, Ordering::AcqRel);
+    }
+
+    pub(crate) fn is_upgrading(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & UPGRADING != 0
+    }
+
+    /// Asks the connection to close at its next boundary (descriptor pressure).
+    pub(crate) fn mark_reclaim(&self) {
+        self.flags.fetch_or(RECLAIM, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    /// A request head used a bare LF as a line ending (a desync vector).
+    pub(crate) fn mark_bare_lf(&self) {
+        self.flags.fetch_or(BARE_LF, Ordering::AcqRel);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_idle_since(&self, time: u64) {
+        self.idle_since.store(time, Ordering::Release);
+    }
+
+    pub(crate) fn saw_bare_lf(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & BARE_LF != 0
+    }
+}
+
+/// Marks a request finished when dropped (hyper drops the response body once
+/// it is written, or the request when it is abandoned).
+#[derive(Debug)]
+pub(crate) struct RequestGuard {
+    ctl: Arc<ConnCtl>,
+    proto: Proto,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let ctl = &self.ctl;
+        if ctl.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            ctl.idle_since.store(ctl.engine.now(), Ordering::Release);
+            if self.proto == Proto::Http1 && !ctl.is_upgrading() {
+                ctl.set_state(ConnState::Idle);
+            }
+            // Only a drain waits for a connection to go quiet.
+            if ctl.engine.is_draining() {
+                ctl.wake.notify_one();
+            }
+        }
+    }
+}

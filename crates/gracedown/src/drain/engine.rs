@@ -1,0 +1,285 @@
+//! The server-wide half of the drain: the phase every connection watches,
+//! the registry of open connections (read when the drain starts, when
+//! descriptors run out, never per request), and the counters of the report.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+use tokio::sync::watch;
+
+use super::conn::{ConnCtl, Snapshot};
+use super::report::DrainReport;
+use super::rules::Timeouts;
+use super::state::{ConnState, StateCounts};
+
+/// Where the server is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Serving,
+    /// Draining since `since` (engine time), force at `deadline`.
+    Draining {
+        since: u64,
+        deadline: Instant,
+    },
+    /// The deadline passed: close everything left.
+    Forced {
+        since: u64,
+        deadline: Instant,
+    },
+}
+
+impl Phase {
+    pub(crate) fn drain_since(self) -> Option<u64> {
+        match self {
+            Self::Serving => None,
+            Self::Draining { since, .. } | Self::Forced { since, .. } => Some(since),
+        }
+    }
+
+    pub(crate) fn deadline(self) -> Option<Instant> {
+        match self {
+            Self::Serving => None,
+            Self::Draining { deadline, .. } | Self::Forced { deadline, .. } => Some(deadline),
+        }
+    }
+}
+
+/// The drain engine of one server; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    timeouts: Timeouts,
+    epoch: Instant,
+    phase: watch::Sender<Phase>,
+    draining: AtomicBool,
+    conns: Mutex<Slab<Arc<ConnCtl>>>,
+    drained: AtomicU64,
+    handed_off: AtomicU64,
+    requests_after_signal: AtomicU64,
+    forced: [AtomicU64; ConnState::ALL.len()],
+}
+
+impl Engine {
+    pub(crate) fn new(timeouts: Timeouts) -> Arc<Self> {
+        Arc::new(Self {
+            timeouts,
+            epoch: Instant::now(),
+            phase: watch::Sender::new(Phase::Serving),
+            draining: AtomicBool::new(false),
+            conns: Mutex::new(Slab::new()),
+            drained: AtomicU64::new(0),
+            handed_off: AtomicU64::new(0),
+            requests_after_signal: AtomicU64::new(0),
+            forced: Default::default(),
+        })
+    }
+
+    /// The bounds every connection of this server meets.
+    pub(crate) fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Engine time: nanoseconds since the engine was made, never 0.
+    pub(crate) fn now(&self) -> u64 {
+        self.at(Instant::now())
+    }
+
+    pub(crate) fn at(&self, instant: Instant) -> u64 {
+        u64::try_from(instant.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    pub(crate) fn instant(&self, time: u64) -> Instant {
+        self.epoch + Duration::from_nanos(time)
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+
+    /// Registers a new connection in `initial` state.
+    pub(crate) fn register(self: &Arc<Self>, initial: ConnState) -> Registration {
+        let mut conns = self.lock();
+        let entry = conns.vacant_entry();
+        let ctl = Arc::new(ConnCtl::new(Arc::clone(self), entry.key(), initial));
+        entry.insert(Arc::clone(&ctl));
+        Registration { ctl }
+    }
+
+    /// Open connections.
+    pub(crate) fn open(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Starts the drain; returns the connections per state at this moment.
+    pub(crate) fn start_drain(&self, deadline: Instant) -> StateCounts {
+        let since = self.now();
+        // Set before the phase, so that a request ending from now on wakes its task.
+        self.draining.store(true, Ordering::Release);
+        self.phase.send_replace(Phase::Draining { since, deadline });
+        self.counts()
+    }
+
+    /// The deadline passed: every connection left closes now.
+    pub(crate) fn force(&self) {
+        self.phase.send_modify(|phase| {
+            if let Phase::Draining { since, deadline } = *phase {
+                *phase = Phase::Forced { since, deadline };
+            }
+        });
+    }
+
+    fn counts(&self) -> StateCounts {
+        let mut counts = StateCounts::default();
+        for (_, ctl) in self.lock().iter() {
+            counts.add(ctl.state(), 1);
+        }
+        counts
+    }
+
+    /// Asks up to `max` of the longest-quiet connections (HTTP/1 between
+    /// requests or before the first one, HTTP/2 with no stream open) to
+    /// close; returns how many were asked.
+    pub(crate) fn reclaim_idle(&self, max: usize) -> usize {
+        let conns = self.lock();
+        let mut quiet: Vec<(u64, &Arc<ConnCtl>)> = conns
+            .iter()
+            .filter_map(|(_, ctl)| {
+                let s = ctl.snapshot();
+                is_reclaimable(&s).then_some((s.idle_since, ctl))
+            })
+            .collect();
+        quiet.sort_unstable_by_key(|(since, _)| *since);
+        quiet.truncate(max);
+        for (_, ctl) in &quiet {
+            ctl.mark_reclaim();
+        }
+        quiet.len()
+    }
+
+    pub(crate) fn count_forced(&self, state: ConnState) {
+        self.forced[state.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_drained(&self) {
+        self.drained.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_request_after_signal(&self) {
+        self.requests_after_signal.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The report of a drain that started at `signal` with `at_signal` open connections.
+    pub(crate) fn report(
+        &self,
+        at_signal: StateCounts,
+        signal: Instant,
+        stop_accepting: Duration,
+        drain: Duration,
+    ) -> DrainReport {
+        let mut forced = StateCounts::default();
+        for state in ConnState::ALL {
+            forced.add(state, self.forced[state.index()].load(Ordering::Acquire));
+        }
+        DrainReport {
+            at_signal,
+            drained: self.drained.load(Ordering::Acquire),
+            handed_off: self.handed_off.load(Ordering::Acquire),
+            forced,
+            requests_after_signal: self.requests_after_signal.load(Ordering::Acquire),
+            stop_accepting,
+            drain,
+            elapsed: signal.elapsed(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slab<Arc<ConnCtl>>> {
+        // A panic while holding the lock leaves the slab consistent (every
+        // operation on it is a single call), so a poisoned lock is still usable.
+        self.conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn is_reclaimable(s: &Snapshot) -> bool {
+    let quiet = s.in_flight == 0 && s.head_since == 0 && !s.upgrading && !s.reclaim;
+    quiet
+        && matches!(
+            s.state,
+            ConnState::Idle | ConnState::NoRequest | ConnState::Http2
+        )
+}
+
+/// A connection's place in the registry; removes it when dropped.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    pub(crate) ctl: Arc<ConnCtl>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.ctl.engine.lock().try_remove(self.ctl.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drain::conn::Proto;
+
+    #[test]
+    fn registry_counts_states_and_forgets_closed_connections() {
+        let engine = Engine::new(Timeouts::DEFAULT);
+        let a = engine.register(ConnState::NoRequest);
+        let b = engine.register(ConnState::Handshake);
+        let guard = a.ctl.begin(Proto::Http1);
+        assert_eq!(engine.open(), 2);
+        let counts = engine.counts();
+        assert_eq!(counts.get(ConnState::InFlight), 1);
+        assert_eq!(counts.get(ConnState::Handshake), 1);
+        drop(guard);
+        assert_eq!(a.ctl.state(), ConnState::Idle);
+        drop(b);
+        assert_eq!(engine.open(), 1);
+    }
+
+    #[test]
+    fn reclaim_takes_the_longest_quiet_first_and_never_a_busy_one() {
+        let engine = Engine::new(Timeouts::DEFAULT);
+        let old = engine.register(ConnState::Idle);
+        let busy = engine.register(ConnState::NoRequest);
+        let _guard = busy.ctl.begin(Proto::Http1);
+        let young = engine.register(ConnState::Idle);
+        old.ctl.set_idle_since(1);
+        young.ctl.set_idle_since(2);
+        assert_eq!(engine.reclaim_idle(1), 1);
+        assert!(old.ctl.snapshot().reclaim);
+        assert!(!young.ctl.snapshot().reclaim);
+        assert_eq!(engine.reclaim_idle(8), 1, "only the young idle one is left");
+        assert!(!busy.ctl.snapshot().reclaim);
+    }
+
+    #[test]
+    fn drain_then_force_keeps_the_start_and_deadline() {
+        let engine = Engine::new(Timeouts::DEFAULT);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        engine.start_drain(deadline);
+        assert!(engine.is_draining());
+        let since = engine.phase().drain_since();
+        engine.force();
+        assert!(matches!(engine.phase(), Phase::Forced { .. }));
+        assert_eq!(engine.phase().drain_since(), since);
+        assert_eq!(engine.phase().deadline(), Some(deadline));
+    }
+}

@@ -1,0 +1,24 @@
+//! The drain engine: the states a connection moves through ([`ConnState`]),
+//! each connection's tracker and the transitions it records, the rules that
+//! decide what a connection does at each bound, the server-wide registry and
+//! counters, and the [`DrainReport`] they add up to.
+//!
+//! `serve` drives connections; everything it knows about draining comes from
+//! here. Adding a state is a change to [`ConnState`] that the compiler follows
+//! into the rules, the counters and the report.
+
+mod conn;
+mod draining;
+mod engine;
+mod report;
+mod rules;
+mod state;
+
+pub use draining::Draining;
+pub use report::DrainReport;
+pub use state::ConnState;
+
+pub(crate) use conn::{ConnCtl, IoMode, Proto, RequestGuard};
+pub(crate) use engine::{Engine, Phase, Registration};
+pub(crate) use rules::{Reason, Timeouts, Verdict, http1, http2};
+pub(crate) use state::StateCounts;

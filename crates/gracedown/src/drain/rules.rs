@@ -1,0 +1,432 @@
+//! The drain rules, as pure functions: given a connection's [`Snapshot`], the
+//! server's [`Phase`] and the time, what its task should do next. Every bound
+//! a connection can hit (a slow head, a quiet keep-alive connection, a client
+//! that stops reading, the drain's own bounds) is decided here, so the rules
+//! are tested without sockets.
+//!
+//! Times are engine time (nanoseconds, see `Engine::now`).
+
+use std::time::Duration;
+
+use super::conn::Snapshot;
+use super::engine::Phase;
+
+/// The bounds of each connection state; the defaults follow nginx's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// A TLS handshake (nginx `ssl_handshake_timeout`: 60 s; ours is tighter).
+    pub(crate) handshake: Duration,
+    /// A request head, in total from its first byte; also how long a new
+    /// connection may take to start its first request (`client_header_timeout`).
+    pub(crate) header: Duration,
+    /// Between two reads of a request body while the handler waits (`client_body_timeout`).
+    pub(crate) body: Duration,
+    /// A write waiting for the client to read (`send_timeout`).
+    pub(crate) send: Duration,
+    /// A quiet connection between requests, HTTP/1 and HTTP/2 (`keepalive_timeout`).
+    pub(crate) keepalive: Duration,
+    /// Once draining: how long a connection may take to start its first request.
+    pub(crate) first_request_draining: Duration,
+    /// Once draining: how long an HTTP/1 connection is kept between requests.
+    pub(crate) idle_draining: Duration,
+    /// After GOAWAY: how long to wait for the client's PING acknowledgement.
+    pub(crate) goaway_ack: Duration,
+    /// A lingering close: how long to wait for the client's FIN.
+    pub(crate) linger: Duration,
+}
+
+impl Timeouts {
+    pub(crate) const DEFAULT: Self = Self {
+        handshake: Duration::from_secs(10),
+        header: Duration::from_secs(60),
+        body: Duration::from_secs(60),
+        send: Duration::from_secs(60),
+        keepalive: Duration::from_secs(75),
+        first_request_draining: Duration::from_secs(5),
+        idle_draining: Duration::from_secs(1),
+        goaway_ack: Duration::from_secs(5),
+        linger: Duration::from_secs(2),
+    };
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Why a connection is being ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// Quiet between requests for the keep-alive bound.
+    KeepAlive,
+    /// A request head (or the first one) took too long.
+    HeaderTimeout,
+    /// The client stopped reading a response.
+    SendTimeout,
+    /// Draining: quiet between requests for the drain's idle bound.
+    DrainIdle,
+    /// Draining: no request within the drain's first-request bound.
+    DrainFirstRequest,
+    /// Draining: HTTP/2 is told to go away.
+    Drain,
+    /// Descriptors ran out and this connection was quiet the longest.
+    Reclaim,
+    /// GOAWAY was sent and the client did not finish in time.
+    GoAwayAck,
+    /// The drain deadline passed.
+    Deadline,
+}
+
+/// What a connection's task does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Nothing before this engine time (`None`: until something wakes the task).
+    Wait(Option<u64>),
+    /// HTTP/1: stop at the next message boundary (reads see end-of-file).
+    Detach(Reason),
+    /// HTTP/2: graceful GOAWAY.
+    GoAway(Reason),
+    /// Close now.
+    Close(Reason),
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Collects the earliest future bound; a bound already reached wins at once.
+struct Earliest {
+    now: u64,
+    at: Option<u64>,
+}
+
+impl Earliest {
+    fn new(now: u64) -> Self {
+        Self { now, at: None }
+    }
+
+    /// `true` when `at` has been reached.
+    fn reached(&mut self, at: u64) -> bool {
+        if self.now >= at {
+            return true;
+        }
+        self.at = Some(self.at.map_or(at, |a| a.min(at)));
+        false
+    }
+
+    fn wait(self) -> Verdict {
+        Verdict::Wait(self.at)
+    }
+}
+
+/// The rule for an HTTP/1 connection. `handoff`: a newer generation can take
+/// connections that are between requests.
+pub(crate) fn http1(now: u64, phase: Phase, s: &Snapshot, t: &Timeouts, handoff: bool) -> Verdict {
+    if matches!(phase, Phase::Forced { .. }) {
+        return Verdict::Close(Reason::Deadline);
+    }
+    let mut next = Earliest::new(now);
+    if s.write_blocked_since != 0 && next.reached(s.write_blocked_since.saturating_add(ns(t.send)))
+    {
+        return Verdict::Close(Reason::SendTimeout);
+    }
+    // An upgrade is being handed over, or a request is being served.
+    if s.upgrading || s.in_flight > 0 {
+        return next.wait();
+    }
+    if s.reclaim {
+        return Verdict::Detach(Reason::Reclaim);
+    }
+    let drain = phase.drain_since();
+    if s.head_since != 0 {
+        let mut at = s.head_since.saturating_add(ns(t.header));
+        if let Some(d) = drain {
+            at = at.min(d.saturating_add(ns(t.first_request_draining)));
+        }
+        return if next.reached(at) {
+            Verdict::Detach(Reason::HeaderTimeout)
+        } else {
+            next.wait()
+        };
+    }
+    let first = s.requests == 0;
+    let (at, reason) = match drain {
+        None if first => (
+            s.idle_since.saturating_add(ns(t.header)),
+            Reason::HeaderTimeout,
+        ),
+        None => (
+            s.idle_since.saturating_add(ns(t.keepalive)),
+            Reason::KeepAlive,
+        ),
+        Some(_) if handoff => return Verdict::Detach(Reason::Drain),
+        Some(d) if first => (
+            s.idle_since
+                .max(d)
+                .saturating_add(ns(t.first_request_draining)),
+            Reason::DrainFirstRequest,
+        ),
+        Some(d) => (
+            s.idle_since.max(d).saturating_add(ns(t.idle_draining)),
+            Reason::DrainIdle,
+        ),
+    };
+    if next.reached(at) {
+        Verdict::Detach(reason)
+    } else {
+        next.wait()
+    }
+}
+
+/// The rule for an HTTP/2 connection; `goaway_at`: when its GOAWAY was sent.
+pub(crate) fn http2(
+    now: u64,
+    phase: Phase,
+    s: &Snapshot,
+    t: &Timeouts,
+    goaway_at: Option<u64>,
+) -> Verdict {
+    if matches!(phase, Phase::Forced { .. }) {
+        return Verdict::Close(Reason::Deadline);
+    }
+    let mut next = Earliest::new(now);
+    if s.write_blocked_since != 0 && next.reached(s.write_blocked_since.saturating_add(ns(t.send)))
+    {
+        return Verdict::Close(Reason::SendTimeout);
+    }
+    if let Some(sent) = goaway_at {
+        // hyper closes by itself once the PING is acknowledged and the
+        // streams are done; this bounds a client that never acknowledges.
+        if s.in_flight == 0 && next.reached(sent.max(s.idle_since).saturating_add(ns(t.goaway_ack)))
+        {
+            return Verdict::Close(Reason::GoAwayAck);
+        }
+        return next.wait();
+    }
+    if s.reclaim {
+        return Verdict::GoAway(Reason::Reclaim);
+    }
+    if phase.drain_since().is_some() {
+        return Verdict::GoAway(Reason::Drain);
+    }
+    if s.in_flight > 0 {
+        return next.wait();
+    }
+    let (bound, reason) = if s.requests == 0 {
+        (t.header, Reason::HeaderTimeout)
+    } else {
+        (t.keepalive, Reason::KeepAlive)
+    };
+    if next.reached(s.idle_since.saturating_add(ns(bound))) {
+        Verdict::GoAway(reason)
+    } else {
+        next.wait()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::drain::ConnState;
+
+    const S: u64 = 1_000_000_000;
+
+    fn quiet(idle_since: u64, requests: u64) -> Snapshot {
+        Snapshot {
+            state: ConnState::Idle,
+            in_flight: 0,
+            requests,
+            idle_since,
+            head_since: 0,
+            write_blocked_since: 0,
+            upgrading: false,
+            reclaim: false,
+        }
+    }
+
+    fn draining(since: u64) -> Phase {
+        Phase::Draining {
+            since,
+            deadline: Instant::now(),
+        }
+    }
+
+    fn forced() -> Phase {
+        Phase::Forced {
+            since: 1,
+            deadline: Instant::now(),
+        }
+    }
+
+    const T: Timeouts = Timeouts::DEFAULT;
+
+    #[test]
+    fn idle_keepalive_closes_at_its_bound_and_not_before() {
+        let s = quiet(10 * S, 3);
+        assert_eq!(
+            http1(10 * S, Phase::Serving, &s, &T, false),
+            Verdict::Wait(Some(85 * S))
+        );
+        assert_eq!(
+            http1(85 * S, Phase::Serving, &s, &T, false),
+            Verdict::Detach(Reason::KeepAlive)
+        );
+    }
+
+    #[test]
+    fn a_new_connection_gets_the_header_bound_for_its_first_request() {
+        let s = quiet(0, 0);
+        assert_eq!(
+            http1(60 * S, Phase::Serving, &s, &T, false),
+            Verdict::Detach(Reason::HeaderTimeout)
+        );
+    }
+
+    #[test]
+    fn a_slow_head_is_bounded_in_total_however_it_trickles() {
+        let mut s = quiet(0, 1);
+        s.head_since = 5 * S;
+        assert_eq!(
+            http1(64 * S, Phase::Serving, &s, &T, false),
+            Verdict::Wait(Some(65 * S))
+        );
+        assert_eq!(
+            http1(65 * S, Phase::Serving, &s, &T, false),
+            Verdict::Detach(Reason::HeaderTimeout)
+        );
+    }
+
+    #[test]
+    fn the_drain_bounds_a_slowloris_head_by_the_first_request_bound() {
+        let mut s = quiet(0, 0);
+        s.head_since = 5 * S;
+        assert_eq!(
+            http1(12 * S, draining(10 * S), &s, &T, false),
+            Verdict::Wait(Some(15 * S))
+        );
+        assert_eq!(
+            http1(15 * S, draining(10 * S), &s, &T, false),
+            Verdict::Detach(Reason::HeaderTimeout)
+        );
+    }
+
+    #[test]
+    fn draining_keeps_an_idle_connection_for_the_idle_bound_after_the_signal() {
+        let s = quiet(2 * S, 4);
+        assert_eq!(
+            http1(10 * S, draining(10 * S), &s, &T, false),
+            Verdict::Wait(Some(11 * S))
+        );
+        assert_eq!(
+            http1(11 * S, draining(10 * S), &s, &T, false),
+            Verdict::Detach(Reason::DrainIdle)
+        );
+        let silent = quiet(2 * S, 0);
+        assert_eq!(
+            http1(15 * S, draining(10 * S), &silent, &T, false),
+            Verdict::Detach(Reason::DrainFirstRequest)
+        );
+    }
+
+    #[test]
+    fn with_a_newer_generation_an_idle_connection_moves_at_once() {
+        let s = quiet(2 * S, 4);
+        assert_eq!(
+            http1(10 * S, draining(10 * S), &s, &T, true),
+            Verdict::Detach(Reason::Drain)
+        );
+    }
+
+    #[test]
+    fn a_request_in_flight_is_never_cut_except_by_the_deadline_or_a_stalled_write() {
+        let mut s = quiet(0, 1);
+        s.in_flight = 1;
+        assert_eq!(
+            http1(1000 * S, draining(1), &s, &T, true),
+            Verdict::Wait(None)
+        );
+        assert_eq!(
+            http1(1000 * S, forced(), &s, &T, true),
+            Verdict::Close(Reason::Deadline)
+        );
+        s.write_blocked_since = 10 * S;
+        assert_eq!(
+            http1(20 * S, Phase::Serving, &s, &T, false),
+            Verdict::Wait(Some(70 * S))
+        );
+        assert_eq!(
+            http1(70 * S, Phase::Serving, &s, &T, false),
+            Verdict::Close(Reason::SendTimeout)
+        );
+    }
+
+    #[test]
+    fn an_upgrade_in_progress_is_left_alone() {
+        let mut s = quiet(0, 1);
+        s.upgrading = true;
+        assert_eq!(
+            http1(100 * S, draining(1), &s, &T, true),
+            Verdict::Wait(None)
+        );
+    }
+
+    #[test]
+    fn reclaim_detaches_a_quiet_http1_and_goes_away_on_http2() {
+        let mut s = quiet(0, 1);
+        s.reclaim = true;
+        assert_eq!(
+            http1(S, Phase::Serving, &s, &T, false),
+            Verdict::Detach(Reason::Reclaim)
+        );
+        s.state = ConnState::Http2;
+        assert_eq!(
+            http2(S, Phase::Serving, &s, &T, None),
+            Verdict::GoAway(Reason::Reclaim)
+        );
+    }
+
+    #[test]
+    fn idle_http2_goes_away_at_the_keepalive_bound() {
+        let mut s = quiet(0, 2);
+        s.state = ConnState::Http2;
+        assert_eq!(
+            http2(S, Phase::Serving, &s, &T, None),
+            Verdict::Wait(Some(75 * S))
+        );
+        assert_eq!(
+            http2(75 * S, Phase::Serving, &s, &T, None),
+            Verdict::GoAway(Reason::KeepAlive)
+        );
+        s.in_flight = 1;
+        assert_eq!(
+            http2(100 * S, Phase::Serving, &s, &T, None),
+            Verdict::Wait(None)
+        );
+    }
+
+    #[test]
+    fn http2_goes_away_when_the_drain_starts_and_closes_if_the_ack_never_comes() {
+        let mut s = quiet(0, 2);
+        s.state = ConnState::Http2;
+        assert_eq!(
+            http2(S, draining(S), &s, &T, None),
+            Verdict::GoAway(Reason::Drain)
+        );
+        assert_eq!(
+            http2(2 * S, draining(S), &s, &T, Some(S)),
+            Verdict::Wait(Some(6 * S))
+        );
+        assert_eq!(
+            http2(6 * S, draining(S), &s, &T, Some(S)),
+            Verdict::Close(Reason::GoAwayAck)
+        );
+        s.in_flight = 1;
+        assert_eq!(
+            http2(60 * S, draining(S), &s, &T, Some(S)),
+            Verdict::Wait(None)
+        );
+    }
+}
