@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod bench_outcomes;
+mod desync;
 mod drain_states;
 mod experiment;
 mod fd_adoption;
