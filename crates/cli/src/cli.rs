@@ -31,7 +31,7 @@ pub(crate) enum Command {
     /// and drains.
     ///
     /// Endpoints: `/` (from pid N.), `/sleep?ms=N`, `/stream?chunks=N&interval_ms=M`,
-    /// `POST /echo`.
+    /// `POST /echo`, `/bytes?n=N`, `/healthz` (503 while draining).
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
     /// Load-test a URL and account for every request (never re-sends behind your back).
@@ -257,4 +257,50 @@ pub(crate) struct ServeArgs {
     /// Worker threads for the runtime (default: one per core).
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<std::num::NonZeroUsize>,
+
+    /// How long a request head may take in total, and a new connection to
+    /// start its first request (nginx's client_header_timeout).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive_duration, help_heading = LIMITS)]
+    pub(crate) header_read_timeout: Duration,
+
+    /// How long a handler waits between two reads of a request body
+    /// (nginx's client_body_timeout).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive_duration, help_heading = LIMITS)]
+    pub(crate) body_read_timeout: Duration,
+
+    /// How long a response may wait for a client that does not read it
+    /// (nginx's send_timeout).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive_duration, help_heading = LIMITS)]
+    pub(crate) send_timeout: Duration,
+
+    /// How long a connection may stay quiet between requests: HTTP/1 closes,
+    /// HTTP/2 sends GOAWAY (nginx's keepalive_timeout).
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = positive_duration, help_heading = LIMITS)]
+    pub(crate) keepalive_timeout: Duration,
+
+    /// How long a TLS handshake may take.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration, help_heading = LIMITS)]
+    pub(crate) handshake_timeout: Duration,
+
+    /// At most this many open connections; beyond it accepting pauses and the
+    /// longest-idle connection is closed when a client waits (default: no limit
+    /// but the descriptor limit, where idle connections are reclaimed too).
+    #[arg(long, value_name = "N", help_heading = LIMITS)]
+    pub(crate) max_connections: Option<std::num::NonZeroUsize>,
+}
+
+/// The heading of the connection bounds in `gracedown serve --help`.
+const LIMITS: &str = "Limits";
+
+/// A duration with a unit (`60s`, `500ms`) that is not zero.
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err(format!(
+            "`{text}` is zero; give a positive duration such as 500ms or 10s"
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!(
+            "`{text}` is not a duration ({e}); write it with a unit, e.g. 500ms or 10s"
+        )),
+    }
 }

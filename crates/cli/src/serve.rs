@@ -70,7 +70,15 @@ fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> 
         .drain_timeout(args.drain_timeout)
         .idle_timeout(args.idle_timeout)
         .first_request_timeout(args.first_request_timeout)
+        .header_read_timeout(args.header_read_timeout)
+        .body_read_timeout(args.body_read_timeout)
+        .send_timeout(args.send_timeout)
+        .keepalive_timeout(args.keepalive_timeout)
+        .handshake_timeout(args.handshake_timeout)
         .notify(Notifier::from_env());
+    if let Some(max) = args.max_connections {
+        server = server.max_connections(max.get());
+    }
     let tls = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
         _ if args.tls => {

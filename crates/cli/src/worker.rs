@@ -6,6 +6,7 @@
 //! - `GET /stream?chunks=N&interval_ms=M`: N chunks, one every M ms; when the
 //!   server starts draining, the stream ends early with a `draining` line.
 //! - `POST /echo`: the request body, streamed back.
+//! - `GET /bytes?n=N`: N bytes (`x`), in 64 KiB chunks, up to 1 GiB.
 //! - `GET /healthz`: `ok` (200), or `draining` (503) once the worker drains, so
 //!   a load balancer stops routing to it before its connections close.
 //!
@@ -51,6 +52,7 @@ pub(crate) async fn handle(
         (_, "/healthz") => Ok(health(&req)),
         (_, "/sleep") => sleep(identity, &req).await,
         (_, "/stream") => stream(identity, &req),
+        (_, "/bytes") => bytes(&req),
         _ => Ok(text(
             StatusCode::OK,
             format!("from pid {}.\n", identity.pid),
@@ -106,6 +108,49 @@ fn stream(
     Ok(Response::new(body.boxed()))
 }
 
+/// Largest `/bytes` the worker sends: 1 GiB.
+const MAX_BYTES: u64 = 1 << 30;
+
+fn bytes(req: &Request<RequestBody>) -> Result<Response<ResponseBody>, String> {
+    let n = query_number_up_to(req, "n", MAX_BYTES)?.unwrap_or(0);
+    let body = Repeat { left: n };
+    let mut response = Response::new(body.boxed());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(response)
+}
+
+/// The `/bytes` body: `left` more bytes of `x`.
+struct Repeat {
+    left: u64,
+}
+
+impl Body for Repeat {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        const CHUNK: &[u8] = &[b'x'; 64 * 1024];
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(CHUNK.len() as u64);
+        self.left -= n;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+            &CHUNK[..n as usize],
+        )))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left)
+    }
+}
+
 fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
     let body = Full::new(Bytes::from(body))
         .map_err(|never| match never {})
@@ -121,6 +166,14 @@ fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
 
 /// Reads `?name=N`; `Ok(None)` when absent, `Err` with a message when not a number in range.
 fn query_number(req: &Request<RequestBody>, name: &str) -> Result<Option<u64>, String> {
+    query_number_up_to(req, name, MAX_WAIT_MS)
+}
+
+fn query_number_up_to(
+    req: &Request<RequestBody>,
+    name: &str,
+    max: u64,
+) -> Result<Option<u64>, String> {
     let query = req.uri().query().unwrap_or("");
     let Some(value) = query
         .split('&')
@@ -130,9 +183,9 @@ fn query_number(req: &Request<RequestBody>, name: &str) -> Result<Option<u64>, S
         return Ok(None);
     };
     match value.parse::<u64>() {
-        Ok(n) if n <= MAX_WAIT_MS => Ok(Some(n)),
+        Ok(n) if n <= max => Ok(Some(n)),
         _ => Err(format!(
-            "bad query parameter `{name}`: `{value}` is not a number from 0 to {MAX_WAIT_MS}\n"
+            "bad query parameter `{name}`: `{value}` is not a number from 0 to {max}\n"
         )),
     }
 }

@@ -58,6 +58,9 @@ fn port_in_use_exits_4() {
 fn missing_cert_file_exits_5() {
     let out = serve(
         &[
+            // An ephemeral port: the default one may be taken on this machine.
+            "--listen",
+            "127.0.0.1:0",
             "--cert",
             "/nonexistent/cert.pem",
             "--key",

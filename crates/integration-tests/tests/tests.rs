@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod bench_outcomes;
+mod bounds;
 mod desync;
 mod drain_states;
 mod experiment;

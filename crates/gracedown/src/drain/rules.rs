@@ -96,14 +96,24 @@ fn ns(d: Duration) -> u64 {
 }
 
 /// Collects the earliest future bound; a bound already reached wins at once.
+///
+/// A connection's task is not woken by what happens inside it (a request
+/// ending, head bytes arriving, a write blocking): that would cost a wake-up
+/// per request. Instead every wait ends by a horizon no longer than the
+/// shortest bound that such an event starts, so that bound is computed in
+/// time and then waited for exactly.
 struct Earliest {
     now: u64,
-    at: Option<u64>,
+    at: u64,
 }
 
 impl Earliest {
-    fn new(now: u64) -> Self {
-        Self { now, at: None }
+    fn new(now: u64, t: &Timeouts) -> Self {
+        let horizon = t.header.min(t.keepalive).min(t.send);
+        Self {
+            now,
+            at: now.saturating_add(ns(horizon)),
+        }
     }
 
     /// `true` when `at` has been reached.
@@ -111,12 +121,12 @@ impl Earliest {
         if self.now >= at {
             return true;
         }
-        self.at = Some(self.at.map_or(at, |a| a.min(at)));
+        self.at = self.at.min(at);
         false
     }
 
     fn wait(self) -> Verdict {
-        Verdict::Wait(self.at)
+        Verdict::Wait(Some(self.at))
     }
 }
 
@@ -126,7 +136,7 @@ pub(crate) fn http1(now: u64, phase: Phase, s: &Snapshot, t: &Timeouts, handoff:
     if matches!(phase, Phase::Forced { .. }) {
         return Verdict::Close(Reason::Deadline);
     }
-    let mut next = Earliest::new(now);
+    let mut next = Earliest::new(now, t);
     if s.write_blocked_since != 0 && next.reached(s.write_blocked_since.saturating_add(ns(t.send)))
     {
         return Verdict::Close(Reason::SendTimeout);
@@ -190,7 +200,7 @@ pub(crate) fn http2(
     if matches!(phase, Phase::Forced { .. }) {
         return Verdict::Close(Reason::Deadline);
     }
-    let mut next = Earliest::new(now);
+    let mut next = Earliest::new(now, t);
     if s.write_blocked_since != 0 && next.reached(s.write_blocked_since.saturating_add(ns(t.send)))
     {
         return Verdict::Close(Reason::SendTimeout);
@@ -266,8 +276,14 @@ mod tests {
     #[test]
     fn idle_keepalive_closes_at_its_bound_and_not_before() {
         let s = quiet(10 * S, 3);
+        // The first wait ends at the horizon (the shortest bound that an
+        // event inside the connection can start), then the bound is waited for.
         assert_eq!(
             http1(10 * S, Phase::Serving, &s, &T, false),
+            Verdict::Wait(Some(70 * S))
+        );
+        assert_eq!(
+            http1(70 * S, Phase::Serving, &s, &T, false),
             Verdict::Wait(Some(85 * S))
         );
         assert_eq!(
@@ -346,7 +362,7 @@ mod tests {
         s.in_flight = 1;
         assert_eq!(
             http1(1000 * S, draining(1), &s, &T, true),
-            Verdict::Wait(None)
+            Verdict::Wait(Some(1060 * S))
         );
         assert_eq!(
             http1(1000 * S, forced(), &s, &T, true),
@@ -369,7 +385,7 @@ mod tests {
         s.upgrading = true;
         assert_eq!(
             http1(100 * S, draining(1), &s, &T, true),
-            Verdict::Wait(None)
+            Verdict::Wait(Some(160 * S))
         );
     }
 
@@ -394,7 +410,7 @@ mod tests {
         s.state = ConnState::Http2;
         assert_eq!(
             http2(S, Phase::Serving, &s, &T, None),
-            Verdict::Wait(Some(75 * S))
+            Verdict::Wait(Some(61 * S))
         );
         assert_eq!(
             http2(75 * S, Phase::Serving, &s, &T, None),
@@ -403,7 +419,7 @@ mod tests {
         s.in_flight = 1;
         assert_eq!(
             http2(100 * S, Phase::Serving, &s, &T, None),
-            Verdict::Wait(None)
+            Verdict::Wait(Some(160 * S))
         );
     }
 
@@ -426,7 +442,7 @@ mod tests {
         s.in_flight = 1;
         assert_eq!(
             http2(60 * S, draining(S), &s, &T, Some(S)),
-            Verdict::Wait(None)
+            Verdict::Wait(Some(120 * S))
         );
     }
 }

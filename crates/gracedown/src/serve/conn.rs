@@ -194,6 +194,7 @@ impl Conn {
                 .with_upgrades();
             let (result, detached) = self.drive_http1(conn).await;
             if let Err(Ended(reason, state)) = result {
+                debug!(?reason, state = %state, "http/1 connection closed by a bound");
                 self.ctl.set_io_mode(IoMode::Abort);
                 return match reason {
                     Reason::Deadline if state == ConnState::Upgraded => {
@@ -354,7 +355,7 @@ impl Conn {
         match result {
             Err(Ended(Reason::Deadline, state)) => Ending::Forced(state),
             Err(Ended(reason, _)) => {
-                debug!(?reason, "http/2 connection closed");
+                debug!(?reason, "http/2 connection closed by a bound");
                 Ending::Closed
             }
             Ok(result) => {
