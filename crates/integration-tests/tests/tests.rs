@@ -10,6 +10,7 @@ mod desync;
 mod drain_states;
 mod experiment;
 mod fd_adoption;
+mod limits;
 mod perl_start_server;
 mod readiness;
 mod restarts_under_load;

@@ -91,6 +91,9 @@ pub(crate) enum Verdict {
     Close(Reason),
 }
 
+/// How long a reclaimed HTTP/2 connection gets to send its GOAWAY.
+const RECLAIM_GOAWAY_GRACE: Duration = Duration::from_millis(100);
+
 fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -208,8 +211,15 @@ pub(crate) fn http2(
     if let Some(sent) = goaway_at {
         // hyper closes by itself once the PING is acknowledged and the
         // streams are done; this bounds a client that never acknowledges.
-        if s.in_flight == 0 && next.reached(sent.max(s.idle_since).saturating_add(ns(t.goaway_ack)))
-        {
+        // A reclaimed connection only gets the time to send the GOAWAY: its
+        // descriptor is wanted now.
+        let bound = if s.reclaim {
+            RECLAIM_GOAWAY_GRACE
+        } else {
+            t.goaway_ack
+        };
+        let at = sent.max(s.idle_since).saturating_add(ns(bound));
+        if s.in_flight == 0 && next.reached(at) {
             return Verdict::Close(Reason::GoAwayAck);
         }
         return next.wait();

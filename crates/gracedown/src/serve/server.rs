@@ -342,7 +342,7 @@ impl Server {
                 engine: Arc::clone(&engine),
                 limit: limit.clone(),
                 alive: alive.clone(),
-                exhausted: false,
+                failures: Failures::default(),
             };
             accepting.spawn(acceptor.run());
         }
@@ -497,9 +497,20 @@ struct Acceptor<M> {
     engine: Arc<Engine>,
     limit: Option<Arc<Semaphore>>,
     alive: mpsc::Sender<()>,
-    /// In a descriptor-exhaustion episode (logged once).
-    exhausted: bool,
+    /// Accept failures since the last warning, and when that was.
+    failures: Failures,
 }
+
+/// Accept failures, warned about at most once per [`WARN_EVERY`].
+#[derive(Debug, Default)]
+struct Failures {
+    warned: Option<Instant>,
+    failed: u64,
+    reclaimed: u64,
+}
+
+/// At most one warning about failing accepts this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl<M> Acceptor<M> {
     /// Accepts until the drain starts, then drops the listener (closing our
@@ -522,12 +533,6 @@ impl<M> Acceptor<M> {
             };
             match accepted {
                 Ok((stream, peer, local)) => {
-                    if std::mem::take(&mut self.exhausted) {
-                        info!(
-                            open = self.engine.open(),
-                            "accepting again after running out of descriptors"
-                        );
-                    }
                     // Registered here, so the connection counts from the accept on.
                     let registration = self.engine.register(self.shared.initial_state());
                     match peer {
@@ -550,19 +555,13 @@ impl<M> Acceptor<M> {
                     debug!(error = %e, "accept: connection error, ignored");
                 }
                 Err(e) => {
-                    let reclaimed = if is_out_of_descriptors(&e) {
+                    let out_of_descriptors = is_out_of_descriptors(&e);
+                    let reclaimed = if out_of_descriptors {
                         self.engine.reclaim_idle(RECLAIM_BATCH)
                     } else {
                         0
                     };
-                    if !std::mem::replace(&mut self.exhausted, true) {
-                        if is_out_of_descriptors(&e) {
-                            warn!(error = %e, open = self.engine.open(), reclaiming = reclaimed,
-                                "out of descriptors: closing the longest-idle connections; logged once until accepting works again");
-                        } else {
-                            error!(error = %e, "accept failed; retrying every 100 ms, logged once until it works again");
-                        }
-                    }
+                    self.failed(&e, reclaimed);
                     // The reclaimed connections need a moment to close.
                     let pause = if reclaimed > 0 { 10 } else { 100 };
                     tokio::select! {
@@ -572,6 +571,27 @@ impl<M> Acceptor<M> {
                 }
             }
         }
+    }
+
+    /// Counts a failed accept, and warns at most once per [`WARN_EVERY`].
+    fn failed(&mut self, e: &io::Error, reclaimed: usize) {
+        let failures = &mut self.failures;
+        failures.failed += 1;
+        failures.reclaimed += reclaimed as u64;
+        if failures.warned.is_some_and(|at| at.elapsed() < WARN_EVERY) {
+            return;
+        }
+        let (failed, reclaimed) = (failures.failed, failures.reclaimed);
+        if is_out_of_descriptors(e) {
+            warn!(error = %e, open = self.engine.open(), failed, reclaimed,
+                "out of descriptors: closing the longest-idle connections (at most one such line per 10 s)");
+        } else {
+            error!(error = %e, failed, "accept failed; retrying every 100 ms (at most one such line per 10 s)");
+        }
+        *failures = Failures {
+            warned: Some(Instant::now()),
+            ..Failures::default()
+        };
     }
 
     /// A connection slot (at once without a limit). While waiting at the
@@ -584,7 +604,6 @@ impl<M> Acceptor<M> {
         let Some(limit) = self.limit.clone() else {
             return Some(None);
         };
-        let mut logged = false;
         loop {
             tokio::select! {
                 biased;
@@ -593,15 +612,28 @@ impl<M> Acceptor<M> {
                 () = tokio::time::sleep(Duration::from_millis(100)) => {
                     if self.listener.has_waiting_client() {
                         let reclaimed = self.engine.reclaim_idle(1);
-                        if !logged {
-                            warn!(open = self.engine.open(), reclaiming = reclaimed,
-                                "at the connection limit with clients waiting: closing the longest-idle connection");
-                            logged = true;
-                        }
+                        self.at_limit(reclaimed);
                     }
                 }
             }
         }
+    }
+}
+
+impl<M> Acceptor<M> {
+    /// A client waits at the connection limit; warns at most once per [`WARN_EVERY`].
+    fn at_limit(&mut self, reclaimed: usize) {
+        let failures = &mut self.failures;
+        failures.reclaimed += reclaimed as u64;
+        if failures.warned.is_some_and(|at| at.elapsed() < WARN_EVERY) {
+            return;
+        }
+        warn!(open = self.engine.open(), reclaimed = failures.reclaimed,
+            "at the connection limit with clients waiting: closing the longest-idle connections (at most one such line per 10 s)");
+        *failures = Failures {
+            warned: Some(Instant::now()),
+            ..Failures::default()
+        };
     }
 }
 

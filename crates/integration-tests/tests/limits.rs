@@ -1,0 +1,72 @@
+//! Descriptor economy and caps (issue 9): a worker that runs out of
+//! descriptors, or reaches `--max-connections`, closes its longest-idle
+//! connections to serve a new client, and says so once, not every 100 ms.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use crate::support::http::{exchange, get};
+use crate::support::process::Proc;
+use crate::support::{TEST_WAIT, Worker, gracedown, ready_addr};
+
+/// The h2c preface and an empty SETTINGS frame: an HTTP/2 client that then
+/// goes quiet.
+const H2C_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[test]
+fn out_of_descriptors_the_worker_reclaims_idle_http2_connections_and_serves_a_new_client() {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -n 256 && exec \"$0\" serve --listen 127.0.0.1:0",
+    ])
+    .arg(gracedown())
+    .env_remove("SERVER_STARTER_PORT")
+    .env_remove("LISTEN_FDS")
+    .env_remove("NOTIFY_SOCKET")
+    .env("RUST_LOG", "gracedown=info,gracedown_cli=info");
+    let worker = Proc::spawn(cmd);
+    let ready = worker.wait_for_line("worker ready", |l| l.contains("worker ready"));
+    let addr = ready_addr(&ready).expect("address");
+    // More idle HTTP/2 connections than the worker has descriptors.
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut conn = TcpStream::connect(addr).expect("connect");
+            conn.write_all(H2C_HELLO).expect("h2c preface");
+            conn
+        })
+        .collect();
+    worker.wait_for_line("out of descriptors", |l| l.contains("out of descriptors"));
+    let response = get(addr, "/");
+    assert_eq!(response.status, 200, "a new client is served");
+    let warnings = worker
+        .output()
+        .iter()
+        .filter(|l| l.contains("out of descriptors"))
+        .count();
+    assert_eq!(warnings, 1, "one warning per episode\n{}", worker.describe());
+    drop(idle);
+}
+
+#[test]
+fn at_the_connection_limit_a_waiting_client_makes_the_longest_idle_connection_close() {
+    let worker = Worker::with_accept_log(&["--max-connections", "2"]);
+    let request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut oldest = worker.connect_accepted();
+    exchange(&mut oldest, request).expect("first response");
+    let mut younger = worker.connect_accepted();
+    exchange(&mut younger, request).expect("second response");
+    // A third client waits in the accept queue until a slot frees up.
+    let response = get(worker.addr, "/");
+    assert_eq!(response.status, 200, "the waiting client is served");
+    oldest.set_read_timeout(Some(TEST_WAIT)).expect("timeout");
+    let mut rest = Vec::new();
+    oldest
+        .read_to_end(&mut rest)
+        .expect("the longest-idle connection is closed cleanly");
+    assert!(rest.is_empty());
+    // The younger one is still served.
+    let again = exchange(&mut younger, request).expect("the younger connection lives on");
+    assert_eq!(again.status, 200);
+}
