@@ -45,7 +45,12 @@ fn out_of_descriptors_the_worker_reclaims_idle_http2_connections_and_serves_a_ne
         .iter()
         .filter(|l| l.contains("out of descriptors"))
         .count();
-    assert_eq!(warnings, 1, "one warning per episode\n{}", worker.describe());
+    assert_eq!(
+        warnings,
+        1,
+        "one warning per episode\n{}",
+        worker.describe()
+    );
     drop(idle);
 }
 

@@ -35,13 +35,14 @@ pub(crate) struct Args {
     pub(crate) stop: bool,
     pub(crate) ready_timeout: Option<String>,
     pub(crate) drain_timeout: Option<String>,
+    pub(crate) watchdog_timeout: Option<String>,
     pub(crate) help: bool,
     pub(crate) version: bool,
     pub(crate) command: Vec<OsString>,
 }
 
 /// Every option, with whether it takes a value.
-const OPTIONS: [(&str, bool); 21] = [
+const OPTIONS: [(&str, bool); 22] = [
     ("port", true),
     ("path", true),
     ("interval", true),
@@ -63,6 +64,7 @@ const OPTIONS: [(&str, bool); 21] = [
     ("version", false),
     ("ready-timeout", true),
     ("drain-timeout", true),
+    ("watchdog-timeout", true),
 ];
 
 /// `start_server --help`.
@@ -108,6 +110,9 @@ Options (one or two dashes; --opt=value or --opt value; unique abbreviations):
                            by then is killed and the old generation keeps serving
   --drain-timeout=SECONDS  new: SIGKILL workers still running this long after SIGTERM
                            (default: wait for ever, like Perl)
+  --watchdog-timeout=SECONDS  new: a worker that said READY=1 (or WATCHDOG=1) must send
+                           WATCHDOG=1 at least this often (it gets WATCHDOG_USEC); one that
+                           stops is killed and replaced like a crashed one (default: off)
   --help, --version
 
 Signals: HUP restarts; TERM, INT and QUIT stop (workers get --signal-on-term, or TERM for
@@ -180,6 +185,7 @@ impl Args {
             "help" => self.help = true,
             "version" => self.version = true,
             "ready-timeout" => self.ready_timeout = Some(value),
+            "watchdog-timeout" => self.watchdog_timeout = Some(value),
             _ => self.drain_timeout = Some(value),
         }
     }

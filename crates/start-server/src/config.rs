@@ -79,6 +79,8 @@ pub struct Config {
     pub ready_timeout: Option<Duration>,
     /// `--drain-timeout`: SIGKILL what is left this long after the stop signal.
     pub drain_timeout: Option<Duration>,
+    /// `--watchdog-timeout`: a ready worker silent this long is replaced.
+    pub watchdog_timeout: Option<Duration>,
     /// Variables the options set for start_server and its workers
     /// (`ENVDIR`, `ENABLE_AUTO_RESTART`, `AUTO_RESTART_INTERVAL`, `KILL_OLD_DELAY`).
     pub control_env: Vec<(String, String)>,
@@ -191,6 +193,12 @@ impl TryFrom<Args> for Config {
                 .as_deref()
                 .map(|v| seconds("--drain-timeout", v))
                 .transpose()?,
+            watchdog_timeout: args
+                .watchdog_timeout
+                .as_deref()
+                .map(|v| seconds("--watchdog-timeout", v))
+                .transpose()?
+                .filter(|d| !d.is_zero()),
             control_env,
         })
     }
@@ -241,8 +249,7 @@ pub(crate) fn seconds(option: &'static str, value: &str) -> Result<Duration, Err
     let parsed = if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         text.parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
     } else {
         humantime::parse_duration(text).ok()
     };

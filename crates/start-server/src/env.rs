@@ -47,6 +47,16 @@ impl Environment {
         env
     }
 
+    /// The generation whose child stops itself before exec, for fault
+    /// injection in tests (`GRACEDOWN_STOP_BEFORE_EXEC=N`); read at start-up.
+    pub(crate) fn stop_before_exec(&self) -> Option<u64> {
+        self.base
+            .get(&OsString::from(crate::spawn::STOP_BEFORE_EXEC))?
+            .to_str()?
+            .parse()
+            .ok()
+    }
+
     /// The variables start_server itself reads at each wake-up.
     pub(crate) fn dynamic(&self) -> Dynamic {
         let env = self.current();

@@ -28,6 +28,7 @@ mod run;
 pub mod signal;
 mod sockets;
 mod spawn;
+mod spawner;
 pub mod supervisor;
 
 use std::process::ExitCode;

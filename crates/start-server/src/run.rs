@@ -2,7 +2,7 @@
 //! runs the [`Supervisor`] on real events: signals, child exits, readiness
 //! datagrams and time.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::os::linux::net::SocketAddrExt;
 use std::time::Instant;
@@ -17,15 +17,20 @@ use crate::env::Environment;
 use crate::error::Error;
 use crate::files::{PidFile, StatusFile};
 use crate::sockets::ListenerSet;
+use crate::spawn::Plan;
+use crate::spawner::{Spawned, Spawner};
 use crate::supervisor::{Action, Event, Settings, StopSignal, Supervisor};
 
 /// Variables never passed to workers: they describe start_server's own
-/// supervisor (systemd), not the worker's.
-const NOT_INHERITED: [&str; 4] = [
+/// supervisor (systemd), not the worker's, or start_server's own fault injection.
+const NOT_INHERITED: [&str; 7] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    crate::spawn::STOP_BEFORE_EXEC,
 ];
 
 /// Runs the superdaemon until it has stopped; returns the exit status.
@@ -134,18 +139,37 @@ async fn drive(
     let mut usr2 = install(SignalKind::user_defined2())?;
     let mut alrm = install(SignalKind::alarm())?;
     let (exit_tx, mut exits) = mpsc::unbounded_channel::<(u32, i32)>();
-    let (ready_tx, mut readies) = mpsc::unbounded_channel::<u64>();
+    let (notice_tx, mut notices) = mpsc::unbounded_channel::<Event>();
+    let (spawned_tx, mut spawns) = mpsc::unbounded_channel::<Spawned>();
     let mut supervisor = Supervisor::new(Settings {
         interval: config.interval,
         ready_timeout: config.ready_timeout,
         signal_on_hup: config.signal_on_hup,
         signal_on_term: config.signal_on_term,
         drain_timeout: config.drain_timeout,
+        watchdog: config.watchdog_timeout,
     });
+    let spawner = Spawner::start(
+        Plan {
+            program: program.to_vec(),
+            dir: config.dir.clone(),
+            placements: sockets.placements(),
+            death_signal: config.signal_on_term.number(),
+            stop_before_exec: env.stop_before_exec(),
+        },
+        tokio::runtime::Handle::current(),
+        spawned_tx,
+    )
+    .map_err(|source| Error::Io {
+        action: "start the spawning thread",
+        source,
+    })?;
+    let _systemd_watchdog = systemd.spawn_watchdog();
     let mut status = config.status_file.clone().map(StatusFile::new);
-    let mut readiness: Option<JoinHandle<()>> = None;
+    // Each generation's notification socket is read for as long as it runs.
+    let mut notifications: HashMap<u64, JoinHandle<()>> = HashMap::new();
+    let mut generations: HashMap<u32, u64> = HashMap::new();
     let port_env = sockets.env_value();
-    let placements = sockets.placements();
     let mut events = VecDeque::from([Event::Start]);
     loop {
         while let Some(event) = events.pop_front() {
@@ -153,11 +177,10 @@ async fn drive(
             for action in supervisor.handle(event, Instant::now()) {
                 match action {
                     Action::Spawn { generation } => {
-                        if let Some(task) = readiness.take() {
-                            task.abort();
+                        let (name, task) = listen_for_notices(generation, notice_tx.clone());
+                        if let Some(task) = task {
+                            notifications.insert(generation, task);
                         }
-                        let (name, task) = listen_for_ready(generation, ready_tx.clone());
-                        readiness = task;
                         let mut vars: Vec<(OsString, OsString)> = env
                             .current()
                             .into_iter()
@@ -170,31 +193,14 @@ async fn drive(
                         ));
                         if let Some(name) = name {
                             vars.push(("NOTIFY_SOCKET".into(), name.into()));
-                        }
-                        match crate::spawn::spawn(
-                            program,
-                            &vars,
-                            config.dir.as_deref(),
-                            &placements,
-                        ) {
-                            Ok(mut child) => {
-                                let pid = child.id().unwrap_or_default();
-                                let exit_tx = exit_tx.clone();
-                                tokio::spawn(async move {
-                                    use std::os::unix::process::ExitStatusExt;
-                                    if let Ok(status) = child.wait().await {
-                                        let _ = exit_tx.send((pid, status.into_raw()));
-                                    }
-                                });
-                                events.push_back(Event::Spawned { generation, pid });
-                            }
-                            Err(e) => {
-                                let prog = program[0].to_string_lossy();
-                                let error =
-                                    format!("failed to exec {prog}: {}", crate::errno_text(&e));
-                                events.push_back(Event::SpawnFailed { generation, error });
+                            if let Some(bound) = config.watchdog_timeout {
+                                vars.push((
+                                    "WATCHDOG_USEC".into(),
+                                    bound.as_micros().to_string().into(),
+                                ));
                             }
                         }
+                        spawner.spawn(generation, vars);
                     }
                     Action::Signal { pid, signal } => {
                         signal.send(pid);
@@ -232,18 +238,46 @@ async fn drive(
             _ = usr1.recv() => info!("received USR1, ignored"),
             _ = usr2.recv() => info!("received USR2, ignored"),
             _ = alrm.recv() => {}
-            Some((pid, status)) = exits.recv() => events.push_back(Event::Exited { pid, status }),
-            Some(generation) = readies.recv() => events.push_back(Event::Ready { generation }),
+            Some((pid, status)) = exits.recv() => {
+                if let Some(task) = generations.remove(&pid).and_then(|g| notifications.remove(&g)) {
+                    task.abort();
+                }
+                events.push_back(Event::Exited { pid, status });
+            }
+            Some(notice) = notices.recv() => events.push_back(notice),
+            Some(Spawned { generation, result }) = spawns.recv() => match result {
+                Ok(mut child) => {
+                    let pid = child.id().unwrap_or_default();
+                    generations.insert(pid, generation);
+                    let exit_tx = exit_tx.clone();
+                    tokio::spawn(async move {
+                        use std::os::unix::process::ExitStatusExt;
+                        if let Ok(status) = child.wait().await {
+                            let _ = exit_tx.send((pid, status.into_raw()));
+                        }
+                    });
+                    events.push_back(Event::Spawned { generation, pid });
+                }
+                Err(e) => {
+                    if let Some(task) = notifications.remove(&generation) {
+                        task.abort();
+                    }
+                    let prog = program[0].to_string_lossy();
+                    let error = format!("failed to exec {prog}: {}", crate::errno_text(&e));
+                    events.push_back(Event::SpawnFailed { generation, error });
+                }
+            },
             () = tick => events.push_back(Event::Tick),
         }
     }
 }
 
-/// Binds the generation's private readiness socket (abstract namespace) and
-/// reads it until `READY=1`.
-fn listen_for_ready(
+/// Binds the generation's private notification socket (abstract namespace)
+/// and reads it for as long as the generation runs: `READY=1` once, then
+/// `WATCHDOG=1` as often as the worker sends it.
+fn listen_for_notices(
     generation: u64,
-    ready: mpsc::UnboundedSender<u64>,
+    notices: mpsc::UnboundedSender<Event>,
 ) -> (Option<String>, Option<JoinHandle<()>>) {
     let name = format!("gracedown-start_server/{}/{generation}", std::process::id());
     let bound = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
@@ -260,13 +294,20 @@ fn listen_for_ready(
     };
     let task = tokio::spawn(async move {
         let mut buf = [0u8; 4096];
+        let mut ready = false;
         while let Ok(n) = socket.recv(&mut buf).await {
-            if buf[..n]
-                .split(|b| *b == b'\n')
-                .any(|line| line == b"READY=1")
-            {
-                let _ = ready.send(generation);
-                return;
+            for line in buf[..n].split(|b| *b == b'\n') {
+                let event = match line {
+                    b"READY=1" if !ready => {
+                        ready = true;
+                        Event::Ready { generation }
+                    }
+                    b"WATCHDOG=1" => Event::Watchdog { generation },
+                    _ => continue,
+                };
+                if notices.send(event).is_err() {
+                    return;
+                }
             }
         }
     });

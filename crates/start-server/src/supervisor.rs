@@ -32,6 +32,9 @@ pub struct Settings {
     pub signal_on_term: Signal,
     /// SIGKILL what is left this long after the stop signal.
     pub drain_timeout: Option<Duration>,
+    /// A ready worker that sends no `WATCHDOG=1` for this long is killed
+    /// and replaced.
+    pub watchdog: Option<Duration>,
 }
 
 /// Settings read from the environment (and the envdir) at each wake-up,
@@ -76,6 +79,11 @@ pub enum Event {
     },
     /// The worker of `generation` said READY=1.
     Ready {
+        /// The generation.
+        generation: u64,
+    },
+    /// The worker of `generation` said WATCHDOG=1.
+    Watchdog {
         /// The generation.
         generation: u64,
     },
@@ -134,6 +142,9 @@ struct Candidate {
     started: Instant,
     purpose: Purpose,
     killed: bool,
+    /// READY=1 came before the spawn was reported (the spawn runs off the
+    /// event loop, so a fast worker can say it first).
+    said_ready: bool,
 }
 
 /// The supervisor's state.
@@ -154,8 +165,16 @@ pub struct Supervisor {
     failures: u32,
     last_restart: Option<Instant>,
     stopping: Option<Option<Instant>>,
+    /// When the stop signal came (a spawn still pending is waited for a bound).
+    stop_started: Option<Instant>,
     ready_once: bool,
+    /// The current worker's last sign of life, once it takes part in the
+    /// watchdog (it said READY=1 or WATCHDOG=1).
+    alive_at: Option<Instant>,
 }
+
+/// After the stop signal, how long a spawn still in progress is waited for.
+const SPAWN_GRACE: Duration = Duration::from_secs(5);
 
 impl Supervisor {
     /// A supervisor with nothing running yet.
@@ -174,7 +193,9 @@ impl Supervisor {
             failures: 0,
             last_restart: None,
             stopping: None,
+            stop_started: None,
             ready_once: false,
+            alive_at: None,
         }
     }
 
@@ -186,8 +207,18 @@ impl Supervisor {
     /// The next time [`Event::Tick`] has something to do, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         if let Some(stopping) = self.stopping {
-            return stopping;
+            let spawn_grace = self
+                .candidate
+                .as_ref()
+                .filter(|c| c.pid.is_none())
+                .and(self.stop_started)
+                .map(|at| at + SPAWN_GRACE);
+            return [stopping, spawn_grace].into_iter().flatten().min();
         }
+        let watchdog = self
+            .alive_at
+            .zip(self.settings.watchdog)
+            .map(|(at, bound)| at + bound);
         let candidate = self.candidate.as_ref().and_then(|c| {
             c.pid?;
             if c.killed {
@@ -218,6 +249,7 @@ impl Supervisor {
             self.next_attempt.map(|(at, _)| at),
             self.kill_old_at,
             auto,
+            watchdog,
         ]
         .into_iter()
         .flatten()
@@ -238,12 +270,15 @@ impl Supervisor {
                     .filter(|c| c.generation == generation)
                 {
                     c.pid = Some(pid);
+                    let said_ready = c.said_ready;
                     out.push(Action::Log(format!("starting new worker {pid}")));
                     if self.stopping.is_some() {
                         out.push(Action::Signal {
                             pid,
                             signal: Signal::TERM,
                         });
+                    } else if said_ready {
+                        self.ready(now, &mut out);
                     }
                 }
             }
@@ -259,13 +294,19 @@ impl Supervisor {
                     self.failed_start(now);
                 }
             }
-            Event::Ready { generation } => {
-                let ready = self
-                    .candidate
-                    .as_ref()
-                    .is_some_and(|c| c.generation == generation && c.pid.is_some() && !c.killed);
-                if ready && self.stopping.is_none() {
-                    self.accept(now, &mut out);
+            Event::Ready { generation } => match self.candidate.as_mut() {
+                Some(c) if c.generation == generation && c.pid.is_none() => {
+                    c.said_ready = true;
+                }
+                Some(c) if c.generation == generation && !c.killed => {
+                    self.ready(now, &mut out);
+                }
+                _ => {}
+            },
+            Event::Watchdog { generation } => {
+                let current = self.current.is_some_and(|(_, g)| g == generation);
+                if current && self.settings.watchdog.is_some() {
+                    self.alive_at = Some(now);
                 }
             }
             Event::Exited { pid, status } => self.exited(pid, status, now, &mut out),
@@ -273,6 +314,17 @@ impl Supervisor {
         }
         self.finish_stop(&mut out);
         out
+    }
+
+    /// The candidate said READY=1 (and is spawned).
+    fn ready(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.stopping.is_some() {
+            return;
+        }
+        self.accept(now, out);
+        if self.settings.watchdog.is_some() {
+            self.alive_at = Some(now);
+        }
     }
 
     fn attempt(&mut self, purpose: Purpose, now: Instant, out: &mut Vec<Action>) {
@@ -284,6 +336,7 @@ impl Supervisor {
             started: now,
             purpose,
             killed: false,
+            said_ready: false,
         });
         out.push(Action::Spawn {
             generation: self.generation,
@@ -327,6 +380,8 @@ impl Supervisor {
             self.old.insert(old_pid, old_gen);
         }
         self.current = Some((pid, c.generation));
+        // The watchdog starts again with the new worker's first sign of life.
+        self.alive_at = None;
         self.last_restart = Some(now);
         out.push(self.status());
         out.push(Action::Notify("READY=1"));
@@ -452,6 +507,9 @@ impl Supervisor {
     }
 
     fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.stopping.is_some() {
+            self.give_up_pending_spawn(now, out);
+        }
         if let Some(stopping) = self.stopping {
             if stopping.is_some_and(|at| now >= at) {
                 self.stopping = Some(None);
@@ -490,6 +548,20 @@ impl Supervisor {
                 None if now >= c.started + self.settings.interval => self.accept(now, out),
                 _ => {}
             }
+        }
+        if let (Some(at), Some(bound), Some((pid, _))) =
+            (self.alive_at, self.settings.watchdog, self.current)
+            && now >= at + bound
+        {
+            self.alive_at = None;
+            out.push(Action::Log(format!(
+                "worker {pid} sent no WATCHDOG=1 for {} secs, killing it",
+                secs(bound)
+            )));
+            out.push(Action::Signal {
+                pid,
+                signal: Signal::KILL,
+            });
         }
         if let Some((at, purpose)) = self.next_attempt
             && now >= at
@@ -532,6 +604,7 @@ impl Supervisor {
             StopSignal::Quit => ("QUIT", self.settings.signal_on_term),
         };
         self.stopping = Some(self.settings.drain_timeout.map(|d| now + d));
+        self.stop_started = Some(now);
         self.next_attempt = None;
         self.kill_old_at = None;
         self.pending_restart = false;
@@ -546,6 +619,23 @@ impl Supervisor {
                 pid,
                 signal: to_workers,
             });
+        }
+    }
+
+    /// A worker whose spawn has not returned (its child stopped before exec)
+    /// is not waited for past [`SPAWN_GRACE`]: if it ever runs, its parent-death
+    /// signal and its parent check end it.
+    fn give_up_pending_spawn(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let pending = self.candidate.as_ref().filter(|c| c.pid.is_none());
+        if let (Some(c), Some(at)) = (pending, self.stop_started)
+            && now >= at + SPAWN_GRACE
+        {
+            out.push(Action::Log(format!(
+                "the worker of generation {} has not started after {} secs; not waiting for it",
+                c.generation,
+                secs(SPAWN_GRACE)
+            )));
+            self.candidate = None;
         }
     }
 
@@ -660,6 +750,7 @@ mod tests {
                 signal_on_hup: Signal::TERM,
                 signal_on_term: Signal::TERM,
                 drain_timeout,
+                watchdog: None,
             });
             Self {
                 sup,
@@ -1063,6 +1154,95 @@ mod tests {
                     pid: 100,
                     signal: Signal::KILL
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_ready_worker_that_stops_sending_watchdog_pings_is_killed_and_replaced() {
+        let mut s = Script::new(None, None);
+        s.sup.settings.watchdog = Some(3 * SEC);
+        let mut s = s.running();
+        // READY=1 at 10 ms starts the watchdog; a ping at 2 s pushes it on.
+        assert_eq!(
+            s.sup.next_deadline(),
+            Some(s.t0 + Duration::from_millis(3010))
+        );
+        s.at(2000, Event::Watchdog { generation: 1 });
+        assert_eq!(s.at(4000, Event::Tick), vec![]);
+        assert_eq!(
+            s.at(5000, Event::Tick),
+            vec![
+                log("worker 100 sent no WATCHDOG=1 for 3 secs, killing it"),
+                Action::Signal {
+                    pid: 100,
+                    signal: Signal::KILL
+                },
+            ]
+        );
+        let after = s.at(
+            5010,
+            Event::Exited {
+                pid: 100,
+                status: 9,
+            },
+        );
+        assert!(
+            after.contains(&Action::Spawn { generation: 2 }),
+            "the hung worker is replaced like a crashed one: {after:?}"
+        );
+    }
+
+    #[test]
+    fn ready_before_the_spawn_is_reported_is_kept_until_it_is() {
+        let mut s = Script::new(None, None);
+        s.at(0, Event::Start);
+        assert_eq!(s.at(5, Event::Ready { generation: 1 }), vec![]);
+        let out = s.at(
+            6,
+            Event::Spawned {
+                generation: 1,
+                pid: 100,
+            },
+        );
+        assert!(
+            out.contains(&status("1:100\n")),
+            "accepted at once: {out:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_watchdog_a_silent_worker_is_trusted_for_ever() {
+        let mut s = Script::new(None, None).running();
+        s.at(5000, Event::Watchdog { generation: 1 });
+        assert_eq!(s.sup.next_deadline(), None);
+        assert_eq!(s.at(3_600_000, Event::Tick), vec![]);
+    }
+
+    #[test]
+    fn a_stop_does_not_wait_for_ever_for_a_spawn_that_never_returns() {
+        let mut s = Script::new(None, None).running();
+        s.at(1000, Event::Hup);
+        // The new child stopped before exec: no `Spawned` ever comes.
+        s.at(2000, Event::Stop(StopSignal::Term));
+        s.at(
+            2100,
+            Event::Exited {
+                pid: 100,
+                status: 0,
+            },
+        );
+        assert_eq!(
+            s.sup.next_deadline(),
+            Some(s.t0 + Duration::from_millis(7000))
+        );
+        let out = s.at(7000, Event::Tick);
+        assert_eq!(
+            out,
+            vec![
+                log("the worker of generation 2 has not started after 5 secs; not waiting for it"),
+                log("exiting"),
+                Action::Exit(0),
             ]
         );
     }

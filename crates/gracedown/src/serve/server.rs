@@ -628,8 +628,11 @@ impl<M> Acceptor<M> {
         if failures.warned.is_some_and(|at| at.elapsed() < WARN_EVERY) {
             return;
         }
-        warn!(open = self.engine.open(), reclaimed = failures.reclaimed,
-            "at the connection limit with clients waiting: closing the longest-idle connections (at most one such line per 10 s)");
+        warn!(
+            open = self.engine.open(),
+            reclaimed = failures.reclaimed,
+            "at the connection limit with clients waiting: closing the longest-idle connections (at most one such line per 10 s)"
+        );
         *failures = Failures {
             warned: Some(Instant::now()),
             ..Failures::default()

@@ -159,3 +159,43 @@ pub fn field(line: &str, name: &str) -> Option<String> {
             .to_owned(),
     )
 }
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+pub fn has_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// Waits (bounded) until process `pid`, which is not our child, has ended:
+/// polled, since no event announces another parent's child's exit.
+pub fn wait_ended(pid: u32, what: &str) {
+    let deadline = std::time::Instant::now() + TEST_WAIT;
+    while !has_ended(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} (pid {pid}) still runs after {TEST_WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The children of process `pid` (every thread's).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}

@@ -189,3 +189,16 @@ fn wait_bounded(child: &mut Child) -> Option<ExitStatus> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Sends `signal` to process `pid` (one this test started, or one of its
+/// descendants); with `group`, to the process group `pid` leads.
+pub fn send_signal(pid: u32, signal: i32, group: bool) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).expect("pid fits i32"))
+        .expect("non-zero pid");
+    let signal = rustix::process::Signal::from_named_raw(signal).expect("known signal");
+    if group {
+        rustix::process::kill_process_group(pid, signal).expect("deliver signal to the group");
+    } else {
+        rustix::process::kill_process(pid, signal).expect("deliver signal");
+    }
+}

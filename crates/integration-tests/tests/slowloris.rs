@@ -1,0 +1,77 @@
+//! Slow clients do not stretch a restart to the drain deadline (issue 9):
+//! the drain's first-request bound ends connections whose request head
+//! trickles in, however slowly it trickles.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::support::starter::Impl;
+use crate::support::{field, free_port, gracedown};
+
+#[test]
+fn slowloris_connections_end_at_the_first_request_bound_not_the_drain_deadline() {
+    let port = free_port();
+    let worker = vec![
+        gracedown().into(),
+        "serve".into(),
+        "--first-request-timeout".into(),
+        "1s".into(),
+        "--drain-timeout".into(),
+        "30s".into(),
+    ];
+    let proc = Impl::Ours.start(&[format!("--port=127.0.0.1:{port}")], &worker);
+    let ready = proc.wait_for_line("generation 1", |l| {
+        l.contains("worker ready") && l.contains("generation=1")
+    });
+    let old = field(&ready, "pid").expect("pid");
+    let mut slow: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            conn.write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
+                .expect("head start");
+            conn
+        })
+        .collect();
+    // One more header byte per connection every 100 ms, until the test ends
+    // (bounded: at most 60 s).
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            for _ in 0..600 {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                for conn in &mut slow {
+                    let _ = conn.write_all(b"a");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    proc.signal(libc::SIGHUP);
+    proc.wait_for_line("generation 2", |l| {
+        l.contains("worker ready") && l.contains("generation=2")
+    });
+    let done = proc.wait_for_line("the old generation's drain", |l| {
+        l.contains("drain complete")
+    });
+    proc.wait_for_line("the old generation exits", |l| {
+        l.contains(&format!("old worker {old} died"))
+    });
+    stop.store(true, Ordering::Release);
+    trickle.join().expect("trickle thread");
+    assert_eq!(
+        field(&done, "forced").as_deref(),
+        Some("0"),
+        "the slow connections were closed by the first-request bound, not the deadline: {done}"
+    );
+    assert_eq!(
+        field(&done, "connections").as_deref(),
+        Some("200"),
+        "{done}"
+    );
+}

@@ -1,0 +1,124 @@
+//! No worker outlives start_server, and start_server never freezes on a
+//! child (issue 9): a `kill -9` of start_server, or of its whole process
+//! group, makes the worker drain and exit so the port is free again; a child
+//! stopped before exec does not keep start_server from handling SIGTERM; a
+//! worker that hangs after READY=1 is replaced when the watchdog is on.
+
+use crate::support::http::get;
+use crate::support::process::{Proc, send_signal};
+use crate::support::starter::Impl;
+use crate::support::{children, field, free_port, gracedown, wait_ended};
+
+fn serve_worker() -> Vec<std::ffi::OsString> {
+    vec![gracedown().into(), "serve".into()]
+}
+
+fn ready_pid(proc: &Proc, generation: u32) -> u32 {
+    let line = proc.wait_for_line(&format!("generation {generation} ready"), |l| {
+        l.contains("worker ready") && l.contains(&format!("generation={generation}"))
+    });
+    field(&line, "pid")
+        .and_then(|p| p.parse().ok())
+        .expect("pid in the ready line")
+}
+
+/// Kills start_server with SIGKILL (`group`: its whole process group), then
+/// checks that the worker drained and that a new start_server gets the port.
+fn killed_start_server_leaves_no_worker_behind(group: bool) {
+    let port = free_port();
+    let args = [format!("--port=127.0.0.1:{port}")];
+    let mut first = Impl::Ours.start(&args, &serve_worker());
+    let worker = ready_pid(&first, 1);
+    // Our start_server leads its own group (Proc), its workers lead theirs.
+    send_signal(first.pid(), libc::SIGKILL, group);
+    first.wait_exit();
+    first.wait_for_line("the orphaned worker drains", |l| {
+        l.contains("drain complete")
+    });
+    wait_ended(worker, "the worker of the killed start_server");
+    let second = Impl::Ours.start(&args, &serve_worker());
+    let new_worker = ready_pid(&second, 1);
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    assert_eq!(get(addr, "/").body, format!("from pid {new_worker}.\n"));
+}
+
+#[test]
+fn kill_9_of_start_server_makes_its_worker_drain_and_free_the_port() {
+    killed_start_server_leaves_no_worker_behind(false);
+}
+
+#[test]
+fn kill_9_of_start_servers_process_group_makes_its_worker_drain_and_free_the_port() {
+    killed_start_server_leaves_no_worker_behind(true);
+}
+
+#[test]
+fn a_child_stopped_before_exec_does_not_keep_start_server_from_stopping() {
+    let port = free_port();
+    let mut cmd = Impl::Ours.command(&[format!("--port=127.0.0.1:{port}")], &serve_worker());
+    cmd.env("GRACEDOWN_STOP_BEFORE_EXEC", "2");
+    let mut proc = Proc::spawn(cmd);
+    let worker = ready_pid(&proc, 1);
+    proc.signal(libc::SIGHUP);
+    proc.wait_for_line("the restart", |l| l.contains("spawning a new worker"));
+    // The new child stops itself between fork and exec.
+    let stopped = {
+        let deadline = std::time::Instant::now() + crate::support::TEST_WAIT;
+        loop {
+            let stuck: Vec<u32> = children(proc.pid())
+                .into_iter()
+                .filter(|&c| c != worker && is_stopped(c))
+                .collect();
+            if let [child] = stuck[..] {
+                break child;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no stopped child\n{}",
+                proc.describe()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    proc.signal(libc::SIGTERM);
+    proc.wait_for_line("the stop is handled", |l| {
+        l.contains(&format!(
+            "received TERM, sending TERM to all workers:{worker}"
+        ))
+    });
+    let status = proc.wait_exit();
+    assert!(
+        status.success(),
+        "start_server exits: {status}\n{}",
+        proc.describe()
+    );
+    wait_ended(worker, "the running worker");
+    // Let the stuck child go on: its parent is gone, so it must not run the worker.
+    send_signal(stopped, libc::SIGCONT, false);
+    wait_ended(stopped, "the child that was stopped before exec");
+}
+
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    })
+}
+
+#[test]
+fn a_worker_that_hangs_after_ready_is_replaced_when_the_watchdog_is_on() {
+    let port = free_port();
+    let args = [
+        format!("--port=127.0.0.1:{port}"),
+        "--watchdog-timeout=1".to_owned(),
+    ];
+    let proc = Impl::Ours.start(&args, &serve_worker());
+    let hung = ready_pid(&proc, 1);
+    send_signal(hung, libc::SIGSTOP, false);
+    proc.wait_for_line("the watchdog fires", |l| {
+        l.contains(&format!("worker {hung} sent no WATCHDOG=1"))
+    });
+    let replacement = ready_pid(&proc, 2);
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    assert_eq!(get(addr, "/").body, format!("from pid {replacement}.\n"));
+}
