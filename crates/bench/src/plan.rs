@@ -73,6 +73,14 @@ pub enum PlanError {
     /// The host has no address.
     #[error("cannot resolve `{0}`")]
     Resolve(String),
+    /// The URL's port is not a TCP port.
+    #[error("`{url}` has port `{port}`, expected 1 to 65535")]
+    Port {
+        /// The URL.
+        url: String,
+        /// The port as written.
+        port: String,
+    },
 }
 
 /// A closed-model run: `connections` slots, each with one request
@@ -140,7 +148,25 @@ impl Plan {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // `Authority::port` is `None` for an out-of-range port, not an error.
+        let text = authority.as_str();
+        let written = if text.ends_with(']') {
+            None
+        } else {
+            text.rsplit_once(':').map(|(_, p)| p).filter(|p| !p.is_empty())
+        };
+        let port = match written {
+            None if tls => 443,
+            None => 80,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| PlanError::Port {
+                    url: url.to_owned(),
+                    port: p.to_owned(),
+                })?,
+        };
         let addr = (host.as_str(), port)
             .to_socket_addrs()
             .ok()

@@ -147,11 +147,11 @@ pub(crate) struct BenchArgs {
     pub(crate) url: String,
 
     /// Connections, each with one request outstanding at a time.
-    #[arg(short = 'c', long, value_name = "N", default_value_t = 10)]
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 10, value_parser = positive_count)]
     pub(crate) connections: usize,
 
     /// How long to start new requests.
-    #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
     pub(crate) duration: Duration,
 
     /// Runtime threads (default: one per core).
@@ -199,7 +199,7 @@ pub(crate) struct BenchArgs {
     pub(crate) body_file: Option<PathBuf>,
 
     /// How long one request may take before it counts as a timeout.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
     pub(crate) timeout: Duration,
 
     /// Print the report as JSON (schema gracedown-bench/1) instead of text.
@@ -291,6 +291,15 @@ pub(crate) struct ServeArgs {
 
 /// The heading of the connection bounds in `gracedown serve --help`.
 const LIMITS: &str = "Limits";
+
+/// A count of at least 1.
+pub(crate) fn positive_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err(format!("`{text}` is zero; give at least 1")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
 
 /// A duration with a unit (`60s`, `500ms`) that is not zero.
 pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {

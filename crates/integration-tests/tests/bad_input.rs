@@ -86,3 +86,31 @@ fn bad_listen_address_exits_2_naming_it() {
     let out = serve(&["--listen", "localhost:80"], &[]);
     assert_one_line(&out, 2, "`localhost:80` is not an address to listen on");
 }
+
+fn bench(args: &[&str]) -> Output {
+    let mut cmd = Command::new(gracedown());
+    cmd.arg("bench").args(args);
+    run(cmd)
+}
+
+#[test]
+fn bench_refuses_a_port_out_of_range_naming_it() {
+    // Ports that do not fit, and port 0: nothing is sent anywhere.
+    for (url, port) in [
+        ("http://127.0.0.1:99999/", "`99999`"),
+        ("http://127.0.0.1:0/", "`0`"),
+        ("https://[::1]:65536/", "`65536`"),
+    ] {
+        let out = bench(&["-d", "1s", url]);
+        assert_one_line(&out, 2, port);
+    }
+}
+
+#[test]
+fn bench_refuses_zero_connections_duration_and_timeout_naming_the_option() {
+    for (flag, value) in [("-c", "0"), ("-d", "0s"), ("--timeout", "0ms")] {
+        let out = bench(&[flag, value, "http://127.0.0.1:9/"]);
+        assert_one_line(&out, 2, &format!("'{value}'"));
+        assert!(out.stderr.contains("zero"), "{out:?}");
+    }
+}
