@@ -21,10 +21,43 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
+# Every process the suite starts inherits this marker (start_server passes
+# its environment on to workers), so whatever outlives the suite is found.
+export GRACEDOWN_TEST_RUN="$$.$RANDOM"
+
+status=0
 # Doc tests first, so that the last line printed is the main suite's summary.
-cargo test --workspace --doc
+cargo test --workspace --doc || status=$?
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
-  cargo test --workspace --lib --bins --tests "$@"
+  cargo test --workspace --lib --bins --tests "$@" || status=$?
 fi
+
+# Nothing the suite started may still run. Workers whose supervisor was
+# killed get a few seconds to drain first.
+leftovers() {
+  local dir pid
+  for dir in /proc/[0-9]*; do
+    pid=${dir#/proc/}
+    [ "$pid" = "$$" ] && continue
+    if { env -u GRACEDOWN_TEST_RUN tr '\0' '\n' <"$dir/environ"; } 2>/dev/null |
+      env -u GRACEDOWN_TEST_RUN grep -qx "GRACEDOWN_TEST_RUN=$GRACEDOWN_TEST_RUN"; then
+      echo "$pid"
+    fi
+  done
+}
+for _ in $(seq 50); do
+  left=$(leftovers)
+  [ -z "$left" ] && break
+  sleep 0.2
+done
+if [ -n "$left" ]; then
+  echo "error: processes started by the test suite are still running:" >&2
+  for pid in $left; do
+    echo "  $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  status=1
+fi
+exit "$status"

@@ -153,19 +153,22 @@ impl Plan {
         let written = if text.ends_with(']') {
             None
         } else {
-            text.rsplit_once(':').map(|(_, p)| p).filter(|p| !p.is_empty())
+            text.rsplit_once(':')
+                .map(|(_, p)| p)
+                .filter(|p| !p.is_empty())
         };
         let port = match written {
             None if tls => 443,
             None => 80,
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| PlanError::Port {
-                    url: url.to_owned(),
-                    port: p.to_owned(),
-                })?,
+            Some(p) => {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| PlanError::Port {
+                        url: url.to_owned(),
+                        port: p.to_owned(),
+                    })?
+            }
         };
         let addr = (host.as_str(), port)
             .to_socket_addrs()

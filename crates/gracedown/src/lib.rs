@@ -27,7 +27,7 @@
 //! ```no_run
 //! use std::convert::Infallible;
 //! use gracedown::listener::Listeners;
-//! use gracedown::serve::Server;
+//! use gracedown::serve::{RequestBody, Server, service_fn};
 //! use http_body_util::Full;
 //! use hyper::body::Bytes;
 //!
@@ -35,8 +35,8 @@
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     // Take the inherited sockets first, before opening anything else.
 //!     let listeners = Listeners::from_env()?.take_all_or_bind(&["127.0.0.1:8080".parse()?])?;
-//!     let service = hyper::service::service_fn(|_req| async {
-//!         Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from("hello\n"))))
+//!     let service = service_fn(|_req: http::Request<RequestBody>| async {
+//!         Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("hello\n"))))
 //!     });
 //!     let report = Server::new(listeners).serve_until_signal(service).await?;
 //!     eprintln!("drained: {report}");
