@@ -728,4 +728,62 @@ mod tests {
         assert_eq!(parsed.source, Source::ServerStarter { generation: None });
         assert_eq!(parsed.specs[0].fd, 5);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<u16>().prop_map(|p| p.to_string()),
+                (any::<[u8; 4]>(), any::<u16>())
+                    .prop_map(|(ip, p)| format!("{}:{p}", std::net::Ipv4Addr::from(ip))),
+                (any::<u128>(), any::<u16>())
+                    .prop_map(|(ip, p)| format!("[{}]:{p}", std::net::Ipv6Addr::from(ip))),
+                // start_server writes ports without leading zeros.
+                "[a-z][a-z0-9-]{0,10}:[1-9][0-9]{0,3}",
+                "/[a-z0-9_./-]{1,20}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_text_parses_or_is_refused_without_panicking(text in "\\PC{0,60}") {
+                if let Ok(specs) = parse_server_starter_port(&text) {
+                    let again = parse_server_starter_port(&format_server_starter_port(&specs));
+                    prop_assert_eq!(again.ok(), Some(specs));
+                }
+            }
+
+            #[test]
+            fn what_perl_writes_parses_and_formats_back_byte_for_byte(
+                entries in prop::collection::vec((key(), 0..4096i32), 0..6)
+            ) {
+                let text = entries
+                    .iter()
+                    .map(|(k, fd)| format!("{k}={fd}"))
+                    .collect::<Vec<_>>()
+                    .join(";");
+                let specs = parse_server_starter_port(&text);
+                prop_assert!(specs.is_ok(), "{text}: {specs:?}");
+                let specs = specs.unwrap_or_default();
+                prop_assert_eq!(specs.len(), entries.len());
+                prop_assert_eq!(format_server_starter_port(&specs), text);
+            }
+
+            #[test]
+            fn any_systemd_environment_parses_or_is_refused_without_panicking(
+                fds in "\\PC{0,12}",
+                pid in "\\PC{0,8}",
+                names in "\\PC{0,30}",
+            ) {
+                let vars = [(LISTEN_FDS, fds), (LISTEN_PID, pid), (LISTEN_FDNAMES, names)];
+                if let Ok(inherited) = parse_env(vars, 42) {
+                    prop_assert!(inherited.specs.len() <= MAX_LISTEN_FDS);
+                    prop_assert!(inherited.specs.iter().all(|s| s.fd >= SD_LISTEN_FDS_START));
+                }
+            }
+        }
+    }
 }
