@@ -35,7 +35,6 @@ pub(crate) enum Proto {
 
 const UPGRADING: u8 = 1;
 const RECLAIM: u8 = 1 << 1;
-const BARE_LF: u8 = 1 << 2;
 
 /// The tracker of one connection; see the module docs.
 #[derive(Debug)]
@@ -54,6 +53,8 @@ pub(crate) struct ConnCtl {
     write_blocked_since: AtomicU64,
     io: AtomicU8,
     flags: AtomicU8,
+    /// The request (1-based) whose head has a bare LF line ending (0: none).
+    bare_lf: AtomicU64,
     /// Wakes the connection's task: a request ended during a drain, or the
     /// engine wants the connection reclaimed.
     pub(crate) wake: Notify,
@@ -86,6 +87,7 @@ impl ConnCtl {
             write_blocked_since: AtomicU64::new(0),
             io: AtomicU8::new(IoMode::Normal as u8),
             flags: AtomicU8::new(0),
+            bare_lf: AtomicU64::new(0),
             wake: Notify::new(),
         }
     }
@@ -185,9 +187,12 @@ impl ConnCtl {
         self.wake.notify_one();
     }
 
-    /// A request head used a bare LF as a line ending (a desync vector).
-    pub(crate) fn mark_bare_lf(&self) {
-        self.flags.fetch_or(BARE_LF, Ordering::AcqRel);
+    /// The head of request number `request` (1-based) used a bare LF as a
+    /// line ending (a desync vector).
+    pub(crate) fn mark_bare_lf(&self, request: u64) {
+        let _ = self
+            .bare_lf
+            .compare_exchange(0, request, Ordering::AcqRel, Ordering::Acquire);
     }
 
     #[cfg(test)]
@@ -195,8 +200,10 @@ impl ConnCtl {
         self.idle_since.store(time, Ordering::Release);
     }
 
-    pub(crate) fn saw_bare_lf(&self) -> bool {
-        self.flags.load(Ordering::Acquire) & BARE_LF != 0
+    /// Whether the next request to start has a bare LF in its head.
+    pub(crate) fn next_has_bare_lf(&self) -> bool {
+        let marked = self.bare_lf.load(Ordering::Acquire);
+        marked != 0 && marked == self.requests() + 1
     }
 }
 

@@ -276,9 +276,14 @@ impl Conn {
                     return (Err(Ended(reason, self.ctl.state())), detached);
                 }
             };
+            // The bounds first: when a bound has passed and a request is
+            // waiting too, the connection is detached before hyper reads,
+            // and the request is served on after the boundary (that path
+            // must not depend on which future the runtime happens to poll).
             tokio::select! {
-                result = conn.as_mut() => return (Ok(result), detached),
+                biased;
                 () = self.waiter.until(at, &self.ctl) => {}
+                result = conn.as_mut() => return (Ok(result), detached),
             }
         }
     }
@@ -465,6 +470,7 @@ impl Waiter {
             }
         };
         tokio::select! {
+            biased;
             () = sleep => {}
             changed = self.phase.changed() => {
                 if changed.is_err() {

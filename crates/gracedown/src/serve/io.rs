@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::oneshot;
 
+use super::framing::{Finding, Framing};
 use crate::drain::{ConnCtl, IoMode};
 
 /// An accepted TCP or unix stream.
@@ -258,7 +259,7 @@ pub(crate) struct ConnIo {
     back: Option<oneshot::Sender<Transport>>,
     ctl: Arc<ConnCtl>,
     /// `Some` for HTTP/1: request heads are watched for bare LFs.
-    scan: Option<HeadScan>,
+    framing: Option<Framing>,
 }
 
 impl ConnIo {
@@ -272,8 +273,9 @@ impl ConnIo {
         let io = Self {
             inner: Some(transport),
             back: Some(back),
+            // Picked up at a boundary: the next head is the next request.
+            framing: http1.then(|| Framing::after(ctl.requests())),
             ctl,
-            scan: http1.then(HeadScan::default),
         };
         (io, rx)
     }
@@ -307,12 +309,17 @@ impl AsyncRead for ConnIo {
         }
         let before = buf.filled().len();
         let result = this.inner()?.poll_read(cx, buf);
-        if let (Poll::Ready(Ok(())), Some(scan)) = (&result, this.scan.as_mut()) {
+        if let (Poll::Ready(Ok(())), Some(framing)) = (&result, this.framing.as_mut()) {
             let new = &buf.filled()[before..];
-            if !new.is_empty() && this.ctl.in_flight() == 0 {
-                this.ctl.head_bytes_arrived();
-                if scan.feed(this.ctl.requests(), new) {
-                    this.ctl.mark_bare_lf();
+            if !new.is_empty() {
+                if this.ctl.in_flight() == 0 {
+                    this.ctl.head_bytes_arrived();
+                }
+                if this.ctl.is_upgrading() {
+                    // The bytes are the application's now.
+                    framing.lose();
+                } else if let Finding::BareLf(request) = framing.feed(new) {
+                    this.ctl.mark_bare_lf(request);
                 }
             }
         }
@@ -385,97 +392,5 @@ impl Drop for ConnIo {
             // If the task is gone, the transport is dropped here (closed).
             let _ = back.send(inner);
         }
-    }
-}
-
-/// Watches the bytes of each HTTP/1 request head for a bare LF line ending
-/// (a request-smuggling vector: a proxy in front may not end the line there,
-/// RFC 9112 §2.2), stopping at the empty line that ends the head.
-#[derive(Debug, Default)]
-struct HeadScan {
-    /// The request count when this head started.
-    request: u64,
-    started: bool,
-    done: bool,
-    prev: u8,
-    line_len: usize,
-    seen_line: bool,
-}
-
-impl HeadScan {
-    /// Feeds bytes that arrived while no request was in flight, when
-    /// `requests` had started on the connection; `true` at a bare LF.
-    fn feed(&mut self, requests: u64, bytes: &[u8]) -> bool {
-        if !self.started || self.request != requests {
-            *self = Self {
-                request: requests,
-                started: true,
-                ..Self::default()
-            };
-        }
-        if self.done {
-            return false;
-        }
-        for &b in bytes {
-            match b {
-                b'\n' => {
-                    if self.prev != b'\r' {
-                        return true;
-                    }
-                    if self.line_len == 0 && self.seen_line {
-                        self.done = true;
-                        return false;
-                    }
-                    self.seen_line |= self.line_len > 0;
-                    self.line_len = 0;
-                }
-                b'\r' => {}
-                _ => self.line_len += 1,
-            }
-            self.prev = b;
-        }
-        false
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::HeadScan;
-
-    fn scan(chunks: &[&[u8]]) -> bool {
-        let mut scan = HeadScan::default();
-        chunks.iter().any(|c| scan.feed(0, c))
-    }
-
-    #[test]
-    fn crlf_heads_pass_in_any_split() {
-        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert!(!scan(&[head]));
-        for i in 0..head.len() {
-            assert!(!scan(&[&head[..i], &head[i..]]), "split at {i}");
-        }
-    }
-
-    #[test]
-    fn a_bare_lf_anywhere_in_the_head_is_caught() {
-        assert!(scan(&[b"GET / HTTP/1.1\nHost: x\r\n\r\n"]));
-        assert!(scan(&[
-            b"GET / HTTP/1.1\r\nHost: x\nTransfer-Encoding: chunked\r\n\r\n"
-        ]));
-        assert!(scan(&[b"GET / HTTP/1.1\r\nHost: x\r\n\n"]));
-    }
-
-    #[test]
-    fn the_body_after_the_head_is_not_scanned() {
-        assert!(!scan(&[
-            b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\na\nb\n"
-        ]));
-    }
-
-    #[test]
-    fn a_new_request_starts_a_new_scan() {
-        let mut scan = HeadScan::default();
-        assert!(!scan.feed(0, b"GET / HTTP/1.1\r\n\r\n"));
-        assert!(scan.feed(1, b"GET / HTTP/1.1\nHost: x\r\n\r\n"));
     }
 }

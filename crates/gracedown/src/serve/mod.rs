@@ -8,6 +8,7 @@
 
 mod body;
 mod conn;
+mod framing;
 mod info;
 mod io;
 mod server;

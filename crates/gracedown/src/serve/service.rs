@@ -132,7 +132,7 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        if self.proto == Proto::Http1 && self.ctl.saw_bare_lf() {
+        if self.proto == Proto::Http1 && self.ctl.next_has_bare_lf() {
             tracing::debug!("request head with a bare LF line ending refused");
             return Box::pin(std::future::ready(Ok(refuse(
                 StatusCode::BAD_REQUEST,
