@@ -75,3 +75,24 @@ fn at_the_connection_limit_a_waiting_client_makes_the_longest_idle_connection_cl
     let again = exchange(&mut younger, request).expect("the younger connection lives on");
     assert_eq!(again.status, 200);
 }
+
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the worker's descriptors")
+        .count()
+}
+
+#[test]
+fn each_connection_costs_one_descriptor() {
+    let worker = Worker::with_accept_log(&[]);
+    let mut first = worker.connect_accepted();
+    exchange(&mut first, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("response");
+    let before = open_descriptors(worker.proc.pid());
+    let mut conns = Vec::new();
+    for _ in 0..50 {
+        let mut conn = worker.connect_accepted();
+        exchange(&mut conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("response");
+        conns.push(conn);
+    }
+    assert_eq!(open_descriptors(worker.proc.pid()), before + 50);
+}
