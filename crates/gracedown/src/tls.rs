@@ -1,5 +1,6 @@
-//! TLS for the server: a rustls configuration (ring provider) from PEM files
-//! or a self-signed certificate, offering ALPN `h2` then `http/1.1`.
+//! TLS for the server: a rustls configuration (ring provider) from PEM files,
+//! from the caller's own `rustls::ServerConfig`, or (feature `self-signed`) a
+//! certificate made at start; ALPN offers `h2` then `http/1.1`.
 
 use std::fmt;
 use std::path::Path;
@@ -18,12 +19,26 @@ pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 ///
 /// # Examples
 ///
-/// ```
+/// From PEM files:
+///
+/// ```no_run
 /// use gracedown::tls::TlsConfig;
 ///
-/// let (tls, cert_pem) = TlsConfig::self_signed(&["localhost".to_owned()])?;
-/// assert!(cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+/// let tls = TlsConfig::from_pem_files("cert.pem".as_ref(), "key.pem".as_ref())?;
 /// # Ok::<(), gracedown::Error>(())
+/// ```
+///
+/// From a `rustls::ServerConfig` of your own (client authentication, a
+/// certificate resolver, other protocol versions): ALPN is set to `h2`,
+/// `http/1.1` if it is empty.
+///
+/// ```no_run
+/// # fn demo(config: rustls::ServerConfig) {
+/// use std::sync::Arc;
+/// use gracedown::tls::TlsConfig;
+///
+/// let tls = TlsConfig::from_server_config(Arc::new(config));
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct TlsConfig {
@@ -71,6 +86,21 @@ impl TlsConfig {
         Self::from_der(chain, key_der)
     }
 
+    /// Serves with the caller's rustls configuration. When its ALPN list is
+    /// empty, it is set to [`ALPN`] (`h2`, then `http/1.1`); a list of the
+    /// caller's own is kept (a server that offers only `http/1.1` serves only
+    /// HTTP/1.1 over TLS).
+    pub fn from_server_config(config: Arc<ServerConfig>) -> Self {
+        if !config.alpn_protocols.is_empty() {
+            return Self { config };
+        }
+        let mut config = Arc::unwrap_or_clone(config);
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
     /// Generates a self-signed certificate for `names` (DNS names or IP
     /// addresses) and returns the configuration and the certificate in PEM,
     /// for clients that want to trust it.
@@ -78,6 +108,17 @@ impl TlsConfig {
     /// # Errors
     ///
     /// [`Error::TlsConfig`] when a name is not acceptable in a certificate.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gracedown::tls::TlsConfig;
+    ///
+    /// let (tls, cert_pem) = TlsConfig::self_signed(&["localhost".to_owned()])?;
+    /// assert!(cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    /// # Ok::<(), gracedown::Error>(())
+    /// ```
+    #[cfg(feature = "self-signed")]
     pub fn self_signed(names: &[String]) -> Result<(Self, String), Error> {
         let certified =
             rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| Error::TlsConfig {

@@ -9,7 +9,8 @@ use std::str::FromStr;
 
 use crate::error::Error;
 
-/// A listening socket, inherited or bound; non-blocking and close-on-exec.
+/// A listening socket, inherited, bound, or your own (`From<std::net::TcpListener>`);
+/// the server makes it non-blocking.
 #[derive(Debug)]
 pub enum Listener {
     /// A TCP listener (IPv4 or IPv6).
@@ -63,6 +64,28 @@ impl Listener {
             Self::Tcp(l) => l.set_nonblocking(true),
             Self::Unix(l) => l.set_nonblocking(true),
         }
+    }
+}
+
+/// A listener of your own; [`crate::serve::Server`] makes it non-blocking.
+///
+/// ```
+/// use gracedown::listener::Listener;
+///
+/// let std = std::net::TcpListener::bind("127.0.0.1:0")?; // blocking, as std makes it
+/// let listener = Listener::from(std);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+impl From<std::net::TcpListener> for Listener {
+    fn from(listener: std::net::TcpListener) -> Self {
+        Self::Tcp(listener)
+    }
+}
+
+/// A unix listener of your own; [`crate::serve::Server`] makes it non-blocking.
+impl From<std::os::unix::net::UnixListener> for Listener {
+    fn from(listener: std::os::unix::net::UnixListener) -> Self {
+        Self::Unix(listener)
     }
 }
 
