@@ -3,6 +3,7 @@
 
 mod support;
 
+mod axum_example;
 mod bad_input;
 mod bench_outcomes;
 mod bounds;

@@ -199,3 +199,26 @@ pub fn children(pid: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+/// The binary of one of the `gracedown` crate's examples, built by the
+/// workspace's test build (`target/<profile>/examples/NAME`); built here
+/// with cargo when it is missing.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/integration-HASH
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let path = profile.join("examples").join(name);
+    if !path.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "gracedown", "--example", name])
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "cargo build --example {name}");
+    }
+    assert!(path.exists(), "example {name} at {}", path.display());
+    path
+}
