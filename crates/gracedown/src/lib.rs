@@ -6,11 +6,14 @@
 //! - [`listener`] picks up the listening sockets a superdaemon passed
 //!   (Server::Starter's `SERVER_STARTER_PORT`, systemd's `LISTEN_FDS`), or
 //!   binds a fallback address when started by hand;
-//! - [`serve`] serves any hyper service on them over HTTP/1.1, h2c and TLS
-//!   (ALPN `h2` / `http/1.1`);
+//! - [`serve`] serves any tower service (an axum `Router`, a
+//!   `tower::ServiceBuilder` stack, [`serve::service_fn`]) on them over
+//!   HTTP/1.1 with upgrades (WebSocket), h2c and TLS (ALPN `h2` / `http/1.1`),
+//!   with every wait bounded;
 //! - [`shutdown`] drains on `SIGTERM` within a deadline: stop accepting,
 //!   finish every request, close keep-alive connections without racing the
-//!   client, two-phase GOAWAY for HTTP/2, lingering close.
+//!   client, two-phase GOAWAY for HTTP/2, tell upgraded connections, linger
+//!   on close; then a [`shutdown::DrainReport`] counts every connection by state.
 //!
 //! It does not supervise processes: that is `start_server`'s job (or Perl's
 //! Server::Starter, or systemd).
@@ -22,7 +25,31 @@
 //!   worker: Listeners::from_env() → Server::serve_until_signal(service) → DrainReport
 //! ```
 //!
-//! # Example
+//! # Example: an axum worker
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use gracedown::{listener::Listeners, serve::Server};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // The sockets start_server or systemd passed, or 127.0.0.1:8080 by hand.
+//!     let listeners = Listeners::from_env()?.take_all_or_bind(&["127.0.0.1:8080".parse()?])?;
+//!     let app = Router::new().route("/", get(|| async { "hello\n" }));
+//!     let report = Server::new(listeners).serve_until_signal(app).await?;
+//!     eprintln!("drained: {report}");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Handlers see [`shutdown::Draining`] in their request's extensions (a
+//! WebSocket says goodbye with close code 1001, a stream ends), and
+//! [`serve::ConnectionInfo`] with the client's address; axum's
+//! `ConnectInfo<SocketAddr>` works through [`serve::Server::serve_make_service`].
+//! `examples/axum.rs` has state, a WebSocket echo, Server-Sent Events and
+//! `ConnectInfo`; `examples/hello.rs` is a worker with no framework.
+//!
+//! # Example: no framework
 //!
 //! ```no_run
 //! use std::convert::Infallible;
@@ -33,7 +60,6 @@
 //!
 //! #[tokio::main(flavor = "current_thread")]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     // Take the inherited sockets first, before opening anything else.
 //!     let listeners = Listeners::from_env()?.take_all_or_bind(&["127.0.0.1:8080".parse()?])?;
 //!     let service = service_fn(|_req: http::Request<RequestBody>| async {
 //!         Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("hello\n"))))
@@ -46,7 +72,10 @@
 //!
 //! # Features
 //!
-//! - `tls` (default): TLS through rustls with the `ring` provider.
+//! - `tls` (default): TLS through rustls with the `ring` provider, from PEM
+//!   files or your own `rustls::ServerConfig`.
+//! - `self-signed`: `tls::TlsConfig::self_signed`, a certificate made at
+//!   start (rcgen), for demos and tests.
 //!
 //! # Stability
 //!
