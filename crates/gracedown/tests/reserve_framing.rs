@@ -17,10 +17,16 @@ use http_body_util::{BodyExt, Full};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
+/// The size of a `Big` response: more than the socket buffers take.
+const BIG: usize = 4 << 20;
+
 /// One request of the pipelined sequence.
 #[derive(Debug, Clone)]
 enum Req {
     Get,
+    /// A response large enough that the server's writes block while the
+    /// client does not read (and hyper reads ahead meanwhile).
+    Big,
     Post(Vec<u8>),
     Chunked(Vec<u8>),
     /// `Connection: close`: the last one served.
@@ -41,6 +47,7 @@ impl Req {
             |extra: &str| format!("GET /{id} HTTP/1.1\r\nHost: x\r\nX-Id: {id}\r\n{extra}\r\n");
         match self {
             Self::Get => head("").into_bytes(),
+            Self::Big => format!("GET /big/{id} HTTP/1.1\r\nHost: x\r\nX-Id: {id}\r\n\r\n").into_bytes(),
             Self::Close => head("Connection: close\r\n").into_bytes(),
             Self::Http10 => format!("GET /{id} HTTP/1.0\r\nX-Id: {id}\r\n\r\n").into_bytes(),
             Self::Post(body) => {
@@ -86,12 +93,17 @@ impl Req {
             Self::Post(body) | Self::Chunked(body) => {
                 (200, Some(format!("id={id} len={}", body.len())))
             }
-            Self::BareLf | Self::SignedCl => (400, None),
+            Self::Big | Self::BareLf | Self::SignedCl => {
+                (if matches!(self, Self::Big) { 200 } else { 400 }, None)
+            }
         }
     }
 
     fn ends_the_connection(&self) -> bool {
-        !matches!(self, Self::Get | Self::Post(_) | Self::Chunked(_))
+        !matches!(
+            self,
+            Self::Get | Self::Big | Self::Post(_) | Self::Chunked(_)
+        )
     }
 }
 
@@ -99,6 +111,7 @@ fn request() -> impl Strategy<Value = Req> {
     let body = prop::collection::vec(any::<u8>(), 0..40);
     prop_oneof![
         6 => Just(Req::Get),
+        2 => Just(Req::Big),
         3 => body.clone().prop_map(Req::Post),
         3 => body.prop_map(Req::Chunked),
         1 => Just(Req::Close),
@@ -151,6 +164,28 @@ fn positions(requests: &[Req], cuts: &[Cut]) -> Vec<usize> {
     points
 }
 
+/// Answers `id=N len=BODY_LENGTH`, or [`BIG`] bytes under `/big`.
+async fn answer(
+    req: http::Request<RequestBody>,
+) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    if req.uri().path().starts_with("/big") {
+        return Ok(http::Response::new(Full::new(Bytes::from(vec![b'x'; BIG]))));
+    }
+    let id = req
+        .headers()
+        .get("x-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_owned();
+    let len = match req.into_body().collect().await {
+        Ok(body) => body.to_bytes().len().to_string(),
+        Err(e) => format!("error: {e:?}"),
+    };
+    Ok(http::Response::new(Full::new(Bytes::from(format!(
+        "id={id} len={len}"
+    )))))
+}
+
 /// Starts a server (in its own runtime, for the whole test) whose service
 /// answers `id=N len=BODY_LENGTH`.
 fn server(keepalive: Duration) -> SocketAddr {
@@ -166,22 +201,7 @@ fn server(keepalive: Duration) -> SocketAddr {
             .enable_all()
             .build()
             .expect("runtime");
-        let service = service_fn(|req: http::Request<RequestBody>| async move {
-            let id = req
-                .headers()
-                .get("x-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("?")
-                .to_owned();
-            let len = req
-                .into_body()
-                .collect()
-                .await
-                .map_or(0, |b| b.to_bytes().len());
-            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(format!(
-                "id={id} len={len}"
-            )))))
-        });
+        let service = service_fn(answer);
         let server = Server::new(vec![listener]).keepalive_timeout(keepalive);
         // The test process ends the server.
         let _ = runtime.block_on(server.serve(service, std::future::pending()));
@@ -314,22 +334,7 @@ fn run_stalling(requests: &[Req], cuts: &[Cut], pauses: &[u64]) -> Vec<(u16, Str
         let ListenAddr::Tcp(addr) = listener.local_addr().expect("addr") else {
             unreachable!("a TCP listener")
         };
-        let service = service_fn(|req: http::Request<RequestBody>| async move {
-            let id = req
-                .headers()
-                .get("x-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("?")
-                .to_owned();
-            let len = req
-                .into_body()
-                .collect()
-                .await
-                .map_or(0, |b| b.to_bytes().len());
-            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(format!(
-                "id={id} len={len}"
-            )))))
-        });
+        let service = service_fn(answer);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // The timer's resolution is a millisecond; the pauses reach past it.
         let server = Server::new(vec![listener]).keepalive_timeout(Duration::from_millis(1));

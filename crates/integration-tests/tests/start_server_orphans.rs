@@ -6,8 +6,8 @@
 
 use crate::support::http::get;
 use crate::support::process::{Proc, send_signal};
-use crate::support::starter::Impl;
-use crate::support::{children, field, free_port, gracedown, wait_ended};
+use crate::support::starter::{Impl, wait_status};
+use crate::support::{TempDir, children, field, free_port, gracedown, wait_ended};
 
 fn serve_worker() -> Vec<std::ffi::OsString> {
     vec![gracedown().into(), "serve".into()]
@@ -108,12 +108,19 @@ fn is_stopped(pid: u32) -> bool {
 #[test]
 fn a_worker_that_hangs_after_ready_is_replaced_when_the_watchdog_is_on() {
     let port = free_port();
+    let dir = TempDir::new("watchdog");
+    let status = dir.join("status");
+    // With --ready-timeout only READY=1 makes a worker trusted, so once the
+    // status file lists it, its watchdog runs.
     let args = [
         format!("--port=127.0.0.1:{port}"),
         "--watchdog-timeout=1".to_owned(),
+        "--ready-timeout=10".to_owned(),
+        format!("--status-file={}", status.display()),
     ];
     let proc = Impl::Ours.start(&args, &serve_worker());
     let hung = ready_pid(&proc, 1);
+    wait_status(&status, &format!("1:{hung}\n"), &proc);
     send_signal(hung, libc::SIGSTOP, false);
     proc.wait_for_line("the watchdog fires", |l| {
         l.contains(&format!("worker {hung} sent no WATCHDOG=1"))

@@ -26,6 +26,17 @@ pub(crate) enum IoMode {
     Abort = 2,
 }
 
+/// Why a request is refused before the service sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Refusal {
+    /// Its head ends a line with a bare LF (RFC 9112 §2.2): a proxy in front
+    /// may have framed it differently.
+    BareLf = 0,
+    /// The connection's message boundaries could not be followed up to it.
+    Unframed = 1,
+}
+
 /// Which HTTP version a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Proto {
@@ -53,8 +64,9 @@ pub(crate) struct ConnCtl {
     write_blocked_since: AtomicU64,
     io: AtomicU8,
     flags: AtomicU8,
-    /// The request (1-based) whose head has a bare LF line ending (0: none).
-    bare_lf: AtomicU64,
+    /// The first request (1-based) to refuse (0: none), and why.
+    refuse_from: AtomicU64,
+    refusal: AtomicU8,
     /// Wakes the connection's task: a request ended during a drain, or the
     /// engine wants the connection reclaimed.
     pub(crate) wake: Notify,
@@ -87,7 +99,8 @@ impl ConnCtl {
             write_blocked_since: AtomicU64::new(0),
             io: AtomicU8::new(IoMode::Normal as u8),
             flags: AtomicU8::new(0),
-            bare_lf: AtomicU64::new(0),
+            refuse_from: AtomicU64::new(0),
+            refusal: AtomicU8::new(0),
             wake: Notify::new(),
         }
     }
@@ -138,6 +151,11 @@ impl ConnCtl {
         self.requests.load(Ordering::Acquire)
     }
 
+    /// A request head starts arriving now (picked up again at a boundary).
+    pub(crate) fn head_starts_now(&self) {
+        self.head_since.store(self.engine.now(), Ordering::Release);
+    }
+
     /// Bytes of a request head arrived while no request is in flight.
     pub(crate) fn head_bytes_arrived(&self) {
         if self.head_since.load(Ordering::Relaxed) == 0 {
@@ -154,10 +172,6 @@ impl ConnCtl {
         } else if !blocked && since != 0 {
             self.write_blocked_since.store(0, Ordering::Release);
         }
-    }
-
-    pub(crate) fn is_write_blocked(&self) -> bool {
-        self.write_blocked_since.load(Ordering::Acquire) != 0
     }
 
     pub(crate) fn io_mode(&self) -> IoMode {
@@ -187,23 +201,31 @@ impl ConnCtl {
         self.wake.notify_one();
     }
 
-    /// The head of request number `request` (1-based) used a bare LF as a
-    /// line ending (a desync vector).
-    pub(crate) fn mark_bare_lf(&self, request: u64) {
-        let _ = self
-            .bare_lf
-            .compare_exchange(0, request, Ordering::AcqRel, Ordering::Acquire);
+    /// Request number `from` (1-based) and every later one on this
+    /// connection are refused with 400 and a close.
+    pub(crate) fn refuse_from(&self, from: u64, why: Refusal) {
+        let current = self.refuse_from.load(Ordering::Acquire);
+        if current == 0 || from < current {
+            self.refusal.store(why as u8, Ordering::Release);
+            self.refuse_from.store(from, Ordering::Release);
+        }
+    }
+
+    /// Why the next request to start must be refused, if it must.
+    pub(crate) fn refusal_for_next(&self) -> Option<Refusal> {
+        let from = self.refuse_from.load(Ordering::Acquire);
+        if from == 0 || self.requests() + 1 < from {
+            return None;
+        }
+        Some(match self.refusal.load(Ordering::Acquire) {
+            0 => Refusal::BareLf,
+            _ => Refusal::Unframed,
+        })
     }
 
     #[cfg(test)]
     pub(crate) fn set_idle_since(&self, time: u64) {
         self.idle_since.store(time, Ordering::Release);
-    }
-
-    /// Whether the next request to start has a bare LF in its head.
-    pub(crate) fn next_has_bare_lf(&self) -> bool {
-        let marked = self.bare_lf.load(Ordering::Acquire);
-        marked != 0 && marked == self.requests() + 1
     }
 }
 

@@ -213,7 +213,13 @@ impl Engine {
 }
 
 fn is_reclaimable(s: &Snapshot) -> bool {
-    let quiet = s.in_flight == 0 && s.head_since == 0 && !s.upgrading && !s.reclaim;
+    // A response still waiting for the socket is not quiet: closing it
+    // would not free the descriptor sooner than the send bound.
+    let quiet = s.in_flight == 0
+        && s.head_since == 0
+        && s.write_blocked_since == 0
+        && !s.upgrading
+        && !s.reclaim;
     quiet
         && matches!(
             s.state,

@@ -18,7 +18,7 @@ pub use draining::Draining;
 pub use report::DrainReport;
 pub use state::ConnState;
 
-pub(crate) use conn::{ConnCtl, IoMode, Proto, RequestGuard};
+pub(crate) use conn::{ConnCtl, IoMode, Proto, Refusal, RequestGuard};
 pub(crate) use engine::{Engine, Phase, Registration};
 pub(crate) use rules::{Reason, Timeouts, Verdict, http1, http2};
 pub(crate) use state::StateCounts;

@@ -72,6 +72,8 @@ pub(crate) enum Reason {
     Drain,
     /// Descriptors ran out and this connection was quiet the longest.
     Reclaim,
+    /// Detached, hyper did not stop within the linger bound.
+    Stalled,
     /// GOAWAY was sent and the client did not finish in time.
     GoAwayAck,
     /// The drain deadline passed.
@@ -134,8 +136,17 @@ impl Earliest {
 }
 
 /// The rule for an HTTP/1 connection. `handoff`: a newer generation can take
-/// connections that are between requests.
-pub(crate) fn http1(now: u64, phase: Phase, s: &Snapshot, t: &Timeouts, handoff: bool) -> Verdict {
+/// connections that are between requests; `detached`: when the connection
+/// was detached, if it was (then only the deadline, the send bound and the
+/// linger bound apply while hyper stops).
+pub(crate) fn http1(
+    now: u64,
+    phase: Phase,
+    s: &Snapshot,
+    t: &Timeouts,
+    handoff: bool,
+    detached: Option<u64>,
+) -> Verdict {
     if matches!(phase, Phase::Forced { .. }) {
         return Verdict::Close(Reason::Deadline);
     }
@@ -143,6 +154,14 @@ pub(crate) fn http1(now: u64, phase: Phase, s: &Snapshot, t: &Timeouts, handoff:
     if s.write_blocked_since != 0 && next.reached(s.write_blocked_since.saturating_add(ns(t.send)))
     {
         return Verdict::Close(Reason::SendTimeout);
+    }
+    if let Some(at) = detached {
+        // A response waiting for the socket has the send bound; anything else
+        // (a handler holding an unread body) gets the linger bound.
+        if s.write_blocked_since == 0 && next.reached(at.saturating_add(ns(t.linger))) {
+            return Verdict::Close(Reason::Stalled);
+        }
+        return next.wait();
     }
     // An upgrade is being handed over, or a request is being served.
     if s.upgrading || s.in_flight > 0 {
@@ -289,15 +308,15 @@ mod tests {
         // The first wait ends at the horizon (the shortest bound that an
         // event inside the connection can start), then the bound is waited for.
         assert_eq!(
-            http1(10 * S, Phase::Serving, &s, &T, false),
+            http1(10 * S, Phase::Serving, &s, &T, false, None),
             Verdict::Wait(Some(70 * S))
         );
         assert_eq!(
-            http1(70 * S, Phase::Serving, &s, &T, false),
+            http1(70 * S, Phase::Serving, &s, &T, false, None),
             Verdict::Wait(Some(85 * S))
         );
         assert_eq!(
-            http1(85 * S, Phase::Serving, &s, &T, false),
+            http1(85 * S, Phase::Serving, &s, &T, false, None),
             Verdict::Detach(Reason::KeepAlive)
         );
     }
@@ -306,7 +325,7 @@ mod tests {
     fn a_new_connection_gets_the_header_bound_for_its_first_request() {
         let s = quiet(0, 0);
         assert_eq!(
-            http1(60 * S, Phase::Serving, &s, &T, false),
+            http1(60 * S, Phase::Serving, &s, &T, false, None),
             Verdict::Detach(Reason::HeaderTimeout)
         );
     }
@@ -316,11 +335,11 @@ mod tests {
         let mut s = quiet(0, 1);
         s.head_since = 5 * S;
         assert_eq!(
-            http1(64 * S, Phase::Serving, &s, &T, false),
+            http1(64 * S, Phase::Serving, &s, &T, false, None),
             Verdict::Wait(Some(65 * S))
         );
         assert_eq!(
-            http1(65 * S, Phase::Serving, &s, &T, false),
+            http1(65 * S, Phase::Serving, &s, &T, false, None),
             Verdict::Detach(Reason::HeaderTimeout)
         );
     }
@@ -330,11 +349,11 @@ mod tests {
         let mut s = quiet(0, 0);
         s.head_since = 5 * S;
         assert_eq!(
-            http1(12 * S, draining(10 * S), &s, &T, false),
+            http1(12 * S, draining(10 * S), &s, &T, false, None),
             Verdict::Wait(Some(15 * S))
         );
         assert_eq!(
-            http1(15 * S, draining(10 * S), &s, &T, false),
+            http1(15 * S, draining(10 * S), &s, &T, false, None),
             Verdict::Detach(Reason::HeaderTimeout)
         );
     }
@@ -343,16 +362,16 @@ mod tests {
     fn draining_keeps_an_idle_connection_for_the_idle_bound_after_the_signal() {
         let s = quiet(2 * S, 4);
         assert_eq!(
-            http1(10 * S, draining(10 * S), &s, &T, false),
+            http1(10 * S, draining(10 * S), &s, &T, false, None),
             Verdict::Wait(Some(11 * S))
         );
         assert_eq!(
-            http1(11 * S, draining(10 * S), &s, &T, false),
+            http1(11 * S, draining(10 * S), &s, &T, false, None),
             Verdict::Detach(Reason::DrainIdle)
         );
         let silent = quiet(2 * S, 0);
         assert_eq!(
-            http1(15 * S, draining(10 * S), &silent, &T, false),
+            http1(15 * S, draining(10 * S), &silent, &T, false, None),
             Verdict::Detach(Reason::DrainFirstRequest)
         );
     }
@@ -361,7 +380,7 @@ mod tests {
     fn with_a_newer_generation_an_idle_connection_moves_at_once() {
         let s = quiet(2 * S, 4);
         assert_eq!(
-            http1(10 * S, draining(10 * S), &s, &T, true),
+            http1(10 * S, draining(10 * S), &s, &T, true, None),
             Verdict::Detach(Reason::Drain)
         );
     }
@@ -371,21 +390,41 @@ mod tests {
         let mut s = quiet(0, 1);
         s.in_flight = 1;
         assert_eq!(
-            http1(1000 * S, draining(1), &s, &T, true),
+            http1(1000 * S, draining(1), &s, &T, true, None),
             Verdict::Wait(Some(1060 * S))
         );
         assert_eq!(
-            http1(1000 * S, forced(), &s, &T, true),
+            http1(1000 * S, forced(), &s, &T, true, None),
             Verdict::Close(Reason::Deadline)
         );
         s.write_blocked_since = 10 * S;
         assert_eq!(
-            http1(20 * S, Phase::Serving, &s, &T, false),
+            http1(20 * S, Phase::Serving, &s, &T, false, None),
             Verdict::Wait(Some(70 * S))
         );
         assert_eq!(
-            http1(70 * S, Phase::Serving, &s, &T, false),
+            http1(70 * S, Phase::Serving, &s, &T, false, None),
             Verdict::Close(Reason::SendTimeout)
+        );
+    }
+
+    #[test]
+    fn a_detached_connection_that_does_not_stop_is_closed_at_the_linger_bound() {
+        let mut s = quiet(0, 1);
+        s.in_flight = 1;
+        assert_eq!(
+            http1(10 * S, Phase::Serving, &s, &T, false, Some(10 * S)),
+            Verdict::Wait(Some(12 * S))
+        );
+        assert_eq!(
+            http1(12 * S, Phase::Serving, &s, &T, false, Some(10 * S)),
+            Verdict::Close(Reason::Stalled)
+        );
+        // A blocked write gets the send bound instead.
+        s.write_blocked_since = 11 * S;
+        assert_eq!(
+            http1(12 * S, Phase::Serving, &s, &T, false, Some(10 * S)),
+            Verdict::Wait(Some(71 * S))
         );
     }
 
@@ -394,7 +433,7 @@ mod tests {
         let mut s = quiet(0, 1);
         s.upgrading = true;
         assert_eq!(
-            http1(100 * S, draining(1), &s, &T, true),
+            http1(100 * S, draining(1), &s, &T, true, None),
             Verdict::Wait(Some(160 * S))
         );
     }
@@ -404,7 +443,7 @@ mod tests {
         let mut s = quiet(0, 1);
         s.reclaim = true;
         assert_eq!(
-            http1(S, Phase::Serving, &s, &T, false),
+            http1(S, Phase::Serving, &s, &T, false, None),
             Verdict::Detach(Reason::Reclaim)
         );
         s.state = ConnState::Http2;

@@ -15,12 +15,17 @@ use tokio::time::Sleep;
 use tracing::{debug, trace};
 
 use super::info::ConnectionInfo;
-use super::io::{ConnIo, ReadNow, Stream, Transport, force_shutdown};
+use super::io::{ConnIo, ReadNow, Returned, Stream, Transport, force_shutdown};
 use super::server::Shared;
 use super::service::{Adapter, HttpService, MakeService, ResponseBody, make};
 use crate::drain::{
     ConnCtl, ConnState, Engine, IoMode, Phase, Proto, Reason, Registration, Verdict, http1, http2,
 };
+
+/// HTTP/2: a PING after this long without a frame from the client, and the
+/// connection closes when its acknowledgement takes longer than the second.
+const H2_PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4) that marks h2c with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -82,6 +87,14 @@ struct Conn {
     shared: Arc<Shared>,
     info: ConnectionInfo,
     waiter: Waiter,
+}
+
+/// A detach: why, when (engine time), and how many requests had started.
+#[derive(Debug, Clone, Copy)]
+struct Detach {
+    reason: Reason,
+    at: u64,
+    requests: u64,
 }
 
 /// What a verdict loop returns when the rules end the connection first: why,
@@ -192,7 +205,7 @@ impl Conn {
             let conn = builder
                 .serve_connection(TokioIo::new(io), adapter)
                 .with_upgrades();
-            let (result, detached) = self.drive_http1(conn).await;
+            let (result, detach) = self.drive_http1(conn).await;
             if let Err(Ended(reason, state)) = result {
                 debug!(?reason, state = %state, "http/1 connection closed by a bound");
                 self.ctl.set_io_mode(IoMode::Abort);
@@ -209,10 +222,19 @@ impl Conn {
             if self.ctl.is_upgrading() {
                 return self.upgraded(back, fd).await;
             }
-            let Ok(mut returned) = back.await else {
+            let Ok(returned) = back.await else {
                 return Ending::Closed;
             };
-            let clean = matches!(result, Ok(Ok(()))) && detached.is_some();
+            // Picked up again only when hyper stopped at a boundary this
+            // detach chose, with every byte it read parsed, no request
+            // started since, and the connection quiet.
+            let clean = matches!(result, Ok(Ok(())))
+                && returned.at_boundary
+                && detach.is_some_and(|d| {
+                    d.requests == self.ctl.requests() && d.reason != Reason::HeaderTimeout
+                })
+                && self.ctl.in_flight() == 0;
+            let mut returned = returned.transport;
             if !clean {
                 if let Ok(Err(e)) = &result {
                     debug!(error = %e, "http/1 connection ended with an error");
@@ -220,16 +242,15 @@ impl Conn {
                 returned.close(timeouts.linger).await;
                 return Ending::Closed;
             }
-            // hyper stopped at a message boundary with nothing buffered: what
-            // is in the socket now starts a new request.
-            if detached == Some(Reason::Reclaim) {
+            if detach.is_some_and(|d| d.reason == Reason::Reclaim) {
                 return Ending::Closed;
             }
+            // What is in the socket now starts a new request.
             match returned.read_now() {
                 ReadNow::Data => {
                     trace!("a request raced the close; serving it");
                     self.ctl.set_io_mode(IoMode::Normal);
-                    self.ctl.head_bytes_arrived();
+                    self.ctl.head_starts_now();
                     keep_alive = !self.ctl.engine.is_draining();
                     transport = returned;
                 }
@@ -243,37 +264,42 @@ impl Conn {
     }
 
     /// Drives hyper's HTTP/1 connection under the rules; returns hyper's
-    /// result (or why the rules ended it) and why it was detached, if it was.
+    /// result (or why the rules ended it) and the detach, if there was one.
     async fn drive_http1<F>(
         &mut self,
         conn: F,
-    ) -> (Result<Result<(), hyper::Error>, Ended>, Option<Reason>)
+    ) -> (Result<Result<(), hyper::Error>, Ended>, Option<Detach>)
     where
         F: Future<Output = Result<(), hyper::Error>>,
     {
         let mut conn = pin!(conn);
-        let mut detached = None;
+        let mut detach: Option<Detach> = None;
         let timeouts = *self.ctl.engine.timeouts();
         loop {
             let engine = &self.ctl.engine;
+            let now = engine.now();
             let verdict = http1(
-                engine.now(),
+                now,
                 engine.phase(),
                 &self.ctl.snapshot(),
                 &timeouts,
                 false,
+                detach.map(|d| d.at),
             );
             let at = match verdict {
                 Verdict::Wait(at) => at,
-                Verdict::Detach(_) if detached.is_some() => None,
                 Verdict::Detach(reason) => {
                     trace!(?reason, "http/1 connection detached at its boundary");
                     self.ctl.set_io_mode(IoMode::Detach);
-                    detached = Some(reason);
-                    None
+                    detach = Some(Detach {
+                        reason,
+                        at: now,
+                        requests: self.ctl.requests(),
+                    });
+                    continue;
                 }
                 Verdict::Close(reason) | Verdict::GoAway(reason) => {
-                    return (Err(Ended(reason, self.ctl.state())), detached);
+                    return (Err(Ended(reason, self.ctl.state())), detach);
                 }
             };
             // The bounds first: when a bound has passed and a request is
@@ -283,14 +309,14 @@ impl Conn {
             tokio::select! {
                 biased;
                 () = self.waiter.until(at, &self.ctl) => {}
-                result = conn.as_mut() => return (Ok(result), detached),
+                result = conn.as_mut() => return (Ok(result), detach),
             }
         }
     }
 
     /// The application has the connection (WebSocket, `CONNECT`); it comes
     /// back when the application lets go of it.
-    async fn upgraded(&mut self, mut back: oneshot::Receiver<Transport>, fd: RawFd) -> Ending {
+    async fn upgraded(&mut self, mut back: oneshot::Receiver<Returned>, fd: RawFd) -> Ending {
         loop {
             let phase = self.ctl.engine.phase();
             if matches!(phase, Phase::Forced { .. }) {
@@ -300,8 +326,8 @@ impl Conn {
             }
             tokio::select! {
                 returned = &mut back => {
-                    if let Ok(transport) = returned {
-                        transport.close(self.ctl.engine.timeouts().linger).await;
+                    if let Ok(returned) = returned {
+                        returned.transport.close(self.ctl.engine.timeouts().linger).await;
                     }
                     return Ending::Closed;
                 }
@@ -321,7 +347,13 @@ impl Conn {
         let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), false);
         let adapter = self.adapter(service, Proto::Http2);
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder.timer(TokioTimer::new()).enable_connect_protocol();
+        // PING a connection that has sent nothing for a while, so a peer
+        // that vanished (no FIN, no RST) is noticed even with a stream open.
+        builder
+            .timer(TokioTimer::new())
+            .enable_connect_protocol()
+            .keep_alive_interval(Some(H2_PING_EVERY))
+            .keep_alive_timeout(H2_PING_TIMEOUT);
         let conn = builder.serve_connection(TokioIo::new(io), adapter);
         let result = {
             let mut conn = pin!(conn);
@@ -367,10 +399,10 @@ impl Conn {
                 if let Err(e) = result {
                     debug!(error = %e, "http/2 connection ended with an error");
                 }
-                if let Ok(transport) = back.await
+                if let Ok(returned) = back.await
                     && !reclaimed
                 {
-                    transport.close(timeouts.linger).await;
+                    returned.transport.close(timeouts.linger).await;
                 }
                 Ending::Closed
             }
@@ -397,6 +429,7 @@ fn first_request_rule(now: u64, phase: Phase, ctl: &ConnCtl) -> Option<Verdict> 
         &ctl.snapshot(),
         ctl.engine.timeouts(),
         false,
+        None,
     ))
 }
 

@@ -20,7 +20,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::oneshot;
 
 use super::framing::{Finding, Framing};
-use crate::drain::{ConnCtl, IoMode};
+use crate::drain::{ConnCtl, IoMode, Refusal};
 
 /// An accepted TCP or unix stream.
 #[derive(Debug)]
@@ -130,6 +130,11 @@ impl Transport {
             prefix: Bytes::new(),
             kind: Kind::Tls(Box::new(stream)),
         }
+    }
+
+    /// Whether bytes already read are waiting in front of the socket.
+    pub(crate) fn has_prefix(&self) -> bool {
+        !self.prefix.is_empty()
     }
 
     /// Reads what is waiting, without waiting: in the kernel, or decrypted
@@ -250,16 +255,32 @@ pub(crate) fn force_shutdown(fd: RawFd) {
     let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Both);
 }
 
+/// The transport, back from hyper, and whether it stopped at a boundary.
+#[derive(Debug)]
+pub(crate) struct Returned {
+    pub(crate) transport: Transport,
+    /// hyper was told end-of-file by a detach and had, at that point, every
+    /// byte the client sent parsed into requests: nothing of the client's is
+    /// lost, and the next byte in the socket starts a request.
+    pub(crate) at_boundary: bool,
+}
+
 /// What hyper reads and writes through: the [`Transport`], steered by the
 /// connection's [`IoMode`]. Dropping it sends the transport back to the
 /// connection's task.
 #[derive(Debug)]
 pub(crate) struct ConnIo {
     inner: Option<Transport>,
-    back: Option<oneshot::Sender<Transport>>,
+    back: Option<oneshot::Sender<Returned>>,
     ctl: Arc<ConnCtl>,
-    /// `Some` for HTTP/1: request heads are watched for bare LFs.
+    /// `Some` for HTTP/1: message boundaries are followed (bare LFs refused).
     framing: Option<Framing>,
+    /// A detach's end-of-file was delivered while at a boundary.
+    detached_at_boundary: bool,
+    /// Everything hyper wrote has been flushed (hyper is not mid-response).
+    flushed: bool,
+    /// hyper's read, held back by a detach until its writes are flushed.
+    held_read: Option<Waker>,
 }
 
 impl ConnIo {
@@ -268,7 +289,7 @@ impl ConnIo {
         transport: Transport,
         ctl: Arc<ConnCtl>,
         http1: bool,
-    ) -> (Self, oneshot::Receiver<Transport>) {
+    ) -> (Self, oneshot::Receiver<Returned>) {
         let (back, rx) = oneshot::channel();
         let io = Self {
             inner: Some(transport),
@@ -276,6 +297,9 @@ impl ConnIo {
             // Picked up at a boundary: the next head is the next request.
             framing: http1.then(|| Framing::after(ctl.requests())),
             ctl,
+            detached_at_boundary: false,
+            flushed: true,
+            held_read: None,
         };
         (io, rx)
     }
@@ -301,10 +325,25 @@ impl AsyncRead for ConnIo {
         let this = self.get_mut();
         match this.ctl.io_mode() {
             IoMode::Normal => {}
-            // A response still waiting for the socket is finished first; the
-            // write side wakes hyper, which then reads here again.
-            IoMode::Detach if this.ctl.is_write_blocked() => return Poll::Pending,
-            IoMode::Detach => return Poll::Ready(Ok(())),
+            // Bytes already read (a request that raced a close) go to hyper first.
+            IoMode::Detach if this.inner.as_ref().is_some_and(Transport::has_prefix) => {}
+            // hyper is mid-response (its reads also watch for the client's
+            // end while it writes): the end-of-file waits until the response
+            // is flushed, and the flush wakes this read again.
+            IoMode::Detach if !this.flushed || this.ctl.in_flight() > 0 => {
+                this.held_read = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            IoMode::Detach => {
+                let requests = this.ctl.requests();
+                this.detached_at_boundary = this.ctl.in_flight() == 0
+                    && this
+                        .framing
+                        .as_ref()
+                        .is_some_and(|f| f.at_boundary(requests));
+
+                return Poll::Ready(Ok(()));
+            }
             IoMode::Abort => return Poll::Ready(Err(aborted())),
         }
         let before = buf.filled().len();
@@ -312,14 +351,21 @@ impl AsyncRead for ConnIo {
         if let (Poll::Ready(Ok(())), Some(framing)) = (&result, this.framing.as_mut()) {
             let new = &buf.filled()[before..];
             if !new.is_empty() {
-                if this.ctl.in_flight() == 0 {
-                    this.ctl.head_bytes_arrived();
-                }
                 if this.ctl.is_upgrading() {
                     // The bytes are the application's now.
-                    framing.lose();
-                } else if let Finding::BareLf(request) = framing.feed(new) {
-                    this.ctl.mark_bare_lf(request);
+                    framing.upgraded();
+                } else {
+                    match framing.feed(new) {
+                        Finding::Nothing => {}
+                        Finding::BareLf(request) => this.ctl.refuse_from(request, Refusal::BareLf),
+                        Finding::Lost(request) => this.ctl.refuse_from(request, Refusal::Unframed),
+                    }
+                    if framing.head_pending(this.ctl.requests()) {
+                        this.ctl.head_bytes_arrived();
+                    }
+                }
+                if this.ctl.in_flight() == 0 {
+                    this.ctl.head_bytes_arrived();
                 }
             }
         }
@@ -328,8 +374,24 @@ impl AsyncRead for ConnIo {
 }
 
 impl ConnIo {
-    fn track<T>(&mut self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    /// Records how a write went: blocked, or through (then not flushed yet).
+    fn wrote(&mut self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
         self.ctl.write_blocked(result.is_pending());
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.flushed = false;
+        }
+        result
+    }
+
+    /// Records how a flush went; a flushed connection releases a held read.
+    fn flushed(&mut self, result: Poll<io::Result<()>>) -> Poll<io::Result<()>> {
+        self.ctl.write_blocked(result.is_pending());
+        if let Poll::Ready(Ok(())) = result {
+            self.flushed = true;
+            if let Some(read) = self.held_read.take() {
+                read.wake();
+            }
+        }
         result
     }
 }
@@ -345,7 +407,7 @@ impl AsyncWrite for ConnIo {
             return Poll::Ready(Err(aborted()));
         }
         let result = this.inner()?.poll_write(cx, buf);
-        this.track(result)
+        this.wrote(result)
     }
 
     fn poll_write_vectored(
@@ -358,7 +420,7 @@ impl AsyncWrite for ConnIo {
             return Poll::Ready(Err(aborted()));
         }
         let result = this.inner()?.poll_write_vectored(cx, bufs);
-        this.track(result)
+        this.wrote(result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -373,7 +435,7 @@ impl AsyncWrite for ConnIo {
             return Poll::Ready(Err(aborted()));
         }
         let result = this.inner()?.poll_flush(cx);
-        this.track(result)
+        this.flushed(result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -388,9 +450,12 @@ impl AsyncWrite for ConnIo {
 
 impl Drop for ConnIo {
     fn drop(&mut self) {
-        if let (Some(inner), Some(back)) = (self.inner.take(), self.back.take()) {
+        if let (Some(transport), Some(back)) = (self.inner.take(), self.back.take()) {
             // If the task is gone, the transport is dropped here (closed).
-            let _ = back.send(inner);
+            let _ = back.send(Returned {
+                transport,
+                at_boundary: self.detached_at_boundary,
+            });
         }
     }
 }

@@ -26,8 +26,13 @@ use crate::shutdown::{DEFAULT_DRAIN_TIMEOUT, Signals};
 /// How many idle connections are reclaimed at once when descriptors run out.
 const RECLAIM_BATCH: usize = 16;
 
-/// After the deadline, how long forced connections get to let go.
-const FORCE_GRACE: Duration = Duration::from_secs(2);
+/// The shortest bound a setter takes: a zero bound would make every
+/// connection's task spin.
+const MIN_BOUND: Duration = Duration::from_millis(1);
+
+fn at_least(bound: Duration) -> Duration {
+    bound.max(MIN_BOUND)
+}
 
 /// What every connection task shares.
 pub(crate) struct Shared {
@@ -63,6 +68,8 @@ impl Shared {
 /// | a response the client does not read | 60 s | [`Server::send_timeout`] |
 /// | between requests (HTTP/1 close, HTTP/2 GOAWAY) | 75 s | [`Server::keepalive_timeout`] |
 /// | open connections | unlimited | [`Server::max_connections`] |
+///
+/// A bound below a millisecond is taken as a millisecond.
 ///
 /// When descriptors run out (`EMFILE`), or a client waits at the connection
 /// limit, the connections that have been quiet the longest are closed to make
@@ -165,20 +172,20 @@ impl Server {
     /// How long an idle HTTP/1 keep-alive connection is kept during a drain,
     /// waiting for the client's next request (default 1 s).
     pub fn idle_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.idle_draining = bound;
+        self.timeouts.idle_draining = at_least(bound);
         self
     }
 
     /// How long a connection that has sent no complete request head may take
     /// to send one once the drain has started (default 5 s).
     pub fn first_request_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.first_request_draining = bound;
+        self.timeouts.first_request_draining = at_least(bound);
         self
     }
 
     /// How long a TLS handshake may take (default 10 s).
     pub fn handshake_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.handshake = bound;
+        self.timeouts.handshake = at_least(bound);
         self
     }
 
@@ -186,7 +193,7 @@ impl Server {
     /// new connection to start its first request (default 60 s, nginx's
     /// `client_header_timeout`). The connection is closed without a response.
     pub fn header_read_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.header = bound;
+        self.timeouts.header = at_least(bound);
         self
     }
 
@@ -194,14 +201,14 @@ impl Server {
     /// reads (default 60 s, nginx's `client_body_timeout`); see
     /// [`super::RequestBody`].
     pub fn body_read_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.body = bound;
+        self.timeouts.body = at_least(bound);
         self
     }
 
     /// How long a response may wait for a client that does not read it
     /// (default 60 s, nginx's `send_timeout`); then the connection is closed.
     pub fn send_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.send = bound;
+        self.timeouts.send = at_least(bound);
         self
     }
 
@@ -209,7 +216,7 @@ impl Server {
     /// closed: HTTP/1 closes at a message boundary, HTTP/2 sends GOAWAY
     /// (default 75 s, nginx's `keepalive_timeout`).
     pub fn keepalive_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.keepalive = bound;
+        self.timeouts.keepalive = at_least(bound);
         self
     }
 
@@ -373,9 +380,11 @@ impl Server {
         let drain = signal.elapsed();
         if !drained {
             engine.force();
-            // Forced tasks end at their next poll; a task stuck in a handler
-            // that never yields is not waited for.
-            let _ = tokio::time::timeout(FORCE_GRACE, all_closed.recv()).await;
+            // Forced tasks end at their next poll, closes already lingering
+            // within two linger bounds; a task stuck in a handler that never
+            // yields is not waited for.
+            let grace = self.timeouts.linger * 2 + Duration::from_secs(1);
+            let _ = tokio::time::timeout(grace, all_closed.recv()).await;
         }
         let report = engine.report(at_signal, signal, stop_accepting, drain);
         info!(

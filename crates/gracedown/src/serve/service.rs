@@ -19,7 +19,7 @@ use tower_service::Service;
 
 use super::body::RequestBody;
 use super::info::ConnectionInfo;
-use crate::drain::{ConnCtl, ConnState, Draining, Proto, RequestGuard};
+use crate::drain::{ConnCtl, ConnState, Draining, Proto, Refusal, RequestGuard};
 
 /// The error type every service error is boxed into.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -132,14 +132,27 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        if self.proto == Proto::Http1 && self.ctl.next_has_bare_lf() {
-            tracing::debug!("request head with a bare LF line ending refused");
+        let refusal = match self.proto {
+            Proto::Http1 => self.ctl.refusal_for_next(),
+            Proto::Http2 => None,
+        };
+        // Counted like any request, so the connection is busy until the
+        // refusal is written.
+        let guard = self.ctl.begin(self.proto);
+        if let Some(refusal) = refusal {
+            tracing::debug!(?refusal, "request refused before the service");
+            let text = match refusal {
+                Refusal::BareLf => "bad request: a line of the request head ends in a bare LF\n",
+                Refusal::Unframed => {
+                    "bad request: the framing of an earlier message on this connection was not followed\n"
+                }
+            };
             return Box::pin(std::future::ready(Ok(refuse(
                 StatusCode::BAD_REQUEST,
-                "bad request: a line of the request head ends in a bare LF\n",
+                text,
+                guard,
             ))));
         }
-        let guard = self.ctl.begin(self.proto);
         tracing::debug!(method = %req.method(), path = req.uri().path(), "request started");
         let connect = req.method() == Method::CONNECT;
         let (mut parts, body) = req.into_parts();
@@ -180,9 +193,10 @@ where
 }
 
 /// A response the server writes itself, closing the connection after it.
-fn refuse<B>(status: StatusCode, text: &'static str) -> Response<Tracked<B>> {
+fn refuse<B>(status: StatusCode, text: &'static str, guard: RequestGuard) -> Response<Tracked<B>> {
     let mut response = Response::new(Tracked::Refused {
         text: Some(Bytes::from_static(text.as_bytes())),
+        _guard: guard,
     });
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -198,7 +212,7 @@ pin_project_lite::pin_project! {
     #[derive(Debug)]
     pub(crate) enum Tracked<B> {
         User { #[pin] body: B, _guard: RequestGuard },
-        Refused { text: Option<Bytes> },
+        Refused { text: Option<Bytes>, _guard: RequestGuard },
     }
 }
 
@@ -217,21 +231,23 @@ where
             TrackedProj::User { body, .. } => body
                 .poll_frame(cx)
                 .map(|f| f.map(|f| f.map_err(Into::into))),
-            TrackedProj::Refused { text } => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
+            TrackedProj::Refused { text, .. } => {
+                Poll::Ready(text.take().map(|t| Ok(Frame::data(t))))
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Self::User { body, .. } => body.is_end_stream(),
-            Self::Refused { text } => text.is_none(),
+            Self::Refused { text, .. } => text.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::User { body, .. } => body.size_hint(),
-            Self::Refused { text } => {
+            Self::Refused { text, .. } => {
                 SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64))
             }
         }
