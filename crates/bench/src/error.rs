@@ -20,4 +20,7 @@ pub enum BenchError {
     /// The TLS configuration was refused.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// The round-trip relay could not start.
+    #[error("cannot start the --rtt relay: {0}")]
+    Relay(String),
 }

@@ -30,14 +30,17 @@
 
 mod engine;
 mod error;
+pub mod experiment;
+pub mod external;
 mod outcome;
 mod plan;
 pub mod plot;
 mod record;
+pub mod relay;
 pub mod report;
 
 pub use engine::{Progress, run};
 pub use error::BenchError;
-pub use outcome::{Outcome, Tally};
-pub use plan::{Markers, Plan, PlanError, Protocol};
-pub use record::{Bucket, Samples};
+pub use outcome::{Class, Counts, Outcome, Tally};
+pub use plan::{Load, Markers, Plan, PlanError, Protocol};
+pub use record::{Bucket, Dips, Samples};

@@ -41,6 +41,45 @@ impl Protocol {
     }
 }
 
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Load {
+    /// Each connection sends its next request as soon as the last one ended.
+    BackToBack,
+    /// Each connection pauses a uniformly random time in `min..=max` between
+    /// a response and its next request, as browsers, API clients and proxy
+    /// pools do: its keep-alive connection sits idle meanwhile.
+    ThinkTime {
+        /// The shortest pause.
+        min: Duration,
+        /// The longest pause.
+        max: Duration,
+    },
+    /// Requests start at a constant total rate whatever the server does
+    /// (open loop), spread over the connections; latency is measured from
+    /// when each request was due, so a stall shows in it (no coordinated
+    /// omission, as wrk2).
+    Rate {
+        /// Requests per second, in total.
+        per_second: f64,
+    },
+}
+
+impl Load {
+    /// How reports describe it: `back-to-back`, `think 500ms..1.5s`, `rate 500/s`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::BackToBack => "back-to-back".to_owned(),
+            Self::ThinkTime { min, max } if min == max => format!("think {}ms", min.as_millis()),
+            Self::ThinkTime { min, max } => {
+                format!("think {}..{}ms", min.as_millis(), max.as_millis())
+            }
+            Self::Rate { per_second } => format!("rate {per_second}/s"),
+        }
+    }
+}
+
 /// Where restarts happened, for the timeline: the caller marks, the report shows.
 #[derive(Debug, Clone, Default)]
 pub struct Markers(Arc<Mutex<Vec<Instant>>>);
@@ -103,6 +142,8 @@ pub struct Plan {
     pub(crate) cacert: Option<PathBuf>,
     pub(crate) interval: Duration,
     pub(crate) markers: Markers,
+    pub(crate) load: Load,
+    pub(crate) rtt: Option<Duration>,
 }
 
 impl Plan {
@@ -125,6 +166,8 @@ impl Plan {
             cacert: None,
             interval: Duration::from_millis(100),
             markers: Markers::default(),
+            load: Load::BackToBack,
+            rtt: None,
         }
     }
 
@@ -261,10 +304,30 @@ impl Plan {
         self
     }
 
+    /// How requests are paced (default [`Load::BackToBack`]).
+    pub fn load(mut self, load: Load) -> Self {
+        self.load = load;
+        self
+    }
+
+    /// Routes every connection through a relay that delays each direction
+    /// by half of `rtt`, keeping byte order, half-close and reset, so the
+    /// target is measured as a client across a WAN sees it; connecting
+    /// costs one round trip.
+    pub fn rtt(mut self, rtt: Duration) -> Self {
+        self.rtt = Some(rtt).filter(|d| !d.is_zero());
+        self
+    }
+
     /// Where the caller records restarts.
     pub fn markers(mut self, markers: Markers) -> Self {
         self.markers = markers;
         self
+    }
+
+    /// The load model, for reports.
+    pub fn load_model(&self) -> Load {
+        self.load
     }
 
     /// The protocol, for reports.

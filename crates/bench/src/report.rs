@@ -1,36 +1,44 @@
 //! Turning [`Samples`] into what people and programs read: a text summary,
-//! JSON (schema `gracedown-bench/1`, below) and a CSV timeline. Pure: it
+//! JSON (schema `gracedown-bench/2`, below) and a CSV timeline. Pure: it
 //! writes to any `Write` and does no other I/O.
 //!
-//! # JSON schema `gracedown-bench/1`
+//! # JSON schema `gracedown-bench/2`
 //!
 //! ```text
-//! { "schema": "gracedown-bench/1",
-//!   "target": URL, "protocol": "http/1.1" | "h2c" | "h2" (TLS) | "http/1.1+tls",
+//! { "schema": "gracedown-bench/2",
+//!   "target": URL, "protocol": "http/1.1" | "h2c" | "h2 over TLS" | "http/1.1 over TLS",
+//!   "load": "back-to-back" | "think MIN..MAXms" | "rate R/s", "rtt_ms": N | null,
 //!   "connections": N, "duration_s": F, "elapsed_s": F,
 //!   "requests": N,            // final outcomes: ok + every error class
 //!   "rps": F,                 // complete responses per second of elapsed time
 //!   "outcomes": { "ok", "unprocessed", "connect_failed", "closed_before_response", "truncated", "timeout" },
 //!   "errors": N, "status": { "200": N, ... }, "non_2xx": N,
-//!   "latency_us": { "p50", "p90", "p99", "p99_9", "max" },
+//!   "latency_us": { "p50", "p90", "p99", "p99_9", "max" },  // open loop: from when each request was due
+//!   "late": N, "unsent": N,   // open loop: started late; due but never started
 //!   "effective_connections": F, // mean connected slots over the run
 //!   "connects": N, "goaways": N, "generations": N, "longest_gap_ms": N,
-//!   "restarts": N, "markers_ms": [N, ...] }
+//!   "restarts": N, "markers_ms": [N, ...],
+//!   "dips": null | { "level_rps", "per_restart_ms": [N, ...], "mean_ms", "max_ms" } }
 //! ```
 
 use std::io::{self, Write};
 
-use crate::record::Samples;
+use crate::outcome::{Class, Counts};
+use crate::record::{Dips, Samples};
 
 /// The figures of a run, ready to render.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Report {
-    /// Always `gracedown-bench/1`.
+    /// Always `gracedown-bench/2`.
     pub schema: &'static str,
     /// The URL.
     pub target: String,
     /// The protocol spoken.
     pub protocol: String,
+    /// How requests were paced.
+    pub load: String,
+    /// The emulated round trip, in milliseconds.
+    pub rtt_ms: Option<u64>,
     /// Connection slots.
     pub connections: usize,
     /// Requested duration, seconds.
@@ -42,7 +50,7 @@ pub struct Report {
     /// Complete responses per second.
     pub rps: f64,
     /// Counts per outcome class.
-    pub outcomes: Outcomes,
+    pub outcomes: Counts,
     /// Client-visible errors.
     pub errors: u64,
     /// Complete responses per status.
@@ -51,6 +59,10 @@ pub struct Report {
     pub non_2xx: u64,
     /// Latency percentiles of complete responses.
     pub latency_us: Latency,
+    /// Open loop: requests that started later than due.
+    pub late: u64,
+    /// Open loop: requests due before the end that never started.
+    pub unsent: u64,
     /// Mean number of connected slots over the run.
     pub effective_connections: f64,
     /// Connections opened.
@@ -65,23 +77,8 @@ pub struct Report {
     pub restarts: usize,
     /// Their offsets from the start.
     pub markers_ms: Vec<u64>,
-}
-
-/// Counts per outcome class.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Outcomes {
-    /// Complete responses.
-    pub ok: u64,
-    /// Proven unprocessed and re-sent (not an error).
-    pub unprocessed: u64,
-    /// Could not connect.
-    pub connect_failed: u64,
-    /// Written, then closed before any response byte.
-    pub closed_before_response: u64,
-    /// The response started, then broke.
-    pub truncated: u64,
-    /// No complete response in time.
-    pub timeout: u64,
+    /// How long throughput stayed below half its level after each restart.
+    pub dips: Option<Dips>,
 }
 
 /// Latency percentiles in microseconds.
@@ -100,12 +97,15 @@ pub struct Latency {
 }
 
 impl Report {
-    /// Summarises `samples` of a run against `target` speaking `protocol`.
+    /// Summarises `samples` of a run against `target` speaking `protocol`;
+    /// restart dips are measured against `level_rps` when given (the same
+    /// run without restarts), else against the run's own level.
     pub fn new(
         samples: &Samples,
         target: &str,
         protocol: &str,
         duration: std::time::Duration,
+        level_rps: Option<f64>,
     ) -> Self {
         let t = &samples.tally;
         let elapsed = samples.elapsed.as_secs_f64();
@@ -118,9 +118,11 @@ impl Report {
             }
         };
         Self {
-            schema: "gracedown-bench/1",
+            schema: "gracedown-bench/2",
             target: target.to_owned(),
             protocol: protocol.to_owned(),
+            load: samples.load.describe(),
+            rtt_ms: samples.rtt.map(|d| d.as_millis() as u64),
             connections: samples.connections,
             duration_s: duration.as_secs_f64(),
             elapsed_s: elapsed,
@@ -130,14 +132,7 @@ impl Report {
             } else {
                 0.0
             },
-            outcomes: Outcomes {
-                ok,
-                unprocessed: t.unprocessed,
-                connect_failed: t.connect_failed,
-                closed_before_response: t.closed_before_response,
-                truncated: t.truncated,
-                timeout: t.timeout,
-            },
+            outcomes: t.counts,
             errors: t.errors(),
             status: t.ok.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
             non_2xx: t.non_2xx(),
@@ -148,6 +143,8 @@ impl Report {
                 p99_9: q(0.999),
                 max: if ok == 0 { 0 } else { samples.latency.max() },
             },
+            late: samples.late,
+            unsent: samples.unsent,
             effective_connections: (samples.effective_connections * 100.0).round() / 100.0,
             connects: t.connects,
             goaways: t.goaways,
@@ -159,6 +156,7 @@ impl Report {
                 .iter()
                 .map(|m| m.as_millis() as u64)
                 .collect(),
+            dips: samples.dips(level_rps),
         }
     }
 
@@ -171,14 +169,16 @@ impl Report {
         writeln!(
             out,
             "score {}, elapsed {:.3}s = {:.1} / sec",
-            self.outcomes.ok, self.elapsed_s, self.rps
+            self.outcomes.get(Class::Ok),
+            self.elapsed_s,
+            self.rps
         )?;
-        let o = &self.outcomes;
-        writeln!(
-            out,
-            "  outcomes: ok {} | unprocessed (re-sent) {} | connect_failed {} | closed_before_response {} | truncated {} | timeout {}",
-            o.ok, o.unprocessed, o.connect_failed, o.closed_before_response, o.truncated, o.timeout
-        )?;
+        let outcomes: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|(class, n)| format!("{class} {n}"))
+            .collect();
+        writeln!(out, "  outcomes: {}", outcomes.join(" | "))?;
         let status: Vec<String> = self
             .status
             .iter()
@@ -200,6 +200,17 @@ impl Report {
             micros(l.p99_9),
             micros(l.max)
         )?;
+        let rtt = self
+            .rtt_ms
+            .map_or_else(String::new, |ms| format!(", round trip {ms} ms"));
+        writeln!(out, "  load: {}{rtt}", self.load)?;
+        if self.load.starts_with("rate") {
+            writeln!(
+                out,
+                "  open loop: {} started late, {} due but never started",
+                self.late, self.unsent
+            )?;
+        }
         writeln!(
             out,
             "  connections: {} slots ({} effective), {} connects, {} GOAWAYs | generations seen {} | longest gap {} ms | restarts {}",
@@ -211,6 +222,13 @@ impl Report {
             self.longest_gap_ms,
             self.restarts
         )?;
+        if let Some(d) = &self.dips {
+            writeln!(
+                out,
+                "  restart dips (below half of {:.0}/s): mean {:.0} ms, max {} ms",
+                d.level_rps, d.mean_ms, d.max_ms
+            )?;
+        }
         writeln!(out, "  errors: {}", self.errors)
     }
 
@@ -231,9 +249,13 @@ impl Report {
 ///
 /// The writer's.
 pub fn write_timeline(samples: &Samples, out: &mut impl Write) -> io::Result<()> {
+    write!(out, "t_ms")?;
+    for class in Class::ALL {
+        write!(out, ",{class}")?;
+    }
     writeln!(
         out,
-        "t_ms,ok,errors,unprocessed,connects,goaways,latency_mean_us,latency_max_us,restarts"
+        ",errors,connects,goaways,latency_mean_us,latency_max_us,restarts"
     )?;
     let width = samples.interval.as_millis() as u64;
     for (i, b) in samples.timeline.iter().enumerate() {
@@ -243,11 +265,18 @@ pub fn write_timeline(samples: &Samples, out: &mut impl Write) -> io::Result<()>
             .iter()
             .filter(|m| (m.as_millis() as u64) / width.max(1) == i as u64)
             .count();
-        let mean = b.latency_sum_us.checked_div(b.ok).unwrap_or(0);
+        let mean = b.latency_sum_us.checked_div(b.ok()).unwrap_or(0);
+        write!(out, "{t}")?;
+        for (_, n) in b.counts.iter() {
+            write!(out, ",{n}")?;
+        }
         writeln!(
             out,
-            "{t},{},{},{},{},{},{mean},{},{restarts}",
-            b.ok, b.errors, b.unprocessed, b.connects, b.goaways, b.latency_max_us
+            ",{},{},{},{mean},{},{restarts}",
+            b.errors(),
+            b.connects,
+            b.goaways,
+            b.latency_max_us
         )?;
     }
     Ok(())
@@ -266,22 +295,22 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::outcome::Outcome;
-    use crate::plan::Protocol;
+    use crate::outcome::{Outcome, Tally};
+    use crate::plan::{Load, Protocol};
     use crate::record::Bucket;
 
     fn samples() -> Samples {
-        let mut tally = crate::outcome::Tally::default();
+        let mut tally = Tally::default();
         for outcome in [
             Outcome::Ok(200),
             Outcome::Ok(200),
             Outcome::Ok(200),
             Outcome::Ok(503),
+            Outcome::Unprocessed,
+            Outcome::ClosedBeforeResponse,
         ] {
             tally.record(outcome);
         }
-        tally.record(Outcome::Unprocessed);
-        tally.record(Outcome::ClosedBeforeResponse);
         tally.connects = 3;
         tally.goaways = 2;
         tally.pids.extend(["10".to_owned(), "11".to_owned()]);
@@ -289,14 +318,18 @@ mod tests {
         for us in [100, 200, 300, 400] {
             latency.record(us).expect("record");
         }
-        let bucket = |ok, errors, unprocessed, connects, goaways, sum, max| Bucket {
-            ok,
-            errors,
-            unprocessed,
-            connects,
-            goaways,
-            latency_sum_us: sum,
-            latency_max_us: max,
+        let bucket = |ok, closed, unprocessed, connects, goaways, sum, max| {
+            let mut counts = Counts::default();
+            counts.add(Class::Ok, ok);
+            counts.add(Class::ClosedBeforeResponse, closed);
+            counts.add(Class::Unprocessed, unprocessed);
+            Bucket {
+                counts,
+                connects,
+                goaways,
+                latency_sum_us: sum,
+                latency_max_us: max,
+            }
         };
         Samples {
             tally,
@@ -312,7 +345,24 @@ mod tests {
             connections: 2,
             protocol: Protocol::H2c,
             effective_connections: 1.95,
+            load: Load::ThinkTime {
+                min: Duration::from_millis(500),
+                max: Duration::from_millis(1500),
+            },
+            rtt: Some(Duration::from_millis(50)),
+            late: 0,
+            unsent: 0,
         }
+    }
+
+    fn report() -> Report {
+        Report::new(
+            &samples(),
+            "http://127.0.0.1:8080/",
+            "h2c",
+            Duration::from_secs(1),
+            Some(20.0),
+        )
     }
 
     fn render(f: impl Fn(&mut Vec<u8>) -> io::Result<()>) -> String {
@@ -323,16 +373,12 @@ mod tests {
 
     #[test]
     fn json_schema_is_stable() {
-        let report = Report::new(
-            &samples(),
-            "http://127.0.0.1:8080/",
-            "h2c",
-            Duration::from_secs(1),
-        );
         let expected = r#"{
-  "schema": "gracedown-bench/1",
+  "schema": "gracedown-bench/2",
   "target": "http://127.0.0.1:8080/",
   "protocol": "h2c",
+  "load": "think 500..1500ms",
+  "rtt_ms": 50,
   "connections": 2,
   "duration_s": 1.0,
   "elapsed_s": 0.3,
@@ -359,6 +405,8 @@ mod tests {
     "p99_9": 400,
     "max": 400
   },
+  "late": 0,
+  "unsent": 0,
   "effective_connections": 1.95,
   "connects": 3,
   "goaways": 2,
@@ -367,39 +415,72 @@ mod tests {
   "restarts": 1,
   "markers_ms": [
     150
-  ]
+  ],
+  "dips": {
+    "level_rps": 20.0,
+    "per_restart_ms": [
+      100
+    ],
+    "mean_ms": 100.0,
+    "max_ms": 100
+  }
 }
 "#;
-        assert_eq!(render(|out| report.write_json(out)), expected);
+        assert_eq!(render(|out| report().write_json(out)), expected);
     }
 
     #[test]
     fn timeline_csv_is_stable() {
         let expected = "\
-t_ms,ok,errors,unprocessed,connects,goaways,latency_mean_us,latency_max_us,restarts
-0,3,0,0,2,0,200,300,0
-100,0,1,1,0,2,0,0,1
-200,1,0,0,1,0,400,400,0
+t_ms,ok,unprocessed,connect_failed,closed_before_response,truncated,timeout,errors,connects,goaways,latency_mean_us,latency_max_us,restarts
+0,3,0,0,0,0,0,0,2,0,200,300,0
+100,0,1,0,1,0,0,1,0,2,0,0,1
+200,1,0,0,0,0,0,0,1,0,400,400,0
 ";
         assert_eq!(render(|out| write_timeline(&samples(), out)), expected);
     }
 
     #[test]
     fn text_summary_is_stable() {
-        let report = Report::new(
-            &samples(),
-            "http://127.0.0.1:8080/",
-            "h2c",
-            Duration::from_secs(1),
-        );
         let expected = "\
 score 4, elapsed 0.300s = 13.3 / sec
-  outcomes: ok 4 | unprocessed (re-sent) 1 | connect_failed 0 | closed_before_response 1 | truncated 0 | timeout 0
+  outcomes: ok 4 | unprocessed 1 | connect_failed 0 | closed_before_response 1 | truncated 0 | timeout 0
   status: 200: 3, 503: 1 (non-2xx 1)
   latency: p50 200us | p90 400us | p99 400us | p99.9 400us | max 400us
+  load: think 500..1500ms, round trip 50 ms
   connections: 2 slots (1.95 effective), 3 connects, 2 GOAWAYs | generations seen 2 | longest gap 100 ms | restarts 1
+  restart dips (below half of 20/s): mean 100 ms, max 100 ms
   errors: 1
 ";
-        assert_eq!(render(|out| report.write_text(out)), expected);
+        assert_eq!(render(|out| report().write_text(out)), expected);
+    }
+
+    #[test]
+    fn dips_count_the_buckets_below_half_the_level_after_each_restart() {
+        let mut s = samples();
+        let bucket = |ok| {
+            let mut counts = Counts::default();
+            counts.add(Class::Ok, ok);
+            Bucket {
+                counts,
+                ..Bucket::default()
+            }
+        };
+        // 100 per bucket (1000/s), dips of 3 and 1 buckets after restarts at 1 s and 2 s.
+        let oks = [
+            100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 20, 0, 40, 100, 100, 100, 100, 100,
+            100, 100, 30, 100, 100, 100,
+        ];
+        s.timeline = oks.iter().map(|ok| bucket(*ok)).collect();
+        s.elapsed = Duration::from_millis(2400);
+        s.markers = vec![Duration::from_millis(1000), Duration::from_millis(2000)];
+        let own = s.dips(None).expect("markers");
+        assert_eq!(own.level_rps, 1000.0);
+        assert_eq!(own.per_restart_ms, [300, 100]);
+        assert_eq!((own.mean_ms, own.max_ms), (200.0, 300));
+        // Against a higher level, every bucket after a restart is below half
+        // of it, until the next restart or the end of the run.
+        let given = s.dips(Some(2200.0)).expect("markers");
+        assert_eq!(given.per_restart_ms, [1000, 400]);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gracedown_bench::report::{Report, write_timeline};
-use gracedown_bench::{BenchError, Plan, Progress, Protocol};
+use gracedown_bench::{BenchError, Load, Plan, Progress, Protocol};
 
 use crate::cli::BenchArgs;
 use crate::{exit, report_error};
@@ -41,11 +41,16 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
     if !args.json {
         let _ = writeln!(
             stdout,
-            "bench: {} connections, {}, {threads} threads, {} {} ({protocol})",
+            "bench: {} connections, {}, {threads} threads, {} {} ({protocol}), {}{}",
             args.connections,
             humantime::format_duration(args.duration),
             args.method,
-            args.url
+            args.url,
+            plan.load_model().describe(),
+            args.rtt.map_or_else(String::new, |d| format!(
+                ", round trip {}",
+                humantime::format_duration(d)
+            ))
         );
     }
     let progress = Arc::new(Progress::default());
@@ -67,7 +72,13 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
             });
         }
     };
-    let report = Report::new(&samples, &args.url, samples.protocol.name(), args.duration);
+    let report = Report::new(
+        &samples,
+        &args.url,
+        samples.protocol.name(),
+        args.duration,
+        None,
+    );
     let written = if args.json {
         report.write_json(&mut stdout)
     } else {
@@ -86,7 +97,7 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
     }
     if let Some(path) = &args.plot {
         let title = format!("{} {} ({})", args.method, args.url, samples.protocol.name());
-        let result = gracedown_bench::plot::svg(&samples, &title)
+        let result = gracedown_bench::plot::svg(&samples, &title, None)
             .map_err(std::io::Error::other)
             .and_then(|svg| std::fs::write(path, svg));
         if let Err(e) = result {
@@ -123,6 +134,15 @@ fn plan(args: &BenchArgs) -> Result<Plan, Box<dyn std::error::Error>> {
         .keepalive(!args.no_keepalive)
         .insecure(args.insecure)
         .method(method);
+    if let Some((min, max)) = args.think_time {
+        plan = plan.load(Load::ThinkTime { min, max });
+    }
+    if let Some(per_second) = args.rate {
+        plan = plan.load(Load::Rate { per_second });
+    }
+    if let Some(rtt) = args.rtt {
+        plan = plan.rtt(rtt);
+    }
     if let Some(path) = &args.cacert {
         plan = plan.cacert(path.clone());
     }

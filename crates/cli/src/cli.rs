@@ -47,18 +47,28 @@ pub(crate) enum Command {
     ///   gracedown bench --insecure --http2 https://127.0.0.1:8443/
     #[command(verbatim_doc_comment)]
     Bench(BenchArgs),
-    /// The main job: restart a worker under load and report every error, per protocol.
+    /// The main job: restart a worker under load, as real clients load it, and report every error.
     ///
     /// Runs `start_server` (this binary's `start-server`) with `gracedown serve`
-    /// on a free loopback port and, per protocol (HTTP/1.1 plain, HTTP/2 over
-    /// TLS), runs `gracedown bench` three ways: no restarts, a restart every 1 s,
-    /// a restart every 0.2 s. Prints one table, writes `experiment.json` and a
-    /// chart per protocol into --out, and exits 6 if any request failed.
+    /// on a free loopback port and, per scenario and protocol, runs `gracedown
+    /// bench` without restarts and with a restart every second:
+    ///
+    ///   lab    10 connections back to back on loopback (HTTP/1.1 and h2 over TLS)
+    ///   wan    200 connections pausing 0.5-1.5 s between requests, 50 ms round trip
+    ///   scale  1,000 connections back to back (HTTP/1.1 and h2 over TLS)
+    ///   proxy  a real nginx in front (keep-alive upstream), 100 clients pausing
+    ///          between POST /echo requests; nginx's 502/503/504 count as errors
+    ///
+    /// Prints one table (a row per run, its scenario named), writes
+    /// `experiment.json` and a chart per scenario and protocol into --out, and
+    /// exits 6 if any request failed. The defaults (lab and wan) take about a
+    /// minute.
     ///
     /// Examples:
     ///   gracedown experiment
-    ///   gracedown experiment --duration 20s --connections 50 --intervals 1s,100ms
-    ///   gracedown experiment --protocols http1 --worker ./my-server -- --port-from-env
+    ///   gracedown experiment --scenario lab,wan,scale,proxy --peer go
+    ///   gracedown experiment --scenario lab --intervals 1s,200ms --compare wrk,h2load
+    ///   gracedown experiment --scenario wan --worker ./my-server -- --port-from-env
     #[command(verbatim_doc_comment)]
     Experiment(ExperimentArgs),
 }
@@ -67,25 +77,25 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment, after_help = crate::exit::HELP)]
 pub(crate) struct ExperimentArgs {
-    /// Length of each run.
-    #[arg(short = 'd', long, value_name = "DURATION", default_value = "8s", value_parser = humantime::parse_duration)]
-    pub(crate) duration: Duration,
+    /// Scenarios, in order: `lab`, `wan`, `scale`, `proxy`.
+    #[arg(long = "scenario", value_name = "LIST", value_delimiter = ',', default_value = "lab,wan", value_parser = scenario)]
+    pub(crate) scenarios: Vec<gracedown_bench::experiment::Scenario>,
 
-    /// Connections of the load.
-    #[arg(short = 'c', long, value_name = "N", default_value_t = 10)]
-    pub(crate) connections: usize,
+    /// Length of each run (default: the scenario's, 5 s to 15 s).
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = positive_duration)]
+    pub(crate) duration: Option<Duration>,
+
+    /// Connections of the load (default: the scenario's).
+    #[arg(short = 'c', long, value_name = "N", value_parser = positive_count)]
+    pub(crate) connections: Option<usize>,
 
     /// Restart intervals, one run each, after a run without restarts.
-    #[arg(long, value_name = "DURATIONS", value_delimiter = ',', default_value = "1s,200ms", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATIONS", value_delimiter = ',', default_value = "1s", value_parser = positive_duration)]
     pub(crate) intervals: Vec<Duration>,
 
-    /// Protocols: `http1` (plain HTTP/1.1) and `h2` (HTTP/2 over TLS, ALPN).
-    #[arg(
-        long,
-        value_name = "LIST",
-        value_delimiter = ',',
-        default_value = "http1,h2"
-    )]
+    /// Protocols: `http1` (plain HTTP/1.1) and `h2` (HTTP/2 over TLS, ALPN)
+    /// (default: the scenario's; wan and proxy are HTTP/1.1 only).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub(crate) protocols: Vec<ExperimentProtocol>,
 
     /// Directory for experiment.json and the charts.
@@ -93,7 +103,8 @@ pub(crate) struct ExperimentArgs {
     pub(crate) out: PathBuf,
 
     /// Also run these external clients against the same server with the
-    /// same restarts (`wrk` for HTTP/1.1, `h2load` for h2), as a cross-check.
+    /// same restarts (`wrk` for HTTP/1.1, `h2load` for h2), as a cross-check,
+    /// in the scenarios without pauses between requests (lab, scale).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub(crate) compare: Vec<Client>,
 
@@ -111,6 +122,11 @@ pub(crate) struct ExperimentArgs {
     /// Arguments for --worker.
     #[arg(last = true, value_name = "ARGS")]
     pub(crate) worker_args: Vec<String>,
+}
+
+fn scenario(text: &str) -> Result<gracedown_bench::experiment::Scenario, String> {
+    gracedown_bench::experiment::Scenario::from_name(text)
+        .ok_or_else(|| format!("`{text}` is not a scenario: lab, wan, scale or proxy"))
 }
 
 /// An external load client for `--compare`.
@@ -202,6 +218,22 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
     pub(crate) timeout: Duration,
 
+    /// Each connection pauses a random time between a response and its next
+    /// request: `MIN..MAX` (uniform) or one duration, e.g. `500ms..1.5s`.
+    #[arg(long, value_name = "MIN..MAX", value_parser = think_time, conflicts_with = "rate", help_heading = LOAD)]
+    pub(crate) think_time: Option<(Duration, Duration)>,
+
+    /// Open loop: start R requests per second in total, whatever the server
+    /// does; latency counts from when each request was due, and requests
+    /// that start late or never are counted.
+    #[arg(long, value_name = "R", value_parser = positive_rate, help_heading = LOAD)]
+    pub(crate) rate: Option<f64>,
+
+    /// Route connections through a relay that delays each direction by half
+    /// this round trip (bytes, FIN and RST kept in order), as across a WAN.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration, help_heading = LOAD)]
+    pub(crate) rtt: Option<Duration>,
+
     /// Print the report as JSON (schema gracedown-bench/1) instead of text.
     #[arg(long)]
     pub(crate) json: bool,
@@ -291,6 +323,41 @@ pub(crate) struct ServeArgs {
 
 /// The heading of the connection bounds in `gracedown serve --help`.
 const LIMITS: &str = "Limits";
+
+/// The heading of the load models in `gracedown bench --help`.
+const LOAD: &str = "Load model";
+
+/// `MIN..MAX` or one duration, MIN at most MAX.
+pub(crate) fn think_time(text: &str) -> Result<(Duration, Duration), String> {
+    let parse = |part: &str| {
+        humantime::parse_duration(part.trim()).map_err(|e| {
+            format!("`{part}` is not a duration ({e}); write it with a unit, e.g. 500ms")
+        })
+    };
+    let (min, max) = match text.split_once("..") {
+        Some((min, max)) => (parse(min)?, parse(max)?),
+        None => {
+            let one = parse(text)?;
+            (one, one)
+        }
+    };
+    if min > max {
+        return Err(format!(
+            "`{text}`: the shortest pause is longer than the longest"
+        ));
+    }
+    Ok((min, max))
+}
+
+/// A rate above zero.
+pub(crate) fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "`{text}` is not a rate above zero (requests per second, e.g. 500)"
+        )),
+    }
+}
 
 /// A count of at least 1.
 pub(crate) fn positive_count(text: &str) -> Result<usize, String> {

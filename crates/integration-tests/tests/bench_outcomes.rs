@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::support::process::{Output, Proc, run};
 use crate::support::{TempDir, gracedown};
 
-fn misbehave(mode: &str) -> (Proc, String) {
+pub(crate) fn misbehave(mode: &str) -> (Proc, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_misbehave"));
     cmd.arg(mode);
     let proc = Proc::spawn(cmd);
@@ -18,7 +18,7 @@ fn misbehave(mode: &str) -> (Proc, String) {
     (proc, addr)
 }
 
-fn bench(args: &[&str]) -> (Output, Value) {
+pub(crate) fn bench(args: &[&str]) -> (Output, Value) {
     let mut cmd = Command::new(gracedown());
     cmd.arg("bench").arg("--json").args(args);
     let out = run(cmd);
@@ -27,7 +27,7 @@ fn bench(args: &[&str]) -> (Output, Value) {
     (out, json)
 }
 
-fn outcome(json: &Value, class: &str) -> u64 {
+pub(crate) fn outcome(json: &Value, class: &str) -> u64 {
     json["outcomes"][class]
         .as_u64()
         .unwrap_or_else(|| panic!("no outcomes.{class} in {json}"))
@@ -132,7 +132,7 @@ fn counts_agree_with_the_server_and_fail_on_error_has_its_exit_code() {
     let csv = std::fs::read_to_string(&timeline).expect("timeline written");
     assert!(
         csv.starts_with(
-            "t_ms,ok,errors,unprocessed,connects,goaways,latency_mean_us,latency_max_us,restarts\n"
+            "t_ms,ok,unprocessed,connect_failed,closed_before_response,truncated,timeout,errors,connects,goaways,latency_mean_us,latency_max_us,restarts\n"
         ),
         "{csv}"
     );

@@ -1,6 +1,8 @@
 //! `gracedown experiment`, end to end but short: zero failures and more
-//! than one generation per restarting row; and a non-zero exit, naming the
-//! failing class, when the worker drains naively.
+//! than one generation per restarting row; a non-zero exit, naming the
+//! scenario and the failing class, when the worker drains naively, in the
+//! lab and across the emulated WAN; and nginx's 502s counted as errors in
+//! the proxy scenario.
 
 use std::process::Command;
 
@@ -11,29 +13,36 @@ use crate::support::{TempDir, gracedown, naive_worker};
 
 fn experiment(out: &std::path::Path, extra: &[&str]) -> crate::support::process::Output {
     let mut cmd = Command::new(gracedown());
-    cmd.args([
-        "experiment",
-        "--duration",
-        "1500ms",
-        "--intervals",
-        "500ms,200ms",
-        "--out",
-    ])
-    .arg(out)
-    .args(extra);
+    cmd.args(["experiment", "--out"]).arg(out).args(extra);
     run(cmd)
 }
-#[test]
-fn short_experiment_shows_zero_failures_and_new_generations() {
-    let dir = TempDir::new("experiment");
-    let out = experiment(&dir.0, &[]);
-    assert!(out.status.success(), "{out:?}");
+
+fn runs(dir: &TempDir) -> Vec<Value> {
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("experiment.json")).expect("json"))
             .expect("valid json");
-    let runs = json["runs"].as_array().expect("runs");
-    assert_eq!(runs.len(), 6, "2 protocols x 3 runs: {json}");
-    for run in runs {
+    json["runs"].as_array().expect("runs").clone()
+}
+
+#[test]
+fn short_lab_experiment_shows_zero_failures_and_new_generations() {
+    let dir = TempDir::new("experiment");
+    let out = experiment(
+        &dir.0,
+        &[
+            "--scenario",
+            "lab",
+            "--duration",
+            "1500ms",
+            "--intervals",
+            "500ms,200ms",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let runs = runs(&dir);
+    assert_eq!(runs.len(), 6, "2 protocols x 3 runs: {runs:?}");
+    for run in &runs {
+        assert_eq!(run["scenario"], "lab", "{run}");
         assert_eq!(run["report"]["errors"], 0, "{run}");
         assert!(
             run["report"]["outcomes"]["ok"].as_u64().unwrap_or(0) > 0,
@@ -45,14 +54,15 @@ fn short_experiment_shows_zero_failures_and_new_generations() {
                 run["report"]["generations"].as_u64().unwrap_or(0) > 1,
                 "several generations served: {run}"
             );
+            assert!(run["report"]["dips"]["per_restart_ms"].is_array(), "{run}");
         }
     }
-    for chart in ["http1.svg", "h2.svg"] {
+    for chart in ["lab-http1.svg", "lab-h2.svg"] {
         let svg = std::fs::read_to_string(dir.join(chart)).expect("chart");
         assert!(svg.contains("restart"), "{chart} marks the restarts");
     }
     assert!(
-        out.stdout.contains("server    client    protocol restarts"),
+        out.stdout.contains("scene  server    client"),
         "the table: {out:?}"
     );
 }
@@ -61,11 +71,102 @@ fn short_experiment_shows_zero_failures_and_new_generations() {
 fn experiment_fails_naming_the_class_when_the_worker_drains_naively() {
     let dir = TempDir::new("experiment-naive");
     let worker = naive_worker().display().to_string();
-    let out = experiment(&dir.0, &["--protocols", "http1", "--worker", &worker]);
+    let out = experiment(
+        &dir.0,
+        &[
+            "--scenario",
+            "lab",
+            "--protocols",
+            "http1",
+            "--duration",
+            "1500ms",
+            "--intervals",
+            "200ms",
+            "--worker",
+            &worker,
+        ],
+    );
     assert_eq!(out.status.code(), Some(6), "{out:?}");
     assert!(
-        out.stdout.contains("FAILED: requests failed in http/1.1"),
+        out.stdout
+            .contains("FAILED: requests failed in lab http/1.1"),
         "{out:?}"
     );
     assert!(out.stdout.contains("closed_before_response"), "{out:?}");
+}
+
+#[test]
+fn across_the_emulated_wan_a_naive_drain_loses_requests_to_the_idle_race() {
+    let dir = TempDir::new("experiment-wan");
+    let worker = naive_worker().display().to_string();
+    let out = experiment(
+        &dir.0,
+        &[
+            "--scenario",
+            "wan",
+            "--connections",
+            "50",
+            "--duration",
+            "3s",
+            "--intervals",
+            "500ms",
+            "--worker",
+            &worker,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("FAILED: requests failed in wan http/1.1"),
+        "{out:?}"
+    );
+    let runs = runs(&dir);
+    let restarting = runs
+        .iter()
+        .find(|r| r["restart_every_ms"].is_number())
+        .expect("a restarting run");
+    assert!(
+        restarting["report"]["outcomes"]["closed_before_response"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{restarting}"
+    );
+    assert_eq!(restarting["report"]["rtt_ms"], 50, "{restarting}");
+    assert!(
+        restarting["report"]["load"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("think"),
+        "{restarting}"
+    );
+}
+
+#[test]
+fn the_proxy_scenario_counts_nginxs_502s_as_errors() {
+    let dir = TempDir::new("experiment-proxy");
+    let worker = naive_worker().display().to_string();
+    let out = experiment(
+        &dir.0,
+        &[
+            "--scenario",
+            "proxy",
+            "--connections",
+            "5",
+            "--duration",
+            "1s",
+            "--intervals",
+            "500ms",
+            "--worker",
+            &worker,
+            "--",
+            "--broken",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    assert!(out.stdout.contains("proxy 5xx"), "{out:?}");
+    for run in runs(&dir) {
+        assert!(run["proxy_errors"].as_u64().unwrap_or(0) > 0, "{run}");
+        assert_eq!(run["errors"], run["proxy_errors"], "{run}");
+    }
 }

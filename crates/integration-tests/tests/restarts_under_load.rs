@@ -95,15 +95,14 @@ fn wrk_under_restarts(
 }
 
 fn assert_no_errors(result: &WrkResult, restarts: u32, starter: &Starter) {
-    eprintln!("{restarts} restarts, wrk:\n{}", result.text);
+    eprintln!("{restarts} restarts, wrk:\n{result:?}");
     assert!(restarts >= 3, "too few restarts happened: {restarts}");
     assert_eq!(
         result.socket_errors(),
         0,
-        "wrk socket errors across {restarts} restarts:\n{}",
-        result.text
+        "wrk socket errors across {restarts} restarts:\n{result:?}"
     );
-    assert_eq!(result.non_2xx, 0, "non-2xx responses:\n{}", result.text);
+    assert_eq!(result.non_2xx, 0, "non-2xx responses:\n{result:?}");
     let generations = starter
         .proc
         .output()
@@ -171,11 +170,10 @@ fn http2_client_sees_no_error_with_a_restart_every_200ms() {
 fn negative_control_naive_drain_shows_errors_under_the_same_harness() {
     let (result, restarts, _starter) =
         wrk_under_restarts(&naive_worker(), &[], Duration::from_millis(200), 5);
-    eprintln!("naive drain, {restarts} restarts, wrk:\n{}", result.text);
+    eprintln!("naive drain, {restarts} restarts, wrk:\n{result:?}");
     assert!(restarts >= 3, "too few restarts: {restarts}");
     assert!(
         result.socket_errors() > 0,
-        "the naive drain showed no error across {restarts} restarts, so this harness cannot tell a good drain from a bad one:\n{}",
-        result.text
+        "the naive drain showed no error across {restarts} restarts, so this harness cannot tell a good drain from a bad one:\n{result:?}"
     );
 }

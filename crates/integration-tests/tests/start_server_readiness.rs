@@ -87,12 +87,7 @@ fn broken_restart_under_load(extra: &[&str], broken: &str, expect_line: &str) {
     let result = wrk(&format!("http://127.0.0.1:{port}/"), 10, 4);
     hupper.join().expect("hupper");
     proc.wait_for_line(expect_line, |l| l.contains(expect_line));
-    assert_eq!(
-        result.socket_errors() + result.non_2xx,
-        0,
-        "{}",
-        result.text
-    );
+    assert_eq!(result.socket_errors() + result.non_2xx, 0, "{result:?}");
     assert_eq!(
         crate::support::http::get(format!("127.0.0.1:{port}").parse().expect("addr"), "/").body,
         format!("from pid {first}.\n")

@@ -5,6 +5,7 @@ mod support;
 
 mod axum_example;
 mod bad_input;
+mod bench_load;
 mod bench_outcomes;
 mod bounds;
 mod desync;

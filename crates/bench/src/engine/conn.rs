@@ -4,6 +4,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -19,22 +20,53 @@ pub(crate) enum Io {
 }
 
 impl Io {
+    /// Whether an idle HTTP/1 connection was closed by the server: it has an
+    /// end of stream, a reset, or bytes (a TLS `close_notify`, a 408) waiting.
+    pub(crate) fn closed_by_peer(&self) -> bool {
+        let tcp = match self {
+            Self::Tcp(s) => s,
+            Self::Tls(s) => s.get_ref().0,
+        };
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        !matches!(
+            socket2::SockRef::from(tcp).peek(&mut probe),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
+    }
+
     /// Whether ALPN chose `h2`.
     pub(crate) fn is_h2(&self) -> bool {
         matches!(self, Self::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"))
     }
 }
 
-/// Connects within the plan's timeout; `Err` means the request was never written.
+/// Connects to `addr` (the target, or the relay in front of it) within the
+/// plan's timeout; `Err` means the request was never written.
 pub(crate) async fn connect(
     plan: &Plan,
+    addr: std::net::SocketAddr,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<Io, ()> {
-    let tcp = tokio::time::timeout(plan.timeout, TcpStream::connect(plan.addr))
+    let tcp = tokio::time::timeout(plan.timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ())?
         .map_err(|_| ())?;
     let _ = tcp.set_nodelay(true);
+    if let Some(rtt) = plan.rtt {
+        // Through the relay, connecting takes a round trip (SYN, SYN-ACK); a
+        // target that refuses shows as a reset within it.
+        let settle = rtt + Duration::from_millis(5);
+        if let Ok(Ok(())) = tokio::time::timeout(settle, tcp.readable()).await {
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            match socket2::SockRef::from(&tcp).peek(&mut probe) {
+                // Bytes before the request are the target's business.
+                Ok(n) if n > 0 => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // An end of stream or a reset: the target refused.
+                _ => return Err(()),
+            }
+        }
+    }
     let Some(config) = tls else {
         return Ok(Io::Tcp(tcp));
     };

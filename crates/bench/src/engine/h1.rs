@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::conn::{Io, connect};
-use super::{Backoff, Shared};
+use super::{Backoff, Pacer, Shared};
 use crate::outcome::Outcome;
 use crate::plan::Plan;
 use crate::record::Recorder;
@@ -52,17 +52,28 @@ struct Response {
     new_pid: bool,
 }
 
-pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Recorder) {
+pub(crate) async fn slot(
+    shared: &Shared,
+    deadline: Instant,
+    recorder: &mut Recorder,
+    pacer: &mut Pacer,
+) {
     let plan = &shared.plan;
     let mut conn: Option<Io> = None;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut backoff = Backoff::new();
     let mut last_pid = Vec::new();
-    while Instant::now() < deadline {
-        let started = std::time::Instant::now();
+    while let Some(started) = pacer.next(shared, deadline, recorder).await {
+        // A client with a reader on its idle connections knows when the
+        // server closed one: it does not send on it (that is no retry: the
+        // request was never sent).
+        if conn.as_ref().is_some_and(Io::closed_by_peer) {
+            conn = None;
+            recorder.disconnect();
+        }
         let mut io = match conn.take() {
             Some(io) => io,
-            None => match connect(plan, shared.tls.as_ref()).await {
+            None => match connect(plan, shared.connect_to, shared.tls.as_ref()).await {
                 Ok(io) => {
                     recorder.connect();
                     backoff.reset();

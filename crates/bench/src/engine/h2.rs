@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::conn::connect;
 use super::sniff::{Goaways, Sniffed};
-use super::{Backoff, Shared};
+use super::{Backoff, Pacer, Shared};
 use crate::outcome::Outcome;
 use crate::record::Recorder;
 
@@ -37,7 +37,12 @@ enum Attempt {
     Unprocessed,
 }
 
-pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Recorder) {
+pub(crate) async fn slot(
+    shared: &Shared,
+    deadline: Instant,
+    recorder: &mut Recorder,
+    pacer: &mut Pacer,
+) {
     let plan = &shared.plan;
     let mut conn: Option<Conn> = None;
     let mut backoff = Backoff::new();
@@ -45,8 +50,14 @@ pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Reco
     // bounded by the request timeout past it.
     let give_up = deadline + plan.timeout;
     let mut started: Option<std::time::Instant> = None;
-    while (Instant::now() < deadline || started.is_some()) && Instant::now() < give_up {
-        let began = *started.get_or_insert_with(std::time::Instant::now);
+    while Instant::now() < give_up {
+        let began = match started {
+            Some(began) => began,
+            None => match pacer.next(shared, deadline, recorder).await {
+                Some(began) => *started.insert(began),
+                None => break,
+            },
+        };
         let current = match conn.take() {
             Some(c) if c.goaways.count() == 0 => c,
             stale => {
@@ -81,8 +92,7 @@ pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Reco
                 }
             }
             Attempt::Unprocessed => {
-                recorder.tally.record(Outcome::Unprocessed);
-                recorder.outcome_unprocessed();
+                recorder.outcome(Outcome::Unprocessed, began, None);
             }
             Attempt::NotSent => {}
         }
@@ -95,7 +105,7 @@ pub(crate) async fn slot(shared: &Shared, deadline: Instant, recorder: &mut Reco
 }
 
 async fn open(shared: &Shared) -> Result<Conn, ()> {
-    let io = connect(&shared.plan, shared.tls.as_ref()).await?;
+    let io = connect(&shared.plan, shared.connect_to, shared.tls.as_ref()).await?;
     let goaways = Goaways::new();
     let io = Sniffed::new(io, Arc::clone(&goaways));
     let (sender, connection) = h2::client::handshake(io).await.map_err(|_| ())?;

@@ -1,10 +1,15 @@
 //! `gracedown experiment`: the main job. A worker under start_server,
-//! restarted at fixed intervals while `gracedown bench` runs, per protocol;
-//! optionally the same runs with wrk and h2load (`--compare`) and against
-//! the Go `net/http` peer under Perl's start_server (`--peer go`). One table,
-//! one JSON document, one chart per protocol.
+//! restarted at fixed intervals while `gracedown bench` loads it the way a
+//! scenario says (back to back, clients with think time across a round trip,
+//! a thousand connections, a real nginx in front), per protocol; optionally
+//! the same runs with wrk and h2load (`--compare`) and against the Go
+//! `net/http` peer under Perl's start_server (`--peer go`).
+//!
+//! This module orchestrates processes; the table, the JSON document and the
+//! verdict are `gracedown_bench::experiment`'s.
 
 mod external;
+mod proxy;
 mod starter;
 
 use std::ffi::OsString;
@@ -14,55 +19,16 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gracedown_bench::experiment::{PROXY_FAILURES, Results, Row, Scenario, Wire};
 use gracedown_bench::report::Report;
-use gracedown_bench::{Markers, Plan, Progress, Protocol};
-use serde_json::json;
+use gracedown_bench::{Load, Markers, Plan, Progress, Protocol};
 
-use self::external::External;
+use self::proxy::Nginx;
 use self::starter::{Restarter, Starter};
 use crate::cli::{Client, ExperimentArgs, ExperimentProtocol, Peer};
 use crate::{exit, report_error};
 
 type BoxError = Box<dyn std::error::Error>;
-
-/// One measured run.
-struct Row {
-    server: &'static str,
-    client: &'static str,
-    protocol: ExperimentProtocol,
-    restart_every: Option<Duration>,
-    restarts: u32,
-    report: Option<Report>,
-    external: Option<External>,
-    ratio: Option<f64>,
-}
-
-impl Row {
-    fn rps(&self) -> f64 {
-        self.report
-            .as_ref()
-            .map_or_else(|| self.external.as_ref().map_or(0.0, |e| e.rps), |r| r.rps)
-    }
-
-    fn errors(&self) -> u64 {
-        self.report.as_ref().map_or_else(
-            || self.external.as_ref().map_or(0, |e| e.errors),
-            |r| r.errors,
-        )
-    }
-
-    fn ok(&self) -> u64 {
-        self.report.as_ref().map_or_else(
-            || self.external.as_ref().map_or(0, |e| e.ok),
-            |r| r.outcomes.ok,
-        )
-    }
-
-    /// Rows whose errors fail the experiment: gracedown's server, measured by gracedown bench.
-    fn is_verdict(&self) -> bool {
-        self.server == "gracedown" && self.client == "gracedown"
-    }
-}
 
 /// Runs the experiment.
 pub(crate) fn run(args: &ExperimentArgs) -> ExitCode {
@@ -75,97 +41,82 @@ pub(crate) fn run(args: &ExperimentArgs) -> ExitCode {
     }
 }
 
+/// One server stack to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Gracedown,
+    Go,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Gracedown => "gracedown",
+            Self::Go => "go",
+        }
+    }
+}
+
 fn experiment(args: &ExperimentArgs) -> Result<ExitCode, BoxError> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create `{}`: {e}", args.out.display()))?;
+    let mut servers = vec![Server::Gracedown];
+    if args.peer == Some(Peer::Go) {
+        servers.push(Server::Go);
+    }
+    let most = args
+        .scenarios
+        .iter()
+        .map(|s| args.connections.unwrap_or_else(|| s.connections()))
+        .max()
+        .unwrap_or(0);
+    raise_open_file_limit(most)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let mut servers = vec!["gracedown"];
-    if args.peer == Some(Peer::Go) {
-        servers.push("go");
-    }
+    let runs: usize = args
+        .scenarios
+        .iter()
+        .map(|s| wires(*s, args).len() * (1 + args.intervals.len()))
+        .sum::<usize>()
+        * servers.len();
     eprintln!(
-        "experiment: {} server(s) x {} protocol(s) x {} runs of {} with {} connections; results in {}",
+        "experiment: {} run(s) over scenario(s) {}, {} server(s); results in {}",
+        runs,
+        args.scenarios
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(","),
         servers.len(),
-        args.protocols.len(),
-        1 + args.intervals.len(),
-        humantime::format_duration(args.duration),
-        args.connections,
         args.out.display()
     );
-    let mut rows: Vec<Row> = Vec::new();
-    for &server in &servers {
-        for &protocol in &args.protocols {
-            let (superdaemon, worker) = commands(server, protocol, &exe, args)?;
-            let starter = Starter::start(&superdaemon, &worker)?;
-            let first = rows.len();
-            for restart_every in
-                std::iter::once(None).chain(args.intervals.iter().copied().map(Some))
-            {
-                eprintln!("  {server}, {}: {}", name(protocol), every(restart_every));
-                rows.push(measure(
-                    &runtime,
-                    &starter,
-                    server,
-                    protocol,
-                    restart_every,
-                    args,
-                )?);
-                for client in &args.compare {
-                    let applicable = matches!(
-                        (client, protocol),
-                        (Client::Wrk, ExperimentProtocol::Http1)
-                            | (Client::H2load, ExperimentProtocol::H2)
-                    );
-                    if applicable {
-                        rows.push(measure_external(
-                            &starter,
-                            server,
-                            *client,
-                            protocol,
-                            restart_every,
-                            args,
-                        )?);
-                    }
-                }
+    let mut results = Results::default();
+    for &scenario in &args.scenarios {
+        for &server in &servers {
+            for wire in wires(scenario, args) {
+                measure_stack(&runtime, &exe, scenario, server, wire, args, &mut results)?;
             }
-            starter.stop()?;
-            set_ratios(&mut rows[first..]);
         }
     }
+    results.set_ratios();
     let mut stdout = std::io::stdout().lock();
-    write_table(&rows, &mut stdout)?;
-    let document = json!({
-        "schema": "gracedown-experiment/1",
-        "duration_s": args.duration.as_secs_f64(),
-        "connections": args.connections,
-        "runs": rows.iter().map(|r| json!({
-            "server": r.server,
-            "client": r.client,
-            "protocol": name(r.protocol),
-            "restart_every_ms": r.restart_every.map(|d| d.as_millis() as u64),
-            "restarts": r.restarts,
-            "ratio": r.ratio,
-            "report": r.report,
-            "external": r.external,
-        })).collect::<Vec<_>>(),
-    });
+    writeln!(stdout)?;
+    results.write_table(&mut stdout)?;
     let json_path = args.out.join("experiment.json");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&document)? + "\n")?;
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&results.to_json())? + "\n",
+    )?;
     writeln!(
         stdout,
-        "\nwrote {} and a chart per protocol",
+        "\nwrote {} and a chart per scenario and protocol",
         json_path.display()
     )?;
-    let failed: Vec<String> = rows
-        .iter()
-        .filter(|r| r.is_verdict() && r.errors() > 0)
-        .map(describe_failure)
-        .collect();
+    let failed = results.failures();
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -173,15 +124,132 @@ fn experiment(args: &ExperimentArgs) -> Result<ExitCode, BoxError> {
     Ok(ExitCode::from(exit::REQUESTS_FAILED))
 }
 
+/// The scenario's protocols, narrowed by `--protocols`.
+fn wires(scenario: Scenario, args: &ExperimentArgs) -> Vec<Wire> {
+    scenario
+        .wires()
+        .iter()
+        .copied()
+        .filter(|w| {
+            args.protocols.is_empty()
+                || args.protocols.iter().any(|p| match p {
+                    ExperimentProtocol::Http1 => *w == Wire::Http1,
+                    ExperimentProtocol::H2 => *w == Wire::H2,
+                })
+        })
+        .collect()
+}
+
+/// Each connection costs a descriptor in this process (three through the
+/// round-trip relay) and one in the worker, which inherits the limit.
+fn raise_open_file_limit(connections: usize) -> Result<(), BoxError> {
+    let needed = (connections * 3 + 512) as u64;
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let current = limit.current.unwrap_or(u64::MAX);
+    if current >= needed {
+        return Ok(());
+    }
+    let maximum = limit.maximum.unwrap_or(u64::MAX);
+    let raised = needed.min(maximum);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(raised),
+            maximum: limit.maximum,
+        },
+    )
+    .map_err(|e| format!("cannot raise the open-file limit to {raised}: {e}"))?;
+    eprintln!(
+        "experiment: raised the open-file limit from {current} to {raised} for {connections} connections{}",
+        if raised < needed {
+            " (the hard limit; some connections may fail)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// Starts one server stack (and the proxy, for that scenario), measures it
+/// without restarts and at each interval, and stops it.
+fn measure_stack(
+    runtime: &tokio::runtime::Runtime,
+    exe: &Path,
+    scenario: Scenario,
+    server: Server,
+    wire: Wire,
+    args: &ExperimentArgs,
+    results: &mut Results,
+) -> Result<(), BoxError> {
+    let (superdaemon, worker) = commands(server, wire, exe, args)?;
+    let starter = Starter::start(&superdaemon, &worker)?;
+    let nginx = if scenario.via_proxy() {
+        Some(Nginx::start(starter.port)?)
+    } else {
+        None
+    };
+    let target = nginx.as_ref().map_or(starter.port, |n| n.port);
+    let mut level = None;
+    for restart_every in std::iter::once(None).chain(args.intervals.iter().copied().map(Some)) {
+        eprintln!(
+            "  {} {}, {}: {}",
+            scenario.name(),
+            server.name(),
+            wire.name(),
+            every(restart_every)
+        );
+        let run = Run {
+            scenario,
+            server,
+            wire,
+            restart_every,
+            target,
+        };
+        let row = measure(runtime, &starter, &run, args, level)?;
+        if restart_every.is_none() {
+            level = Some(row.rps());
+        }
+        results.rows.push(row);
+        let back_to_back = scenario.load() == Load::BackToBack;
+        for client in &args.compare {
+            let applicable = matches!(
+                (client, wire),
+                (Client::Wrk, Wire::Http1) | (Client::H2load, Wire::H2)
+            );
+            if applicable && back_to_back {
+                results
+                    .rows
+                    .push(measure_external(&starter, &run, *client, args)?);
+            }
+        }
+    }
+    if let Some(nginx) = nginx {
+        nginx.stop()?;
+    }
+    starter.stop()?;
+    Ok(())
+}
+
+/// What one run measures.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    scenario: Scenario,
+    server: Server,
+    wire: Wire,
+    restart_every: Option<Duration>,
+    /// The port the load goes to (the worker's, or nginx's).
+    target: u16,
+}
+
 /// The superdaemon and worker command lines for a server and protocol.
 fn commands(
-    server: &str,
-    protocol: ExperimentProtocol,
+    server: Server,
+    wire: Wire,
     exe: &Path,
     args: &ExperimentArgs,
 ) -> Result<(Vec<OsString>, Vec<OsString>), BoxError> {
-    let tls = protocol == ExperimentProtocol::H2;
-    if server == "go" {
+    let tls = wire == Wire::H2;
+    if server == Server::Go {
         let perl = Path::new("/usr/bin/start_server");
         if !perl.exists() {
             return Err("--peer go runs the Go worker under Perl's start_server: install libserver-starter-perl".into());
@@ -214,6 +282,10 @@ fn commands(
 
 /// Builds `peers/go-worker` (standard library only) with Debian's Go.
 fn build_go_worker(out: &Path) -> Result<PathBuf, BoxError> {
+    let binary = std::path::absolute(out.join("go-worker"))?;
+    if binary.exists() {
+        return Ok(binary);
+    }
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/go-worker/main.go");
     if !source.exists() {
         return Err(format!(
@@ -222,7 +294,6 @@ fn build_go_worker(out: &Path) -> Result<PathBuf, BoxError> {
         )
         .into());
     }
-    let binary = std::path::absolute(out.join("go-worker"))?;
     let status = Command::new("go")
         .args(["build", "-o"])
         .arg(&binary)
@@ -239,18 +310,20 @@ fn build_go_worker(out: &Path) -> Result<PathBuf, BoxError> {
 fn measure(
     runtime: &tokio::runtime::Runtime,
     starter: &Starter,
-    server: &'static str,
-    protocol: ExperimentProtocol,
-    restart_every: Option<Duration>,
+    run: &Run,
     args: &ExperimentArgs,
+    level: Option<f64>,
 ) -> Result<Row, BoxError> {
     let markers = Markers::default();
-    let plan = plan(protocol, starter.port, args, markers.clone())?;
-    let restarter = restart_every.map(|every| Restarter::start(starter.pid(), every, markers));
+    let plan = plan(run, args, markers.clone())?;
+    let duration = plan.run_duration();
+    let restarter = run
+        .restart_every
+        .map(|every| Restarter::start(starter.pid(), every, markers));
     let progress = Arc::new(Progress::default());
     let ticker = std::io::stderr()
         .is_terminal()
-        .then(|| crate::bench::spawn_ticker(runtime, Arc::clone(&progress), args.duration));
+        .then(|| crate::bench::spawn_ticker(runtime, Arc::clone(&progress), duration));
     let samples = runtime.block_on(gracedown_bench::run(&plan, progress));
     if let Some(ticker) = ticker {
         ticker.abort();
@@ -258,42 +331,62 @@ fn measure(
     }
     let restarts = restarter.map_or(0, Restarter::finish);
     let samples = samples?;
-    let url = url(protocol, starter.port);
-    let report = Report::new(&samples, &url, samples.protocol.name(), args.duration);
-    if server == "gracedown"
-        && restart_every.is_some()
-        && restart_every == args.intervals.first().copied()
-    {
-        let title = format!("{}, {}: {url}", name(protocol), every(restart_every));
-        let svg = gracedown_bench::plot::svg(&samples, &title)?;
-        std::fs::write(args.out.join(format!("{}.svg", file_name(protocol))), svg)?;
+    let url = url(run);
+    let report = Report::new(&samples, &url, samples.protocol.name(), duration, level);
+    if run.server == Server::Gracedown && run.restart_every == args.intervals.first().copied() {
+        let title = format!(
+            "{} scenario, {}, {}: {url}",
+            run.scenario.name(),
+            run.wire.name(),
+            every(run.restart_every)
+        );
+        let svg = gracedown_bench::plot::svg(&samples, &title, level)?;
+        let file = format!(
+            "{}-{}.svg",
+            run.scenario.name(),
+            if run.wire == Wire::H2 { "h2" } else { "http1" }
+        );
+        std::fs::write(args.out.join(file), svg)?;
     }
+    let proxy_errors = if run.scenario.via_proxy() {
+        PROXY_FAILURES
+            .iter()
+            .filter_map(|s| report.status.get(&s.to_string()))
+            .sum()
+    } else {
+        0
+    };
     Ok(Row {
-        server,
-        client: "gracedown",
-        protocol,
-        restart_every,
+        scenario: run.scenario,
+        server: run.server.name().to_owned(),
+        client: "gracedown".to_owned(),
+        wire: run.wire,
+        restart_every: run.restart_every,
         restarts,
         report: Some(report),
         external: None,
         ratio: None,
+        proxy_errors,
     })
 }
 
 fn measure_external(
     starter: &Starter,
-    server: &'static str,
+    run: &Run,
     client: Client,
-    protocol: ExperimentProtocol,
-    restart_every: Option<Duration>,
     args: &ExperimentArgs,
 ) -> Result<Row, BoxError> {
-    let restarter =
-        restart_every.map(|every| Restarter::start(starter.pid(), every, Markers::default()));
-    let url = url(protocol, starter.port);
+    let restarter = run
+        .restart_every
+        .map(|every| Restarter::start(starter.pid(), every, Markers::default()));
+    let url = url(run);
+    let connections = args
+        .connections
+        .unwrap_or_else(|| run.scenario.connections());
+    let duration = args.duration.unwrap_or_else(|| run.scenario.duration());
     let result = match client {
-        Client::Wrk => external::wrk(&url, args.connections, args.duration),
-        Client::H2load => external::h2load(&url, args.connections, args.duration),
+        Client::Wrk => external::wrk(&url, connections, duration),
+        Client::H2load => external::h2load(&url, connections, duration),
     };
     let restarts = restarter.map_or(0, Restarter::finish);
     let client = match client {
@@ -301,168 +394,48 @@ fn measure_external(
         Client::H2load => "h2load",
     };
     Ok(Row {
-        server,
-        client,
-        protocol,
-        restart_every,
+        scenario: run.scenario,
+        server: run.server.name().to_owned(),
+        client: client.to_owned(),
+        wire: run.wire,
+        restart_every: run.restart_every,
         restarts,
         report: None,
         external: Some(result?),
         ratio: None,
+        proxy_errors: 0,
     })
 }
 
-/// Each restarting row's req/s over its client's no-restart row.
-fn set_ratios(rows: &mut [Row]) {
-    let baselines: Vec<(&'static str, f64)> = rows
-        .iter()
-        .filter(|r| r.restart_every.is_none())
-        .map(|r| (r.client, r.rps()))
-        .collect();
-    for row in rows.iter_mut().filter(|r| r.restart_every.is_some()) {
-        let base = baselines
-            .iter()
-            .find(|(c, _)| *c == row.client)
-            .map(|(_, rps)| *rps);
-        row.ratio = base.filter(|b| *b > 0.0).map(|b| row.rps() / b);
-    }
-}
-
-fn describe_failure(row: &Row) -> String {
-    let classes = row.report.as_ref().map_or_else(String::new, |r| {
-        let o = &r.outcomes;
-        let list: Vec<String> = [
-            ("connect_failed", o.connect_failed),
-            ("closed_before_response", o.closed_before_response),
-            ("truncated", o.truncated),
-            ("timeout", o.timeout),
-        ]
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(c, n)| format!("{c} {n}"))
-        .collect();
-        list.join(", ")
-    });
-    format!(
-        "{} with {}: {classes}",
-        name(row.protocol),
-        every(row.restart_every)
-    )
-}
-
-fn write_table(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(
-        out,
-        "{:<9} {:<9} {:<8} {:<17} {:>10} {:>9} {:>7} {:>8} {:>7} {:>6} {:>8} {:>6} {:>8} {:>6} {:>8} {:>5} {:>6}",
-        "server",
-        "client",
-        "protocol",
-        "restarts",
-        "req/s",
-        "ok",
-        "errors",
-        "connect",
-        "closed",
-        "trunc",
-        "timeout",
-        "unproc",
-        "p99",
-        "gap",
-        "restarts",
-        "gens",
-        "ratio"
-    )?;
-    for r in rows {
-        let dash = || "-".to_owned();
-        let (connect, closed, trunc, timeout, unproc, p99, gap, gens) = match &r.report {
-            Some(rep) => {
-                let o = &rep.outcomes;
-                (
-                    o.connect_failed.to_string(),
-                    o.closed_before_response.to_string(),
-                    o.truncated.to_string(),
-                    o.timeout.to_string(),
-                    o.unprocessed.to_string(),
-                    format!("{:.1}ms", rep.latency_us.p99 as f64 / 1000.0),
-                    format!("{}ms", rep.longest_gap_ms),
-                    rep.generations.to_string(),
-                )
-            }
-            None => (
-                dash(),
-                dash(),
-                dash(),
-                dash(),
-                dash(),
-                dash(),
-                dash(),
-                dash(),
-            ),
-        };
-        writeln!(
-            out,
-            "{:<9} {:<9} {:<8} {:<17} {:>10.0} {:>9} {:>7} {:>8} {:>7} {:>6} {:>8} {:>6} {:>8} {:>6} {:>8} {:>5} {:>6}",
-            r.server,
-            r.client,
-            name(r.protocol),
-            r.restart_every.map_or("none".to_owned(), |d| format!(
-                "every {}",
-                humantime::format_duration(d)
-            )),
-            r.rps(),
-            r.ok(),
-            r.errors(),
-            connect,
-            closed,
-            trunc,
-            timeout,
-            unproc,
-            p99,
-            gap,
-            r.restarts,
-            gens,
-            r.ratio.map_or("-".to_owned(), |x| format!("{x:.3}")),
-        )?;
-    }
-    Ok(())
-}
-
-fn name(protocol: ExperimentProtocol) -> &'static str {
-    match protocol {
-        ExperimentProtocol::Http1 => "http/1.1",
-        ExperimentProtocol::H2 => "h2",
-    }
-}
-fn file_name(protocol: ExperimentProtocol) -> &'static str {
-    match protocol {
-        ExperimentProtocol::Http1 => "http1",
-        ExperimentProtocol::H2 => "h2",
-    }
-}
 fn every(restart_every: Option<Duration>) -> String {
     restart_every.map_or("no restarts".to_owned(), |d| {
         format!("restarts every {}", humantime::format_duration(d))
     })
 }
-fn url(protocol: ExperimentProtocol, port: u16) -> String {
-    match protocol {
-        ExperimentProtocol::Http1 => format!("http://127.0.0.1:{port}/"),
-        ExperimentProtocol::H2 => format!("https://127.0.0.1:{port}/"),
+
+fn url(run: &Run) -> String {
+    let (_, path, _) = run.scenario.request();
+    match run.wire {
+        Wire::Http1 => format!("http://127.0.0.1:{}{path}", run.target),
+        Wire::H2 => format!("https://127.0.0.1:{}{path}", run.target),
     }
 }
-fn plan(
-    protocol: ExperimentProtocol,
-    port: u16,
-    args: &ExperimentArgs,
-    markers: Markers,
-) -> Result<Plan, BoxError> {
-    let mut plan = Plan::from_url(&url(protocol, port), false)?
-        .connections(args.connections)
-        .duration(args.duration)
+
+fn plan(run: &Run, args: &ExperimentArgs, markers: Markers) -> Result<Plan, BoxError> {
+    let scenario = run.scenario;
+    let (method, _, body) = scenario.request();
+    let mut plan = Plan::from_url(&url(run), false)?
+        .connections(args.connections.unwrap_or_else(|| scenario.connections()))
+        .duration(args.duration.unwrap_or_else(|| scenario.duration()))
         .timeout(Duration::from_secs(10))
+        .load(scenario.load())
+        .method(method.parse()?)
+        .body(bytes::Bytes::from_static(body))
         .markers(markers);
-    if protocol == ExperimentProtocol::H2 {
+    if let Some(rtt) = scenario.rtt() {
+        plan = plan.rtt(rtt);
+    }
+    if run.wire == Wire::H2 {
         // The worker's certificate is self-signed, made at its start.
         plan = plan.protocol(Protocol::HttpsHttp2).insecure(true);
     }

@@ -11,7 +11,9 @@
 //! - `goaway-low`: h2c; every other connection gets GOAWAY with last stream id
 //!   0 before any stream is accepted (unprocessed, then re-sent), the others
 //!   are served;
-//! - `count`: HTTP/1.1 keep-alive, served normally; prints `answered=N` on SIGTERM.
+//! - `count`: HTTP/1.1 keep-alive, served normally; prints `answered=N` on SIGTERM;
+//! - `stall-once`: as `count`, but the whole server stalls for 500 ms once,
+//!   300 ms after it starts (a pause, as a garbage collector or a swap-in makes).
 //!
 //! It prints `listening ADDR` once bound to 127.0.0.1 on an ephemeral port.
 //!
@@ -52,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         "goaway-low" => goaway_low(stream, n % 2 == 0)
                             .await
                             .map_err(std::io::Error::other),
+                        "stall-once" => stall_once(stream, &answered).await,
                         _ => count(stream, &answered).await,
                     };
                 });
@@ -109,6 +112,24 @@ async fn never_answer(mut stream: TcpStream) -> std::io::Result<()> {
 async fn count(mut stream: TcpStream, answered: &AtomicU64) -> std::io::Result<()> {
     let mut buf = Vec::new();
     while read_request(&mut stream, &mut buf).await? {
+        stream.write_all(RESPONSE).await?;
+        answered.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+async fn stall_once(mut stream: TcpStream, answered: &AtomicU64) -> std::io::Result<()> {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    static STALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let start = *START.get_or_init(std::time::Instant::now);
+    let mut buf = Vec::new();
+    while read_request(&mut stream, &mut buf).await? {
+        if start.elapsed() >= std::time::Duration::from_millis(300)
+            && !STALLED.swap(true, Ordering::AcqRel)
+        {
+            // Blocks the server's only thread: every connection waits.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
         stream.write_all(RESPONSE).await?;
         answered.fetch_add(1, Ordering::Relaxed);
     }

@@ -5,6 +5,9 @@
 //! errors gracedown exists to remove; if it shows none, the restart tests
 //! cannot tell a good drain from a bad one.
 //!
+//! With `--broken` it answers nothing at all: it reads each request and
+//! closes the connection, so a proxy in front answers 502.
+//!
 //! Run with: `start_server --port 127.0.0.1:8080 -- naive-worker`
 
 use std::convert::Infallible;
@@ -28,10 +31,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let graceful = GracefulShutdown::new();
         let pid = std::process::id();
         eprintln!("naive worker ready pid={pid}");
+        let broken = std::env::args().any(|a| a == "--broken");
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                    let Ok((mut stream, _)) = accepted else { continue };
+                    if broken {
+                        tokio::spawn(async move {
+                            use tokio::io::AsyncReadExt;
+                            let mut request = [0u8; 4096];
+                            let _ = stream.read(&mut request).await;
+                        });
+                        continue;
+                    }
                     let service = hyper::service::service_fn(move |_req| async move {
                         Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!("from pid {pid}.\n")))))
                     });

@@ -1,0 +1,495 @@
+//! The experiment's results: the scenarios it runs, one row per measured
+//! run, and what is made of them: the table, the JSON document and the
+//! verdict. Pure: the `gracedown experiment` command orchestrates processes
+//! and feeds rows in; this renders them.
+//!
+//! # JSON schema `gracedown-experiment/2`
+//!
+//! ```text
+//! { "schema": "gracedown-experiment/2",
+//!   "runs": [ { "scenario": "lab" | "wan" | "scale" | "proxy", "server": "gracedown" | "go",
+//!               "client": "gracedown" | "wrk" | "h2load", "protocol": "http/1.1" | "h2",
+//!               "restart_every_ms": N | null, "restarts": N, "ratio": F | null,
+//!               "proxy_errors": N,  // the proxy's 502/503/504 answers
+//!               "errors": N,        // the client's errors plus proxy_errors
+//!               "report": gracedown-bench/2 | null, "external": { "rps", "ok", "errors" } | null } ] }
+//! ```
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use crate::external::External;
+use crate::outcome::Class;
+use crate::plan::Load;
+use crate::report::Report;
+
+/// A way to load the server while it restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Scenario {
+    /// 10 connections back to back on loopback: the lab proof.
+    Lab,
+    /// 200 connections pausing 0.5–1.5 s between requests across a 50 ms
+    /// round trip: clients on the internet.
+    Wan,
+    /// 1,000 connections back to back.
+    Scale,
+    /// A real nginx in front (keep-alive to the upstream), clients pausing
+    /// between `POST /echo` requests.
+    Proxy,
+}
+
+/// The protocols of the experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Wire {
+    /// HTTP/1.1 over plain TCP.
+    Http1,
+    /// HTTP/2 over TLS.
+    H2,
+}
+
+impl Wire {
+    /// `http/1.1` or `h2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Http1 => "http/1.1",
+            Self::H2 => "h2",
+        }
+    }
+}
+
+impl Scenario {
+    /// Every scenario.
+    pub const ALL: [Self; 4] = [Self::Lab, Self::Wan, Self::Scale, Self::Proxy];
+
+    /// The name on the command line and in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lab => "lab",
+            Self::Wan => "wan",
+            Self::Scale => "scale",
+            Self::Proxy => "proxy",
+        }
+    }
+
+    /// The scenario named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Connections.
+    pub fn connections(self) -> usize {
+        match self {
+            Self::Lab => 10,
+            Self::Wan => 200,
+            Self::Scale => 1000,
+            Self::Proxy => 100,
+        }
+    }
+
+    /// How the clients pace their requests.
+    pub fn load(self) -> Load {
+        let think = Load::ThinkTime {
+            min: Duration::from_millis(500),
+            max: Duration::from_millis(1500),
+        };
+        match self {
+            Self::Lab | Self::Scale => Load::BackToBack,
+            Self::Wan | Self::Proxy => think,
+        }
+    }
+
+    /// The emulated round trip.
+    pub fn rtt(self) -> Option<Duration> {
+        (self == Self::Wan).then_some(Duration::from_millis(50))
+    }
+
+    /// The protocols it runs.
+    pub fn wires(self) -> &'static [Wire] {
+        match self {
+            Self::Lab | Self::Scale => &[Wire::Http1, Wire::H2],
+            Self::Wan | Self::Proxy => &[Wire::Http1],
+        }
+    }
+
+    /// How long each run lasts.
+    pub fn duration(self) -> Duration {
+        match self {
+            Self::Lab => Duration::from_secs(5),
+            Self::Scale => Duration::from_secs(8),
+            Self::Wan | Self::Proxy => Duration::from_secs(15),
+        }
+    }
+
+    /// Whether a proxy stands in front of the server.
+    pub fn via_proxy(self) -> bool {
+        self == Self::Proxy
+    }
+
+    /// The request: method, path and body.
+    pub fn request(self) -> (&'static str, &'static str, &'static [u8]) {
+        match self {
+            Self::Proxy => ("POST", "/echo", b"hello, upstream\n"),
+            _ => ("GET", "/", b""),
+        }
+    }
+}
+
+/// One measured run.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// `gracedown` or the peer (`go`).
+    pub server: String,
+    /// `gracedown`, `wrk` or `h2load`.
+    pub client: String,
+    /// The protocol.
+    pub wire: Wire,
+    /// The restart pace, or none.
+    pub restart_every: Option<Duration>,
+    /// Restarts done during the run.
+    pub restarts: u32,
+    /// gracedown bench's report.
+    pub report: Option<Report>,
+    /// An external client's figures.
+    pub external: Option<External>,
+    /// req/s over the same client's run without restarts.
+    pub ratio: Option<f64>,
+    /// The proxy's 502, 503 and 504 answers: the server failed them.
+    pub proxy_errors: u64,
+}
+
+/// The statuses a proxy answers when its upstream failed.
+pub const PROXY_FAILURES: [u16; 3] = [502, 503, 504];
+
+impl Row {
+    /// Completed responses per second.
+    pub fn rps(&self) -> f64 {
+        match (&self.report, &self.external) {
+            (Some(r), _) => r.rps,
+            (None, Some(e)) => e.rps,
+            (None, None) => 0.0,
+        }
+    }
+
+    /// Failed requests: the client's errors and the proxy's failures.
+    pub fn errors(&self) -> u64 {
+        let client = match (&self.report, &self.external) {
+            (Some(r), _) => r.errors,
+            (None, Some(e)) => e.errors,
+            (None, None) => 0,
+        };
+        client + self.proxy_errors
+    }
+
+    /// Whether this row's errors fail the experiment: gracedown's server
+    /// measured by gracedown bench (external clients are cross-checks, the
+    /// peer is the comparison).
+    pub fn is_verdict(&self) -> bool {
+        self.server == "gracedown" && self.client == "gracedown"
+    }
+
+    fn every(&self) -> String {
+        self.restart_every.map_or("none".to_owned(), |d| {
+            format!("every {}", humantime_short(d))
+        })
+    }
+}
+
+fn humantime_short(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Every row of an experiment.
+#[derive(Debug, Clone, Default)]
+pub struct Results {
+    /// In the order measured.
+    pub rows: Vec<Row>,
+}
+
+impl Results {
+    /// Sets each restarting row's ratio: its req/s over the run without
+    /// restarts of the same scenario, server, protocol and client.
+    pub fn set_ratios(&mut self) {
+        let baselines: Vec<(Scenario, String, Wire, String, f64)> = self
+            .rows
+            .iter()
+            .filter(|r| r.restart_every.is_none())
+            .map(|r| {
+                (
+                    r.scenario,
+                    r.server.clone(),
+                    r.wire,
+                    r.client.clone(),
+                    r.rps(),
+                )
+            })
+            .collect();
+        for row in self.rows.iter_mut().filter(|r| r.restart_every.is_some()) {
+            let base = baselines.iter().find(|(s, server, w, c, _)| {
+                *s == row.scenario && *server == row.server && *w == row.wire && *c == row.client
+            });
+            row.ratio = base
+                .map(|b| b.4)
+                .filter(|b| *b > 0.0)
+                .map(|b| row.rps() / b);
+        }
+    }
+
+    /// Why the experiment failed: one line per verdict row with errors.
+    pub fn failures(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|r| r.is_verdict() && r.errors() > 0)
+            .map(|row| {
+                let mut classes: Vec<String> = row
+                    .report
+                    .iter()
+                    .flat_map(|r| r.outcomes.iter())
+                    .filter(|(c, n)| c.is_error() && *n > 0)
+                    .map(|(c, n)| format!("{c} {n}"))
+                    .collect();
+                if row.proxy_errors > 0 {
+                    classes.push(format!("proxy 5xx {}", row.proxy_errors));
+                }
+                format!(
+                    "{} {} restarts {}: {}",
+                    row.scenario.name(),
+                    row.wire.name(),
+                    row.every(),
+                    classes.join(", ")
+                )
+            })
+            .collect()
+    }
+
+    /// The table.
+    ///
+    /// # Errors
+    ///
+    /// The writer's.
+    pub fn write_table(&self, out: &mut impl Write) -> io::Result<()> {
+        let classes: Vec<Class> = Class::ALL.into_iter().filter(|c| *c != Class::Ok).collect();
+        let mut head = format!(
+            "{:<6} {:<9} {:<9} {:<8} {:<11} {:>9} {:>8} {:>6}",
+            "scene", "server", "client", "protocol", "restarts", "req/s", "ok", "errors"
+        );
+        for class in &classes {
+            let _ = write!(head, " {:>7}", class.short());
+        }
+        let _ = write!(
+            head,
+            " {:>5} {:>8} {:>8} {:>8} {:>7} {:>4} {:>4} {:>6}",
+            "5xx", "p99", "dip avg", "dip max", "gap", "n", "gens", "ratio"
+        );
+        writeln!(out, "{head}")?;
+        for r in &self.rows {
+            let mut line = format!(
+                "{:<6} {:<9} {:<9} {:<8} {:<11} {:>9.0} {:>8} {:>6}",
+                r.scenario.name(),
+                r.server,
+                r.client,
+                r.wire.name(),
+                r.every(),
+                r.rps(),
+                r.report.as_ref().map_or_else(
+                    || r.external.as_ref().map_or(0, |e| e.ok),
+                    |rep| rep.outcomes.get(Class::Ok)
+                ),
+                r.errors()
+            );
+            for class in &classes {
+                let n = r
+                    .report
+                    .as_ref()
+                    .map_or("-".to_owned(), |rep| rep.outcomes.get(*class).to_string());
+                let _ = write!(line, " {n:>7}");
+            }
+            let dash = || "-".to_owned();
+            let (p99, dip_avg, dip_max, gap, gens) = match &r.report {
+                Some(rep) => (
+                    format!("{:.1}ms", rep.latency_us.p99 as f64 / 1000.0),
+                    rep.dips
+                        .as_ref()
+                        .map_or_else(dash, |d| format!("{:.0}ms", d.mean_ms)),
+                    rep.dips
+                        .as_ref()
+                        .map_or_else(dash, |d| format!("{}ms", d.max_ms)),
+                    format!("{}ms", rep.longest_gap_ms),
+                    rep.generations.to_string(),
+                ),
+                None => (dash(), dash(), dash(), dash(), dash()),
+            };
+            let proxy = if r.scenario.via_proxy() {
+                r.proxy_errors.to_string()
+            } else {
+                dash()
+            };
+            let _ = write!(
+                line,
+                " {proxy:>5} {p99:>8} {dip_avg:>8} {dip_max:>8} {gap:>7} {:>4} {gens:>4} {:>6}",
+                r.restarts,
+                r.ratio.map_or_else(dash, |x| format!("{x:.3}"))
+            );
+            writeln!(out, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
+
+    /// The JSON document (schema `gracedown-experiment/2`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "schema": "gracedown-experiment/2",
+            "runs": self.rows.iter().map(|r| serde_json::json!({
+                "scenario": r.scenario.name(),
+                "server": r.server,
+                "client": r.client,
+                "protocol": r.wire.name(),
+                "restart_every_ms": r.restart_every.map(|d| d.as_millis() as u64),
+                "restarts": r.restarts,
+                "ratio": r.ratio,
+                "proxy_errors": r.proxy_errors,
+                "errors": r.errors(),
+                "report": r.report,
+                "external": r.external,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::outcome::{Outcome, Tally};
+    use crate::plan::Protocol;
+    use crate::record::{Bucket, Samples};
+
+    fn report(ok: u64, closed: u64, status_502: u64, markers: usize) -> Report {
+        let mut tally = Tally::default();
+        for _ in 0..ok {
+            tally.record(Outcome::Ok(200));
+        }
+        for _ in 0..status_502 {
+            tally.record(Outcome::Ok(502));
+        }
+        for _ in 0..closed {
+            tally.record(Outcome::ClosedBeforeResponse);
+        }
+        let mut latency = hdrhistogram::Histogram::new(3).expect("histogram");
+        latency.record(2000).expect("record");
+        let samples = Samples {
+            tally,
+            latency,
+            timeline: vec![Bucket::default(); 10],
+            interval: Duration::from_millis(100),
+            elapsed: Duration::from_secs(1),
+            markers: (0..markers)
+                .map(|i| Duration::from_millis(200 * i as u64 + 100))
+                .collect(),
+            connections: 10,
+            protocol: Protocol::Http1,
+            effective_connections: 10.0,
+            load: Load::BackToBack,
+            rtt: None,
+            late: 0,
+            unsent: 0,
+        };
+        Report::new(
+            &samples,
+            "http://127.0.0.1:1/",
+            "http/1.1",
+            Duration::from_secs(1),
+            Some(1000.0),
+        )
+    }
+
+    fn results() -> Results {
+        let row = |scenario, restart_every: Option<Duration>, report: Report, proxy_errors| Row {
+            scenario,
+            server: "gracedown".to_owned(),
+            client: "gracedown".to_owned(),
+            wire: Wire::Http1,
+            restart_every,
+            restarts: u32::from(restart_every.is_some()) * 2,
+            report: Some(report),
+            external: None,
+            ratio: None,
+            proxy_errors,
+        };
+        let mut results = Results {
+            rows: vec![
+                row(Scenario::Lab, None, report(1000, 0, 0, 0), 0),
+                row(
+                    Scenario::Lab,
+                    Some(Duration::from_secs(1)),
+                    report(900, 0, 0, 2),
+                    0,
+                ),
+                row(Scenario::Proxy, None, report(100, 0, 0, 0), 0),
+                row(
+                    Scenario::Proxy,
+                    Some(Duration::from_millis(500)),
+                    report(90, 1, 3, 2),
+                    3,
+                ),
+            ],
+        };
+        results.rows.push(Row {
+            client: "wrk".to_owned(),
+            report: None,
+            external: Some(External {
+                rps: 950.0,
+                ok: 950,
+                errors: 0,
+            }),
+            ..results.rows[0].clone()
+        });
+        results.set_ratios();
+        results
+    }
+
+    #[test]
+    fn the_table_names_the_scenario_and_every_error_class() {
+        let mut out = Vec::new();
+        results().write_table(&mut out).expect("table");
+        let expected = "\
+scene  server    client    protocol restarts        req/s       ok errors  unproc connect  closed   trunc timeout   5xx      p99  dip avg  dip max     gap    n gens  ratio
+lab    gracedown gracedown http/1.1 none             1000     1000      0       0       0       0       0       0     -    2.0ms        -        -  1000ms    0    0      -
+lab    gracedown gracedown http/1.1 every 1s          900      900      0       0       0       0       0       0     -    2.0ms    450ms    700ms  1000ms    2    0  0.900
+proxy  gracedown gracedown http/1.1 none              100      100      0       0       0       0       0       0     0    2.0ms        -        -  1000ms    0    0      -
+proxy  gracedown gracedown http/1.1 every 500ms        93       93      4       0       0       1       0       0     3    2.0ms    450ms    700ms  1000ms    2    0  0.930
+lab    gracedown wrk       http/1.1 none              950      950      0       -       -       -       -       -     -        -        -        -       -    0    -      -
+";
+        assert_eq!(String::from_utf8(out).expect("utf-8"), expected);
+    }
+
+    #[test]
+    fn the_verdict_counts_the_proxys_failures_and_ignores_external_clients() {
+        let failures = results().failures();
+        assert_eq!(
+            failures,
+            ["proxy http/1.1 restarts every 500ms: closed_before_response 1, proxy 5xx 3"]
+        );
+        let json = results().to_json();
+        assert_eq!(json["schema"], "gracedown-experiment/2");
+        assert_eq!(json["runs"][3]["errors"], 4);
+        assert_eq!(json["runs"][3]["scenario"], "proxy");
+        assert_eq!(json["runs"][1]["ratio"], 0.9);
+    }
+
+    #[test]
+    fn scenarios_round_trip_by_name() {
+        for scenario in Scenario::ALL {
+            assert_eq!(Scenario::from_name(scenario.name()), Some(scenario));
+        }
+        assert_eq!(Scenario::from_name("moon"), None);
+    }
+}
