@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the integration tests run for real.
+# Debian packages the integration tests run for real (nginx: the experiment's
+# proxy scenario).
 need=()
 command -v start_server >/dev/null || need+=(libserver-starter-perl)
 command -v wrk >/dev/null || need+=(wrk)
@@ -13,6 +14,7 @@ command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v curl >/dev/null || need+=(curl)
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 perl -MPlack::Handler::Starlet -e1 2>/dev/null || need+=(starlet)
+[ -x /usr/sbin/nginx ] || need+=(nginx-light)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   sudo=""
