@@ -84,12 +84,16 @@
 
 mod drain;
 mod error;
-pub mod listener;
-pub mod notify;
-pub mod protocol;
 pub mod serve;
 pub mod shutdown;
 #[cfg(feature = "tls")]
 pub mod tls;
 
 pub use error::Error;
+/// Listening sockets: inherited (Server::Starter, systemd) or bound
+/// (re-exported from `gracedown-sockets`).
+pub use gracedown_sockets::listener;
+/// Readiness and watchdog notification (re-exported from `gracedown-sockets`).
+pub use gracedown_sockets::notify;
+/// The socket-passing environment (re-exported from `gracedown-sockets`).
+pub use gracedown_sockets::protocol;

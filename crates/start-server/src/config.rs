@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gracedown::protocol::ListenKey;
+use gracedown_sockets::protocol::ListenKey;
 
 use crate::cli::Args;
 use crate::error::Error;

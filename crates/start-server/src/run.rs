@@ -54,7 +54,7 @@ pub(crate) fn run(config: &Config) -> Result<u8, Error> {
         Some(sockets) => sockets,
         None => ListenerSet::bind(&config.sockets, config.backlog, &mut log)?,
     };
-    let systemd = gracedown::notify::Notifier::from_env();
+    let systemd = gracedown_sockets::notify::Notifier::from_env();
     if let Some(target) = &config.log {
         redirect_output(target)?;
     }
@@ -123,7 +123,7 @@ async fn drive(
     program: &[OsString],
     sockets: &ListenerSet,
     env: Environment,
-    systemd: gracedown::notify::Notifier,
+    systemd: gracedown_sockets::notify::Notifier,
 ) -> Result<u8, Error> {
     let install = |kind| {
         signal(kind).map_err(|source| Error::Io {
@@ -314,7 +314,7 @@ fn listen_for_notices(
     (Some(format!("@{name}")), Some(task))
 }
 
-fn notify_systemd(systemd: &gracedown::notify::Notifier, state: &str) {
+fn notify_systemd(systemd: &gracedown_sockets::notify::Notifier, state: &str) {
     if state == "RELOADING=1" {
         let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
         let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use gracedown::protocol::{ListenKey, ListenSpec, format_server_starter_port};
+use gracedown_sockets::protocol::{ListenKey, ListenSpec, format_server_starter_port};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::config::SocketSpec;
@@ -99,12 +99,12 @@ impl ListenerSet {
     ///
     /// A malformed `LISTEN_FDS` or a descriptor that is not a listening socket.
     pub(crate) fn from_systemd() -> Result<Option<Self>, Error> {
-        use gracedown::listener::{ListenAddr, Listener, Listeners};
-        let fail = |e: gracedown::Error| {
+        use gracedown_sockets::listener::{ListenAddr, Listener, Listeners};
+        let fail = |e: gracedown_sockets::Error| {
             Error::Usage255(format!("socket activation: {}", crate::error_line(&e)))
         };
         let mut inherited = Listeners::from_env().map_err(fail)?;
-        if inherited.source() != gracedown::protocol::Source::Systemd {
+        if inherited.source() != gracedown_sockets::protocol::Source::Systemd {
             return Ok(None);
         }
         let mut set = Self::default();

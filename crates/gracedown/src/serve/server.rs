@@ -244,7 +244,7 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`Error::NoListeners`] when there is nothing to serve on, or
+    /// [`Error::Sockets`] when there is nothing to serve on, or
     /// [`Error::Io`] when a listener cannot be registered with the runtime.
     /// Errors of single connections never end the server.
     pub async fn serve<S, B, F>(self, service: S, shutdown: F) -> Result<DrainReport, Error>
@@ -323,9 +323,10 @@ impl Server {
         F: Future<Output = ()> + Send,
     {
         if self.listeners.is_empty() {
-            return Err(Error::NoListeners {
+            return Err(gracedown_sockets::Error::NoListeners {
                 reason: "the server was given none",
-            });
+            }
+            .into());
         }
         let engine = Engine::new(self.timeouts);
         let shared = Arc::new(Shared {

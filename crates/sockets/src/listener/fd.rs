@@ -84,6 +84,50 @@ pub(crate) fn adopt(spec: &ListenSpec) -> Result<Listener, Error> {
     })
 }
 
+/// Takes the handoff channel descriptor named by `var`, exactly once per
+/// process: an open unix seqpacket socket, made close-on-exec and non-blocking.
+pub(crate) fn adopt_channel(fd: i32, var: &'static str) -> Result<OwnedFd, Error> {
+    let mut claimed = CLAIMED.lock().unwrap_or_else(PoisonError::into_inner);
+    let key = || var.to_owned();
+    if claimed.contains(&fd) {
+        return Err(Error::AlreadyTaken { fd, key: key() });
+    }
+    // SAFETY: `fcntl(F_GETFD)` takes any integer and touches no memory.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(Error::FdNotOpen { fd, key: key() });
+    }
+    // SAFETY: the number is open (checked just above) and nothing in this
+    // function closes it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let fail = |action| {
+        move |source: rustix::io::Errno| Error::Fd {
+            action,
+            fd,
+            source: source.into(),
+        }
+    };
+    let stat = rustix::fs::fstat(borrowed).map_err(fail("fstat"))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
+        return Err(Error::NotASocket { fd, key: key() });
+    }
+    let socket_type =
+        rustix::net::sockopt::socket_type(borrowed).map_err(fail("read SO_TYPE of"))?;
+    let family =
+        rustix::net::sockopt::socket_domain(borrowed).map_err(fail("read SO_DOMAIN of"))?;
+    if socket_type != SocketType::SEQPACKET || family != AddressFamily::UNIX {
+        return Err(Error::NotAChannel { fd, key: key() });
+    }
+    // SAFETY: open and a unix seqpacket socket (checked above), handed to this
+    // process by its superdaemon to take, and `CLAIMED`, locked for this whole
+    // block, shows that no `OwnedFd` was made from this number before.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    claimed.push(fd);
+    drop(claimed);
+    rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC).map_err(fail("set close-on-exec on"))?;
+    rustix::io::ioctl_fionbio(&owned, true).map_err(fail("set non-blocking mode on"))?;
+    Ok(owned)
+}
+
 fn is_claimed(fd: i32) -> bool {
     CLAIMED
         .lock()

@@ -15,5 +15,6 @@ mod fd;
 mod inherited;
 mod socket;
 
+pub(crate) use fd::adopt_channel;
 pub use inherited::Listeners;
 pub use socket::{ListenAddr, Listener, ParseListenAddrError};

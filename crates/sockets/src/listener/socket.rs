@@ -59,7 +59,12 @@ impl Listener {
         }
     }
 
-    pub(crate) fn set_nonblocking(&self) -> io::Result<()> {
+    /// Puts the listener in non-blocking mode, as an async runtime needs it.
+    ///
+    /// # Errors
+    ///
+    /// When the kernel refuses the change.
+    pub fn set_nonblocking(&self) -> io::Result<()> {
         match self {
             Self::Tcp(l) => l.set_nonblocking(true),
             Self::Unix(l) => l.set_nonblocking(true),
@@ -67,7 +72,7 @@ impl Listener {
     }
 }
 
-/// A listener of your own; [`crate::serve::Server`] makes it non-blocking.
+/// A listener of your own; gracedown's `Server` makes it non-blocking.
 ///
 /// ```
 /// use gracedown::listener::Listener;
@@ -82,7 +87,7 @@ impl From<std::net::TcpListener> for Listener {
     }
 }
 
-/// A unix listener of your own; [`crate::serve::Server`] makes it non-blocking.
+/// A unix listener of your own; gracedown's `Server` makes it non-blocking.
 impl From<std::os::unix::net::UnixListener> for Listener {
     fn from(listener: std::os::unix::net::UnixListener) -> Self {
         Self::Unix(listener)
