@@ -286,6 +286,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     pub(crate) first_request_timeout: Duration,
 
+    /// Close connections when draining, as under any other superdaemon,
+    /// instead of handing plain HTTP/1.1 connections to the next generation
+    /// (which gracedown's start_server offers).
+    #[arg(long)]
+    pub(crate) no_handoff: bool,
+
     /// Worker threads for the runtime (default: one per core).
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<std::num::NonZeroUsize>,

@@ -75,7 +75,8 @@ fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> 
         .send_timeout(args.send_timeout)
         .keepalive_timeout(args.keepalive_timeout)
         .handshake_timeout(args.handshake_timeout)
-        .notify(Notifier::from_env());
+        .notify(Notifier::from_env())
+        .handoff(!args.no_handoff);
     if let Some(max) = args.max_connections {
         server = server.max_connections(max.get());
     }

@@ -159,7 +159,7 @@ fn restart_wrapper_reports_success_even_when_a_start_attempt_failed() {
 }
 
 #[test]
-fn workers_inherit_the_listening_sockets_and_nothing_else() {
+fn workers_inherit_the_listening_sockets_their_handoff_channel_and_nothing_else() {
     // start_server itself inherits a stray descriptor (9) without close-on-exec.
     let stray = std::fs::File::open("/dev/null").expect("open");
     let mut cmd = Impl::Ours.command(
@@ -167,23 +167,33 @@ fn workers_inherit_the_listening_sockets_and_nothing_else() {
             format!("--port=127.0.0.1:{}", free_port()),
             "--interval=0".into(),
         ],
-        &sh_worker(r#"echo "fds=$(ls /proc/$$/fd | sort -n | tr '\n' ' ')"; exec sleep 600"#),
+        &sh_worker(
+            r#"echo "fds=$(ls /proc/$$/fd | sort -n | tr '\n' ' ') handoff=$GRACEDOWN_HANDOFF_FD kind=$(readlink /proc/$$/fd/$GRACEDOWN_HANDOFF_FD)"; exec sleep 600"#,
+        ),
     );
     pass_fds(&mut cmd, &[(stray.as_fd(), 9)]);
     let mut proc = Proc::spawn(cmd);
     let line = proc.wait_for_line("the worker's descriptors", |l| l.starts_with("fds="));
-    // 0-2 stdio, 3 the socket; `ls` itself opens one more for /proc/PID/fd.
-    let fds: Vec<u32> = line
-        .trim_start_matches("fds=")
+    // 0-2 stdio, 3 the socket, 4 the handoff channel (just above the
+    // sockets); `ls` itself opens one more for /proc/PID/fd.
+    let listed = line.trim_start_matches("fds=");
+    let fds: Vec<u32> = listed
+        .split(" handoff=")
+        .next()
+        .unwrap_or_default()
         .split_whitespace()
         .filter_map(|f| f.parse().ok())
         .collect();
     assert!(fds.contains(&3), "{line}");
     assert!(
+        line.contains(" handoff=4 kind=socket:["),
+        "the handoff channel is announced and open: {line}"
+    );
+    assert!(
         !fds.contains(&9),
         "the stray descriptor did not leak: {line}"
     );
-    assert!(fds.iter().filter(|f| **f > 3).count() <= 1, "{line}");
+    assert!(fds.iter().filter(|f| **f > 4).count() <= 1, "{line}");
     proc.signal(libc::SIGTERM);
     assert!(proc.wait_exit().success());
 }

@@ -12,6 +12,7 @@ mod desync;
 mod drain_states;
 mod experiment;
 mod fd_adoption;
+mod handoff;
 mod limits;
 mod perl_start_server;
 mod readiness;

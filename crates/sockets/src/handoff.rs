@@ -11,10 +11,13 @@
 //! ```text
 //!   worker → superdaemon   R                          this generation takes handed-off connections
 //!                          Q                          is there a generation to hand connections to?
-//!                          H id:u64 prefix  + fd      hand this connection on (prefix: bytes already read from it)
+//!                          H id:u64 fresh:u8 prefix + fd   hand this connection on (prefix: bytes already read from it)
 //!   superdaemon → worker   a ok:u8                    the answer to Q
 //!                          A id:u64 ok:u8             handoff `id` was forwarded (1) or not (0)
-//!                          C prefix         + fd      a connection handed to this generation
+//!                          C fresh:u8 prefix + fd          a connection handed to this generation
+//!
+//!   fresh: 1 when the connection has sent no request yet (its protocol,
+//!   HTTP/1.1 or h2c, is still to be told); 0 when it is between HTTP/1.1 requests.
 //! ```
 //!
 //! Ownership is explicit at every step: the sender keeps its descriptor
@@ -70,6 +73,8 @@ pub enum Message {
         socket: OwnedFd,
         /// Bytes already read from it, in front of what is still in the socket.
         prefix: Bytes,
+        /// It has sent no request yet.
+        fresh: bool,
     },
     /// What became of handoff `id`.
     Ack {
@@ -84,6 +89,8 @@ pub enum Message {
         socket: OwnedFd,
         /// Bytes already read from it.
         prefix: Bytes,
+        /// It has sent no request yet.
+        fresh: bool,
     },
 }
 
@@ -105,9 +112,15 @@ impl Message {
                 buf.put_u8(u8::from(*available));
                 None
             }
-            Self::Handoff { id, socket, prefix } => {
+            Self::Handoff {
+                id,
+                socket,
+                prefix,
+                fresh,
+            } => {
                 buf.put_u8(b'H');
                 buf.put_u64(*id);
+                buf.put_u8(u8::from(*fresh));
                 buf.extend_from_slice(prefix);
                 Some(socket.as_fd())
             }
@@ -117,8 +130,13 @@ impl Message {
                 buf.put_u8(u8::from(*forwarded));
                 None
             }
-            Self::Connection { socket, prefix } => {
+            Self::Connection {
+                socket,
+                prefix,
+                fresh,
+            } => {
                 buf.put_u8(b'C');
+                buf.put_u8(u8::from(*fresh));
                 buf.extend_from_slice(prefix);
                 Some(socket.as_fd())
             }
@@ -157,16 +175,18 @@ impl Message {
             },
             b'H' => Self::Handoff {
                 id: id(rest)?,
+                fresh: flag(rest.get(8))?,
                 socket: socket(fd)?,
-                prefix: Bytes::copy_from_slice(&rest[8..]),
+                prefix: Bytes::copy_from_slice(&rest[9..]),
             },
             b'A' => Self::Ack {
                 id: id(rest)?,
                 forwarded: flag(rest.get(8))?,
             },
             b'C' => Self::Connection {
+                fresh: flag(rest.first())?,
                 socket: socket(fd)?,
-                prefix: Bytes::copy_from_slice(rest),
+                prefix: Bytes::copy_from_slice(&rest[1..]),
             },
             other => return Err(bad(&format!("an unknown message type {other:#04x}"))),
         })
@@ -258,9 +278,40 @@ impl Channel {
     /// The `sendmsg` error (`EPIPE` once the peer is gone).
     pub async fn send(&self, message: &Message) -> io::Result<()> {
         let (bytes, fd) = message.encode();
+        self.send_parts(&bytes, fd).await
+    }
+
+    /// Sends `H`: hands `socket` on, keeping this process's descriptor
+    /// (drop it once the superdaemon answers that it was forwarded).
+    ///
+    /// # Errors
+    ///
+    /// As [`Channel::send`]; `InvalidInput` when `prefix` is longer than [`MAX_PREFIX`].
+    pub async fn hand_off(
+        &self,
+        id: u64,
+        socket: BorrowedFd<'_>,
+        prefix: &[u8],
+        fresh: bool,
+    ) -> io::Result<()> {
+        if prefix.len() > MAX_PREFIX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "handoff channel: a prefix longer than MAX_PREFIX",
+            ));
+        }
+        let mut bytes = BytesMut::with_capacity(10 + prefix.len());
+        bytes.put_u8(b'H');
+        bytes.put_u64(id);
+        bytes.put_u8(u8::from(fresh));
+        bytes.extend_from_slice(prefix);
+        self.send_parts(&bytes, Some(socket)).await
+    }
+
+    async fn send_parts(&self, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
         loop {
             let mut guard = self.fd.writable().await?;
-            let sent = guard.try_io(|inner| send_message(inner.get_ref().as_fd(), &bytes, fd));
+            let sent = guard.try_io(|inner| send_message(inner.get_ref().as_fd(), bytes, fd));
             match sent {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
@@ -284,6 +335,24 @@ impl Channel {
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
             }
+        }
+    }
+}
+
+impl Channel {
+    /// Receives a message that is already waiting, without waiting: `Ok(None)`
+    /// when none is (or the peer is gone; [`Channel::recv`] tells which).
+    ///
+    /// # Errors
+    ///
+    /// The `recvmsg` error, or a malformed message.
+    pub fn try_recv(&self) -> io::Result<Option<Message>> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        match receive_message(self.fd.get_ref().as_fd(), &mut buf) {
+            Ok(Some((n, fd))) => Message::decode(&buf[..n], fd).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }
@@ -358,10 +427,17 @@ mod tests {
             id: 7,
             socket: b.into(),
             prefix: Bytes::from_static(b"GET / HT"),
+            fresh: false,
         })
         .await
         .expect("send");
-        let Ok(Some(Message::Handoff { id, socket, prefix })) = right.recv().await else {
+        let Ok(Some(Message::Handoff {
+            id,
+            socket,
+            prefix,
+            fresh: false,
+        })) = right.recv().await
+        else {
             panic!("a handoff");
         };
         assert_eq!((id, &prefix[..]), (7, &b"GET / HT"[..]));
@@ -395,6 +471,7 @@ mod tests {
         for bytes in [
             &b""[..],
             b"H\0\0",
+            b"H\0\0\0\0\0\0\0\0\x07",
             b"A\0\0\0\0\0\0\0\0\x05",
             b"a\x02",
             b"Z",

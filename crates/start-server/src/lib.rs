@@ -15,6 +15,7 @@
 //! `../shared/server-starter-protocol.md` is the compatibility contract;
 //! `docs/design/supervisor.md` lists where and why this one differs from Perl.
 
+mod broker;
 mod cli;
 pub mod config;
 mod control;

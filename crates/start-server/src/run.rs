@@ -12,24 +12,28 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use gracedown_sockets::handoff::HANDOFF_FD;
+
+use crate::broker::Broker;
 use crate::config::{Config, LogTarget, Mode};
 use crate::env::Environment;
 use crate::error::Error;
 use crate::files::{PidFile, StatusFile};
 use crate::sockets::ListenerSet;
 use crate::spawn::Plan;
-use crate::spawner::{Spawned, Spawner};
+use crate::spawner::{Request, Spawned, Spawner};
 use crate::supervisor::{Action, Event, Settings, StopSignal, Supervisor};
 
 /// Variables never passed to workers: they describe start_server's own
 /// supervisor (systemd), not the worker's, or start_server's own fault injection.
-const NOT_INHERITED: [&str; 7] = [
+const NOT_INHERITED: [&str; 8] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
+    HANDOFF_FD,
     crate::spawn::STOP_BEFORE_EXEC,
 ];
 
@@ -170,11 +174,30 @@ async fn drive(
     let mut notifications: HashMap<u64, JoinHandle<()>> = HashMap::new();
     let mut generations: HashMap<u32, u64> = HashMap::new();
     let port_env = sockets.env_value();
+    // Each generation's handoff channel sits just above the sockets.
+    let handoff_target = sockets
+        .placements()
+        .iter()
+        .map(|(_, target)| *target)
+        .max()
+        .unwrap_or(2)
+        .max(2)
+        + 1;
+    let (mut broker, mut handoffs) = Broker::new();
     let mut events = VecDeque::from([Event::Start]);
     loop {
         while let Some(event) = events.pop_front() {
             supervisor.dynamic = env.dynamic();
-            for action in supervisor.handle(event, Instant::now()) {
+            if let Event::Ready { generation } = event {
+                // Its `R` went out before its `READY=1`, on the other socket.
+                broker.catch_up(generation, &mut handoffs);
+            }
+            if let Event::SpawnFailed { generation, .. } = event {
+                broker.close(generation).await;
+            }
+            let actions = supervisor.handle(event, Instant::now());
+            broker.set_target(supervisor.handoff_target());
+            for action in actions {
                 match action {
                     Action::Spawn { generation } => {
                         let (name, task) = listen_for_notices(generation, notice_tx.clone());
@@ -200,7 +223,23 @@ async fn drive(
                                 ));
                             }
                         }
-                        spawner.spawn(generation, vars);
+                        let extra = match broker.open(generation) {
+                            Ok(fd) => {
+                                vars.push((HANDOFF_FD.into(), handoff_target.to_string().into()));
+                                Some((fd, handoff_target))
+                            }
+                            Err(e) => {
+                                info!(
+                                    "cannot open the handoff channel of generation {generation} ({e}); its connections will close when it drains"
+                                );
+                                None
+                            }
+                        };
+                        spawner.spawn(Request {
+                            generation,
+                            env: vars,
+                            extra,
+                        });
                     }
                     Action::Signal { pid, signal } => {
                         signal.send(pid);
@@ -239,12 +278,18 @@ async fn drive(
             _ = usr2.recv() => info!("received USR2, ignored"),
             _ = alrm.recv() => {}
             Some((pid, status)) = exits.recv() => {
-                if let Some(task) = generations.remove(&pid).and_then(|g| notifications.remove(&g)) {
-                    task.abort();
+                if let Some(generation) = generations.remove(&pid) {
+                    // Its descriptors close before the exit is acted on.
+                    if let Some(task) = notifications.remove(&generation) {
+                        task.abort();
+                        let _ = task.await;
+                    }
+                    broker.close(generation).await;
                 }
                 events.push_back(Event::Exited { pid, status });
             }
             Some(notice) = notices.recv() => events.push_back(notice),
+            Some(message) = handoffs.recv() => broker.handle(message),
             Some(Spawned { generation, result }) = spawns.recv() => match result {
                 Ok(mut child) => {
                     let pid = child.id().unwrap_or_default();
@@ -261,6 +306,7 @@ async fn drive(
                 Err(e) => {
                     if let Some(task) = notifications.remove(&generation) {
                         task.abort();
+                        let _ = task.await;
                     }
                     let prog = program[0].to_string_lossy();
                     let error = format!("failed to exec {prog}: {}", crate::errno_text(&e));

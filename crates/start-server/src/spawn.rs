@@ -6,7 +6,7 @@
 #![allow(unsafe_code)] // `pre_exec` is how descriptors are placed in a child; see SAFETY.
 
 use std::ffi::OsString;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use tokio::process::{Child, Command};
 
@@ -31,9 +31,9 @@ pub(crate) struct Plan {
 pub(crate) const STOP_BEFORE_EXEC: &str = "GRACEDOWN_STOP_BEFORE_EXEC";
 
 /// Spawns the worker of `generation` with exactly `env`, in the plan's
-/// directory, in a new process group, with each placement's socket open at
-/// its target, every other descriptor above 2 closed at exec, and the plan's
-/// death signal set.
+/// directory, in a new process group, with each placement's socket (and
+/// `extra`, this generation's own descriptor) open at its target, every other
+/// descriptor above 2 closed at exec, and the plan's death signal set.
 ///
 /// Blocks until the child has exec'd (or failed to): call it off the event loop.
 ///
@@ -45,8 +45,11 @@ pub(crate) fn spawn(
     plan: &Plan,
     generation: u64,
     env: &[(OsString, OsString)],
+    extra: Option<(BorrowedFd<'_>, i32)>,
 ) -> std::io::Result<Child> {
-    let (program, dir, placements) = (&plan.program, plan.dir.as_deref(), &plan.placements[..]);
+    let (program, dir) = (&plan.program, plan.dir.as_deref());
+    let mut placements = plan.placements.clone();
+    placements.extend(extra.map(|(fd, target)| (fd.as_raw_fd(), target)));
     let Some((prog, args)) = program.split_first() else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -69,7 +72,7 @@ pub(crate) fn spawn(
         cmd.current_dir(dir);
     }
     let mut pairs = [(-1 as RawFd, -1i32); MAX_SOCKETS];
-    pairs[..placements.len()].copy_from_slice(placements);
+    pairs[..placements.len()].copy_from_slice(&placements);
     let count = placements.len();
     let floor = placements.iter().map(|(_, t)| *t).max().unwrap_or(2).max(2) + 1;
     let death_signal = libc::c_ulong::try_from(plan.death_signal).unwrap_or(libc::SIGTERM as _);
@@ -81,8 +84,8 @@ pub(crate) fn spawn(
     // (`prctl`, `raise`, `getppid`, `close_range`, `fcntl`, `dup2`) on plain
     // numbers, reads a fixed-size array copied into the closure before the
     // fork, and allocates nothing. The sources are open in the parent for as
-    // long as `Command::spawn` runs (the caller holds the `OwnedFd`s), so
-    // they are open in the child.
+    // long as `Command::spawn` runs (the caller holds the `OwnedFd`s, and
+    // `extra` is borrowed for this call), so they are open in the child.
     unsafe {
         cmd.pre_exec(move || {
             // The worker gets the stop signal when start_server dies; the

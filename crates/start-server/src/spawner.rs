@@ -7,6 +7,7 @@
 //! worker fires when the *thread* that forked it exits.
 
 use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc as std_mpsc;
 
 use tokio::process::Child;
@@ -21,10 +22,20 @@ pub(crate) struct Spawned {
     pub(crate) result: std::io::Result<Child>,
 }
 
+/// One spawn to make.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) generation: u64,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    /// This generation's own descriptor and its number in the worker;
+    /// closed here once the worker has its copy.
+    pub(crate) extra: Option<(OwnedFd, i32)>,
+}
+
 /// The spawning thread's inbox.
 #[derive(Debug)]
 pub(crate) struct Spawner {
-    requests: std_mpsc::Sender<(u64, Vec<(OsString, OsString)>)>,
+    requests: std_mpsc::Sender<Request>,
 }
 
 impl Spawner {
@@ -38,14 +49,21 @@ impl Spawner {
         runtime: tokio::runtime::Handle,
         results: mpsc::UnboundedSender<Spawned>,
     ) -> std::io::Result<Self> {
-        let (requests, inbox) = std_mpsc::channel::<(u64, Vec<(OsString, OsString)>)>();
+        let (requests, inbox) = std_mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("spawner".into())
             .spawn(move || {
                 // tokio's child handles need the runtime that reaps them.
                 let _runtime = runtime.enter();
-                for (generation, env) in inbox {
-                    let result = spawn(&plan, generation, &env);
+                for request in inbox {
+                    let Request {
+                        generation,
+                        env,
+                        extra,
+                    } = request;
+                    let placed = extra.as_ref().map(|(fd, target)| (fd.as_fd(), *target));
+                    let result = spawn(&plan, generation, &env, placed);
+                    drop(extra);
                     if results.send(Spawned { generation, result }).is_err() {
                         return;
                     }
@@ -54,9 +72,9 @@ impl Spawner {
         Ok(Self { requests })
     }
 
-    /// Asks for the worker of `generation` with exactly `env`.
-    pub(crate) fn spawn(&self, generation: u64, env: Vec<(OsString, OsString)>) {
+    /// Asks for a worker.
+    pub(crate) fn spawn(&self, request: Request) {
         // The thread only ends when start_server does.
-        let _ = self.requests.send((generation, env));
+        let _ = self.requests.send(request);
     }
 }

@@ -204,6 +204,15 @@ impl Supervisor {
         self.generation
     }
 
+    /// The generation that takes connections handed off by draining ones:
+    /// the current one, and none while stopping.
+    pub fn handoff_target(&self) -> Option<u64> {
+        match self.stopping {
+            Some(_) => None,
+            None => self.current.map(|(_, generation)| generation),
+        }
+    }
+
     /// The next time [`Event::Tick`] has something to do, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         if let Some(stopping) = self.stopping {

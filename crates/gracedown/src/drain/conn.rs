@@ -46,6 +46,7 @@ pub(crate) enum Proto {
 
 const UPGRADING: u8 = 1;
 const RECLAIM: u8 = 1 << 1;
+const PARKED: u8 = 1 << 2;
 
 /// The tracker of one connection; see the module docs.
 #[derive(Debug)]
@@ -199,6 +200,17 @@ impl ConnCtl {
     pub(crate) fn mark_reclaim(&self) {
         self.flags.fetch_or(RECLAIM, Ordering::AcqRel);
         self.wake.notify_one();
+    }
+
+    /// hyper waits for the rest of a request head with everything written:
+    /// the connection can move, those bytes with it (see `serve::io::ConnIo`).
+    pub(crate) fn park(&self) {
+        self.flags.fetch_or(PARKED, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn is_parked(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & PARKED != 0
     }
 
     /// Request number `from` (1-based) and every later one on this

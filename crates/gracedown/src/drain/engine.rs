@@ -53,6 +53,9 @@ pub(crate) struct Engine {
     epoch: Instant,
     phase: watch::Sender<Phase>,
     draining: AtomicBool,
+    /// Draining, a newer generation takes this one's plain HTTP/1.1
+    /// connections (`serve::handoff`).
+    handing_off: AtomicBool,
     conns: Mutex<Slab<Arc<ConnCtl>>>,
     drained: AtomicU64,
     handed_off: AtomicU64,
@@ -67,6 +70,7 @@ impl Engine {
             epoch: Instant::now(),
             phase: watch::Sender::new(Phase::Serving),
             draining: AtomicBool::new(false),
+            handing_off: AtomicBool::new(false),
             conns: Mutex::new(Slab::new()),
             drained: AtomicU64::new(0),
             handed_off: AtomicU64::new(0),
@@ -121,9 +125,17 @@ impl Engine {
         self.lock().len()
     }
 
+    /// Whether plain HTTP/1.1 connections are handed on rather than closed.
+    pub(crate) fn handing_off(&self) -> bool {
+        self.handing_off.load(Ordering::Acquire)
+    }
+
     /// Starts the drain; returns the connections per state at this moment.
-    pub(crate) fn start_drain(&self, deadline: Instant) -> StateCounts {
+    /// `hand_off`: a newer generation takes connections that are between
+    /// requests (they keep alive and move at their next boundary).
+    pub(crate) fn start_drain(&self, deadline: Instant, hand_off: bool) -> StateCounts {
         let since = self.now();
+        self.handing_off.store(hand_off, Ordering::Release);
         // Set before the phase, so that a request ending from now on wakes its task.
         self.draining.store(true, Ordering::Release);
         self.phase.send_replace(Phase::Draining { since, deadline });
@@ -169,6 +181,10 @@ impl Engine {
 
     pub(crate) fn count_forced(&self, state: ConnState) {
         self.forced[state.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_handed_off(&self) {
+        self.handed_off.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_drained(&self) {
@@ -280,7 +296,7 @@ mod tests {
     fn drain_then_force_keeps_the_start_and_deadline() {
         let engine = Engine::new(Timeouts::DEFAULT);
         let deadline = Instant::now() + Duration::from_secs(1);
-        engine.start_drain(deadline);
+        engine.start_drain(deadline, false);
         assert!(engine.is_draining());
         let since = engine.phase().drain_since();
         engine.force();

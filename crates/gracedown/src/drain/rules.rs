@@ -172,6 +172,10 @@ pub(crate) fn http1(
     }
     let drain = phase.drain_since();
     if s.head_since != 0 {
+        if handoff && drain.is_some() {
+            // Half a head: it moves with the connection.
+            return Verdict::Detach(Reason::Drain);
+        }
         let mut at = s.head_since.saturating_add(ns(t.header));
         if let Some(d) = drain {
             at = at.min(d.saturating_add(ns(t.first_request_draining)));

@@ -14,6 +14,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Sleep;
 use tracing::{debug, trace};
 
+use gracedown_sockets::handoff::MAX_PREFIX;
+
+use super::handoff::{Handoff, Outcome};
 use super::info::ConnectionInfo;
 use super::io::{ConnIo, ReadNow, Returned, Stream, Transport, force_shutdown};
 use super::server::Shared;
@@ -37,6 +40,8 @@ enum Ending {
     Closed,
     /// Force-closed at the drain deadline in this state.
     Forced(ConnState),
+    /// Handed over to a newer generation, still open.
+    HandedOff,
 }
 
 /// Serves one accepted stream until it closes, or until the deadline forces it.
@@ -52,11 +57,65 @@ pub(crate) async fn serve<M, S, B>(
     S: HttpService<B>,
     B: ResponseBody,
 {
+    serve_with(
+        stream,
+        None,
+        peer,
+        local,
+        make_service,
+        shared,
+        registration,
+    )
+    .await;
+}
+
+/// Serves a plain connection handed over by an older generation: `handed`
+/// is the bytes it had already read (served first), and whether it has sent
+/// no request yet (then it may still turn out to be h2c).
+pub(crate) async fn serve_handed<M, S, B>(
+    stream: Stream,
+    handed: (Bytes, bool),
+    peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    make_service: M,
+    shared: Arc<Shared>,
+    registration: Registration,
+) where
+    M: MakeService<S>,
+    S: HttpService<B>,
+    B: ResponseBody,
+{
+    serve_with(
+        stream,
+        Some(handed),
+        peer,
+        local,
+        make_service,
+        shared,
+        registration,
+    )
+    .await;
+}
+
+async fn serve_with<M, S, B>(
+    stream: Stream,
+    handed: Option<(Bytes, bool)>,
+    peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    make_service: M,
+    shared: Arc<Shared>,
+    registration: Registration,
+) where
+    M: MakeService<S>,
+    S: HttpService<B>,
+    B: ResponseBody,
+{
     let ctl = Arc::clone(&registration.ctl);
     let mut conn = Conn {
         waiter: Waiter::new(&ctl.engine),
         ctl,
         shared,
+        handoff: None,
         info: ConnectionInfo {
             remote: peer,
             local,
@@ -64,7 +123,13 @@ pub(crate) async fn serve<M, S, B>(
         },
     };
     let ending = match make(make_service, peer).await {
-        Ok(service) => conn.run(stream, service).await,
+        Ok(service) => match handed {
+            None => conn.run(stream, None, service).await,
+            // Fresh: told apart from h2c as if just accepted (never TLS:
+            // only plain connections are handed over).
+            Some((prefix, true)) => conn.run(stream, Some(prefix), service).await,
+            Some((prefix, false)) => conn.run_handed(stream, prefix, service).await,
+        },
         Err(e) => {
             debug!(error = %e, "the service factory failed; connection closed");
             Ending::Closed
@@ -76,6 +141,7 @@ pub(crate) async fn serve<M, S, B>(
             debug!(state = %state, "connection force-closed at the drain deadline");
             engine.count_forced(state);
         }
+        Ending::HandedOff => engine.count_handed_off(),
         Ending::Closed if engine.is_draining() => engine.count_drained(),
         Ending::Closed => {}
     }
@@ -85,6 +151,9 @@ pub(crate) async fn serve<M, S, B>(
 struct Conn {
     ctl: Arc<ConnCtl>,
     shared: Arc<Shared>,
+    /// Set for a plain connection under gracedown's start_server: it may
+    /// move to a newer generation when this one drains.
+    handoff: Option<Arc<Handoff>>,
     info: ConnectionInfo,
     waiter: Waiter,
 }
@@ -103,14 +172,16 @@ struct Detach {
 struct Ended(Reason, ConnState);
 
 impl Conn {
-    async fn run<S, B>(&mut self, stream: Stream, service: S) -> Ending
+    /// Serves a connection that has sent no request yet; `handed`: it was
+    /// handed over while quiet, with these bytes already read from it.
+    async fn run<S, B>(&mut self, stream: Stream, handed: Option<Bytes>, service: S) -> Ending
     where
         S: HttpService<B>,
         B: ResponseBody,
     {
         let fd = stream.as_fd().as_raw_fd();
         #[cfg(feature = "tls")]
-        if let Some(acceptor) = self.shared.tls.clone() {
+        if let (None, Some(acceptor)) = (&handed, self.shared.tls.clone()) {
             self.info.tls = true;
             let handshake = acceptor.accept(stream);
             let tls = match self.bounded(handshake, |_, _, _| None).await {
@@ -131,16 +202,76 @@ impl Conn {
                 self.http1(transport, service, fd).await
             };
         }
-        let (stream, prefix, h2) = match self.bounded(sniff(stream), first_request_rule).await {
-            Ok(Some(sniffed)) => sniffed,
+        self.handoff = self.shared.handoff.clone();
+        let movable = self.handoff.is_some();
+        let read = handed.unwrap_or_default();
+        let (mut stream, mut sniffed) = (stream, BytesMut::from(read));
+        let rule = move |now, phase, ctl: &ConnCtl| first_request_rule(now, phase, ctl, movable);
+        let h2 = match self.bounded(sniff(&mut stream, &mut sniffed), rule).await {
+            Ok(Some(h2)) => h2,
             Ok(None) => return Ending::Closed,
+            Err(Ended(Reason::Drain, _)) => {
+                // Quiet since it was accepted, and a newer generation takes it.
+                let transport = Transport::plain(stream, sniffed.freeze());
+                return self.hand_off(transport).await;
+            }
             Err(ended) => return self.ended(ended),
         };
-        let transport = Transport::plain(stream, prefix);
+        let transport = Transport::plain(stream, sniffed.freeze());
         if h2 {
+            self.handoff = None;
             self.http2(transport, service, fd).await
         } else {
             self.http1(transport, service, fd).await
+        }
+    }
+
+    /// A connection an older generation handed over: plain HTTP/1.1, at a
+    /// message boundary, `prefix` read from it already.
+    async fn run_handed<S, B>(&mut self, stream: Stream, prefix: Bytes, service: S) -> Ending
+    where
+        S: HttpService<B>,
+        B: ResponseBody,
+    {
+        let fd = stream.as_fd().as_raw_fd();
+        self.handoff = self.shared.handoff.clone();
+        if !prefix.is_empty() {
+            self.ctl.head_starts_now();
+        }
+        self.http1(Transport::plain(stream, prefix), service, fd)
+            .await
+    }
+
+    /// Whether this connection moves to a newer generation at its next boundary.
+    fn moving(&self) -> bool {
+        self.handoff.is_some() && self.ctl.engine.handing_off()
+    }
+
+    /// Hands the connection to a newer generation; closes it as without a
+    /// handoff when that fails.
+    async fn hand_off(&self, transport: Transport) -> Ending {
+        let linger = self.ctl.engine.timeouts().linger;
+        let fresh = self.ctl.requests() == 0 && !self.ctl.is_upgrading();
+        let outcome = match (&self.handoff, transport.plain_parts()) {
+            (Some(handoff), Some((socket, prefix))) => {
+                handoff.hand_off(socket, prefix, fresh).await
+            }
+            _ => Outcome::Refused,
+        };
+        match outcome {
+            Outcome::Forwarded => {
+                // Our descriptor goes without a FIN: the socket lives on there.
+                drop(transport);
+                Ending::HandedOff
+            }
+            Outcome::Refused => {
+                transport.close(linger).await;
+                Ending::Closed
+            }
+            Outcome::Unknown => {
+                drop(transport);
+                Ending::Closed
+            }
         }
     }
 
@@ -197,8 +328,10 @@ impl Conn {
         let timeouts = *self.ctl.engine.timeouts();
         let mut keep_alive = true;
         loop {
-            let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), true);
-            let adapter = self.adapter(service.clone(), Proto::Http1);
+            let movable = self.handoff.is_some().then_some(MAX_PREFIX);
+            let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), true, movable);
+            let mut adapter = self.adapter(service.clone(), Proto::Http1);
+            adapter.keep_alive_in_drain = self.handoff.is_some();
             let mut builder = hyper::server::conn::http1::Builder::new();
             // The drain rules bound the head (in total) and the idle time.
             builder.keep_alive(keep_alive).header_read_timeout(None);
@@ -206,6 +339,17 @@ impl Conn {
                 .serve_connection(TokioIo::new(io), adapter)
                 .with_upgrades();
             let (result, detach) = self.drive_http1(conn).await;
+            if self.ctl.is_parked() {
+                // hyper, dropped, held half a head: it moves with the connection.
+                let Ok(returned) = back.await else {
+                    return Ending::Closed;
+                };
+                if returned.head.is_none() {
+                    returned.transport.close(timeouts.linger).await;
+                    return Ending::Closed;
+                }
+                return self.hand_off(returned.into_transport()).await;
+            }
             if let Err(Ended(reason, state)) = result {
                 debug!(?reason, state = %state, "http/1 connection closed by a bound");
                 self.ctl.set_io_mode(IoMode::Abort);
@@ -245,6 +389,11 @@ impl Conn {
             if detach.is_some_and(|d| d.reason == Reason::Reclaim) {
                 return Ending::Closed;
             }
+            if detach.is_some_and(|d| d.reason == Reason::Drain) && self.moving() {
+                // At a boundary, every byte read parsed: what comes next
+                // (in the socket, or read already) starts a request there.
+                return self.hand_off(returned).await;
+            }
             // What is in the socket now starts a new request.
             match returned.read_now() {
                 ReadNow::Data => {
@@ -276,6 +425,10 @@ impl Conn {
         let mut detach: Option<Detach> = None;
         let timeouts = *self.ctl.engine.timeouts();
         loop {
+            if self.ctl.is_parked() {
+                // hyper waits for the rest of a head; dropped with this future.
+                return (Ok(Ok(())), detach);
+            }
             let engine = &self.ctl.engine;
             let now = engine.now();
             let verdict = http1(
@@ -283,7 +436,7 @@ impl Conn {
                 engine.phase(),
                 &self.ctl.snapshot(),
                 &timeouts,
-                false,
+                self.moving(),
                 detach.map(|d| d.at),
             );
             let at = match verdict {
@@ -344,7 +497,7 @@ impl Conn {
         let _ = fd;
         self.ctl.set_state(ConnState::Http2);
         let timeouts = *self.ctl.engine.timeouts();
-        let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), false);
+        let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), false, None);
         let adapter = self.adapter(service, Proto::Http2);
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         // PING a connection that has sent nothing for a while, so a peer
@@ -421,14 +574,15 @@ impl Conn {
     }
 }
 
-/// A connection that has sent nothing yet: the HTTP/1 rule for its first request.
-fn first_request_rule(now: u64, phase: Phase, ctl: &ConnCtl) -> Option<Verdict> {
+/// A connection that has sent nothing yet: the HTTP/1 rule for its first
+/// request (`movable`: it may be handed over).
+fn first_request_rule(now: u64, phase: Phase, ctl: &ConnCtl, movable: bool) -> Option<Verdict> {
     Some(http1(
         now,
         phase,
         &ctl.snapshot(),
         ctl.engine.timeouts(),
-        false,
+        movable && ctl.engine.handing_off(),
         None,
     ))
 }
@@ -437,36 +591,34 @@ fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Tells h2c (the preface) from HTTP/1. TCP peeks, so the bytes stay in the
-/// socket and nothing is copied; a partial preface (rare) and unix sockets
-/// read instead, and the bytes go back in front. `None` when the client
-/// closes first.
-async fn sniff(stream: Stream) -> Option<(Stream, Bytes, bool)> {
-    if let Stream::Tcp(tcp) = &stream {
+/// Tells h2c (the preface) from HTTP/1: `Some(true)` for h2c, `None` when
+/// the client closes first. TCP peeks, so the bytes stay in the socket and
+/// nothing is copied; a partial preface (rare) and unix sockets read into
+/// `read` instead, which goes back in front (and survives this future being
+/// dropped, so a connection cut short here loses no byte).
+async fn sniff(stream: &mut Stream, read: &mut BytesMut) -> Option<bool> {
+    if let (true, Stream::Tcp(tcp)) = (read.is_empty(), &*stream) {
         let mut peeked = [0u8; H2_PREFACE.len()];
         let n = tcp.peek(&mut peeked).await.ok()?;
         if n == 0 {
             return None;
         }
         if !H2_PREFACE.starts_with(&peeked[..n]) {
-            return Some((stream, Bytes::new(), false));
+            return Some(false);
         }
         if n == H2_PREFACE.len() {
-            return Some((stream, Bytes::new(), true));
+            return Some(true);
         }
     }
-    let mut stream = stream;
-    let mut buf = BytesMut::with_capacity(H2_PREFACE.len());
-    while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
+    while read.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(read) {
         let mut chunk = [0u8; H2_PREFACE.len()];
-        let want = H2_PREFACE.len() - buf.len();
+        let want = H2_PREFACE.len() - read.len();
         match stream.read(&mut chunk[..want]).await {
             Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => read.extend_from_slice(&chunk[..n]),
         }
     }
-    let h2 = buf.as_ref() == H2_PREFACE;
-    Some((stream, buf.freeze(), h2))
+    Some(read.as_ref() == H2_PREFACE)
 }
 
 /// What a connection's task waits on between verdicts: a time, the server's

@@ -11,6 +11,61 @@
 //! follow (a framing hyper refuses anyway, or a divergence), it says so and
 //! every later request on the connection is refused: it fails closed.
 
+/// A copy of the bytes since the last message boundary, kept while they are
+/// (the start of) a request head: what hyper holds when it waits for the
+/// rest of a head, so that the connection can move with them.
+#[derive(Debug)]
+pub(crate) struct HeadCopy {
+    bytes: bytes::BytesMut,
+    /// Whether `bytes` is all of it (not past a head, not over the limit).
+    whole: bool,
+    limit: usize,
+}
+
+impl HeadCopy {
+    /// Starts at a boundary; keeps at most `limit` bytes.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            bytes: bytes::BytesMut::new(),
+            whole: true,
+            limit,
+        }
+    }
+
+    /// Follows `new`, just fed to `framing`.
+    pub(crate) fn follow(&mut self, framing: &Framing, new: &[u8]) {
+        match framing.last_boundary() {
+            Some(at) => {
+                self.bytes.clear();
+                self.whole = true;
+                self.push(&new[at..]);
+            }
+            None => self.push(new),
+        }
+        if !framing.in_head() {
+            self.bytes.clear();
+            self.whole = false;
+        }
+    }
+
+    fn push(&mut self, new: &[u8]) {
+        if !self.whole {
+            return;
+        }
+        if self.bytes.len() + new.len() > self.limit {
+            self.bytes.clear();
+            self.whole = false;
+            return;
+        }
+        self.bytes.extend_from_slice(new);
+    }
+
+    /// The bytes since the last boundary, if they are all here.
+    pub(crate) fn take(&mut self) -> Option<bytes::Bytes> {
+        self.whole.then(|| std::mem::take(&mut self.bytes).freeze())
+    }
+}
+
 /// What [`Framing::feed`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Finding {
@@ -97,6 +152,9 @@ pub(crate) struct Framing {
     /// The current line's name, lowercased, while it is read.
     name: [u8; 17],
     name_len: u8,
+    /// Where in the bytes of the last [`Framing::feed`] the last message
+    /// boundary was (the index of the byte after it).
+    last_boundary: Option<usize>,
 }
 
 impl Default for Framing {
@@ -115,6 +173,7 @@ impl Framing {
             heads: requests,
             name: [0; 17],
             name_len: 0,
+            last_boundary: None,
         }
     }
 
@@ -135,8 +194,30 @@ impl Framing {
         self.heads > requests || matches!(self.state, State::Head(head) if head.started)
     }
 
+    /// Whether exactly one request head, not yet complete, has started
+    /// after `requests` requests: what hyper holds is that head's bytes.
+    pub(crate) fn one_head_pending(&self, requests: u64) -> bool {
+        matches!(self.state, State::Head(head) if head.started) && self.heads == requests + 1
+    }
+
+    /// Whether the next byte is part of a request head (or before one).
+    pub(crate) fn in_head(&self) -> bool {
+        matches!(self.state, State::Head(_))
+    }
+
+    /// Where in the bytes of the last [`Framing::feed`] the last message
+    /// boundary was: the index of the first byte after it.
+    pub(crate) fn last_boundary(&self) -> Option<usize> {
+        self.last_boundary
+    }
+
     /// Follows `bytes`, the next ones the client sent.
     pub(crate) fn feed(&mut self, bytes: &[u8]) -> Finding {
+        self.last_boundary = None;
+        self.follow(bytes)
+    }
+
+    fn follow(&mut self, bytes: &[u8]) -> Finding {
         let mut i = 0;
         while i < bytes.len() {
             match self.state {
@@ -163,6 +244,9 @@ impl Framing {
                         return finding;
                     }
                 }
+            }
+            if matches!(self.state, State::Head(head) if !head.started) {
+                self.last_boundary = Some(i);
             }
         }
         Finding::Nothing
@@ -425,6 +509,27 @@ mod tests {
     }
 
     #[test]
+    fn the_head_copy_gives_up_past_a_head_or_over_its_limit() {
+        let mut framing = Framing::default();
+        let mut copy = HeadCopy::new(16);
+        let wire = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab";
+        framing.feed(wire);
+        copy.follow(&framing, wire);
+        assert_eq!(copy.take(), None, "inside a body");
+        framing.feed(b"cde");
+        copy.follow(&framing, b"cde");
+        assert_eq!(
+            copy.take().as_deref(),
+            Some(&b""[..]),
+            "at the boundary again"
+        );
+        let long = b"GET /a-very-long-path HTTP/1.1\r\n";
+        framing.feed(long);
+        copy.follow(&framing, long);
+        assert_eq!(copy.take(), None, "longer than the limit");
+    }
+
+    #[test]
     fn a_bare_lf_is_reported_for_the_request_whose_head_has_it() {
         assert_eq!(
             feed_all(&[b"GET / HTTP/1.1\nHost: x\r\n\r\n"]).1,
@@ -525,6 +630,31 @@ mod tests {
                 prop_assert_eq!(framing.feed(&wire[piece[0]..piece[1]]), Finding::Nothing);
             }
             prop_assert!(framing.at_boundary(requests.len() as u64));
+        }
+
+        #[test]
+        fn the_head_copy_is_exactly_the_partial_head_after_the_last_boundary(
+            requests in prop::collection::vec((any::<u8>(), prop::collection::vec(any::<u8>(), 0..30), any::<usize>()), 0..6),
+            partial in 1usize..28,
+            cuts in prop::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut wire: Vec<u8> = requests.iter().flat_map(|(k, b, s)| request(*k, b, *s)).collect();
+            let head = &b"GET /next HTTP/1.1\r\nHost: h\r\n"[..partial];
+            wire.extend_from_slice(head);
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+            points.extend([0, wire.len()]);
+            points.sort_unstable();
+            let mut framing = Framing::default();
+            let mut copy = HeadCopy::new(1024);
+            for piece in points.windows(2) {
+                let new = &wire[piece[0]..piece[1]];
+                prop_assert_eq!(framing.feed(new), Finding::Nothing);
+                copy.follow(&framing, new);
+            }
+            let n = requests.len() as u64;
+            prop_assert!(framing.one_head_pending(n));
+            let taken = copy.take();
+            prop_assert_eq!(taken.as_deref(), Some(head));
         }
 
         #[test]

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::oneshot;
 
-use super::framing::{Finding, Framing};
+use super::framing::{Finding, Framing, HeadCopy};
 use crate::drain::{ConnCtl, IoMode, Refusal};
 
 /// An accepted TCP or unix stream.
@@ -36,6 +36,37 @@ macro_rules! delegate {
             Self::Unix($s) => $e,
         }
     };
+}
+
+impl Stream {
+    /// A connection handed over by another process: TCP or unix, non-blocking,
+    /// registered with the runtime; with its peer and local addresses (TCP).
+    pub(crate) fn adopt(
+        socket: std::os::fd::OwnedFd,
+    ) -> io::Result<(
+        Self,
+        Option<std::net::SocketAddr>,
+        Option<std::net::SocketAddr>,
+    )> {
+        let domain = rustix::net::sockopt::socket_domain(&socket)?;
+        if domain == rustix::net::AddressFamily::UNIX {
+            let stream = std::os::unix::net::UnixStream::from(socket);
+            stream.set_nonblocking(true)?;
+            return Ok((Self::Unix(UnixStream::from_std(stream)?), None, None));
+        }
+        if domain != rustix::net::AddressFamily::INET && domain != rustix::net::AddressFamily::INET6
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a TCP or unix stream socket",
+            ));
+        }
+        let stream = std::net::TcpStream::from(socket);
+        stream.set_nonblocking(true)?;
+        let stream = TcpStream::from_std(stream)?;
+        let (peer, local) = (stream.peer_addr().ok(), stream.local_addr().ok());
+        Ok((Self::Tcp(stream), peer, local))
+    }
 }
 
 impl AsFd for Stream {
@@ -129,6 +160,16 @@ impl Transport {
         Self {
             prefix: Bytes::new(),
             kind: Kind::Tls(Box::new(stream)),
+        }
+    }
+
+    /// A plain connection's socket and the bytes already read from it (what
+    /// travels when it is handed over); `None` under TLS.
+    pub(crate) fn plain_parts(&self) -> Option<(BorrowedFd<'_>, &[u8])> {
+        match &self.kind {
+            Kind::Plain(stream) => Some((stream.as_fd(), &self.prefix)),
+            #[cfg(feature = "tls")]
+            Kind::Tls(_) => None,
         }
     }
 
@@ -263,6 +304,23 @@ pub(crate) struct Returned {
     /// byte the client sent parsed into requests: nothing of the client's is
     /// lost, and the next byte in the socket starts a request.
     pub(crate) at_boundary: bool,
+    /// hyper was parked waiting for the rest of a request head, with every
+    /// response written and nothing else unparsed: these are the head's
+    /// bytes it held, and the socket holds the rest.
+    pub(crate) head: Option<Bytes>,
+}
+
+impl Returned {
+    /// The transport with the bytes hyper held (a parked head) back in front.
+    pub(crate) fn into_transport(self) -> Transport {
+        let mut transport = self.transport;
+        if let Some(head) = self.head.filter(|h| !h.is_empty()) {
+            let mut prefix = BytesMut::from(head);
+            prefix.extend_from_slice(&transport.prefix);
+            transport.prefix = prefix.freeze();
+        }
+        transport
+    }
 }
 
 /// What hyper reads and writes through: the [`Transport`], steered by the
@@ -281,14 +339,23 @@ pub(crate) struct ConnIo {
     flushed: bool,
     /// hyper's read, held back by a detach until its writes are flushed.
     held_read: Option<Waker>,
+    /// For a connection that may move to another process: the bytes of a
+    /// request head not yet complete.
+    head: Option<HeadCopy>,
+    /// A detach found hyper waiting for the rest of a head (see [`Returned::head`]).
+    parked: bool,
 }
 
 impl ConnIo {
     /// `transport` under hyper; it comes back on the returned receiver.
+    /// `movable`: an HTTP/1 connection that may move to another process,
+    /// even in the middle of a request head (the bytes of at most `movable`
+    /// bytes long heads are kept for that).
     pub(crate) fn new(
         transport: Transport,
         ctl: Arc<ConnCtl>,
         http1: bool,
+        movable: Option<usize>,
     ) -> (Self, oneshot::Receiver<Returned>) {
         let (back, rx) = oneshot::channel();
         let io = Self {
@@ -300,6 +367,8 @@ impl ConnIo {
             detached_at_boundary: false,
             flushed: true,
             held_read: None,
+            head: movable.filter(|_| http1).map(HeadCopy::new),
+            parked: false,
         };
         (io, rx)
     }
@@ -336,6 +405,21 @@ impl AsyncRead for ConnIo {
             }
             IoMode::Detach => {
                 let requests = this.ctl.requests();
+                let half_head = this.head.is_some()
+                    && this
+                        .framing
+                        .as_ref()
+                        .is_some_and(|f| f.one_head_pending(requests));
+                if half_head && this.ctl.engine.handing_off() {
+                    // hyper waits for the rest of a head, all written: it
+                    // waits here until the connection's task drops it and
+                    // moves the connection, the head's bytes in front.
+                    if !this.parked {
+                        this.parked = true;
+                        this.ctl.park();
+                    }
+                    return Poll::Pending;
+                }
                 this.detached_at_boundary = this.ctl.in_flight() == 0
                     && this
                         .framing
@@ -359,6 +443,9 @@ impl AsyncRead for ConnIo {
                         Finding::Nothing => {}
                         Finding::BareLf(request) => this.ctl.refuse_from(request, Refusal::BareLf),
                         Finding::Lost(request) => this.ctl.refuse_from(request, Refusal::Unframed),
+                    }
+                    if let Some(head) = this.head.as_mut() {
+                        head.follow(framing, new);
                     }
                     if framing.head_pending(this.ctl.requests()) {
                         this.ctl.head_bytes_arrived();
@@ -452,9 +539,14 @@ impl Drop for ConnIo {
     fn drop(&mut self) {
         if let (Some(transport), Some(back)) = (self.inner.take(), self.back.take()) {
             // If the task is gone, the transport is dropped here (closed).
+            let head = match (self.parked, self.head.as_mut()) {
+                (true, Some(head)) => head.take(),
+                _ => None,
+            };
             let _ = back.send(Returned {
                 transport,
                 at_boundary: self.detached_at_boundary,
+                head,
             });
         }
     }

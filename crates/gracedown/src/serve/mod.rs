@@ -9,6 +9,7 @@
 mod body;
 mod conn;
 mod framing;
+mod handoff;
 mod info;
 mod io;
 mod server;

@@ -15,6 +15,7 @@ use tracing::{debug, error, info, warn};
 
 use super::body::RequestBody;
 use super::conn;
+use super::handoff::Handoff;
 use super::io::Stream;
 use super::service::{HttpService, MakeService, ResponseBody, Shared as SharedService};
 use crate::drain::{ConnState, DrainReport, Engine, Phase, Timeouts};
@@ -38,6 +39,8 @@ fn at_least(bound: Duration) -> Duration {
 pub(crate) struct Shared {
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The handoff channel, under gracedown's start_server.
+    pub(crate) handoff: Option<Arc<Handoff>>,
 }
 
 impl Shared {
@@ -96,6 +99,14 @@ impl Shared {
 /// - every close is lingering (FIN, then read until the client's FIN), so a
 ///   response is never destroyed by an RST.
 ///
+/// Under gracedown's `start_server` (it sets `GRACEDOWN_HANDOFF_FD`), when a
+/// newer generation is ready, plain HTTP/1.1 connections are not closed at
+/// all: each one that is between requests, or gets there after its response
+/// (which then keeps alive), moves to the newer generation with the bytes
+/// already read from it, on the same TCP connection. The report counts them
+/// as handed off. TLS and HTTP/2 keep their state in this process and cannot
+/// move; they drain as above. See [`Server::handoff`].
+///
 /// At the deadline what is left is force-closed and counted by state.
 ///
 /// # Examples
@@ -128,6 +139,7 @@ pub struct Server {
     timeouts: Timeouts,
     max_connections: Option<usize>,
     notifier: Notifier,
+    handoff: bool,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
 }
@@ -141,9 +153,20 @@ impl Server {
             timeouts: Timeouts::DEFAULT,
             max_connections: None,
             notifier: Notifier::none(),
+            handoff: true,
             #[cfg(feature = "tls")]
             tls: None,
         }
+    }
+
+    /// Whether, under gracedown's `start_server`, a drain hands plain
+    /// HTTP/1.1 connections to the newer generation instead of closing them
+    /// (default `true`; see the drain rules above). Elsewhere (Perl's
+    /// start_server, systemd, started by hand) there is nothing to hand to
+    /// and this changes nothing.
+    pub fn handoff(mut self, enabled: bool) -> Self {
+        self.handoff = enabled;
+        self
     }
 
     /// Sends `READY=1` once every listener is served, `WATCHDOG=1` while the
@@ -335,6 +358,11 @@ impl Server {
                 .tls
                 .as_ref()
                 .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config())),
+            handoff: if self.handoff {
+                Handoff::from_env()
+            } else {
+                None
+            },
         });
         let limit = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         // Every connection task holds a clone of `alive`; when the last one
@@ -354,7 +382,20 @@ impl Server {
             };
             accepting.spawn(acceptor.run());
         }
+        // Connections handed over by an older generation are served like accepted ones.
+        let receiving = shared.handoff.as_ref().map(|handoff| {
+            handoff.start(handed_in(
+                make_service.clone(),
+                Arc::clone(&shared),
+                Arc::clone(&engine),
+                alive.downgrade(),
+            ))
+        });
         drop(alive);
+        if let Some(handoff) = &shared.handoff {
+            // Before READY=1: the superdaemon reads this first.
+            handoff.announce().await;
+        }
         let watchdog = self.notifier.spawn_watchdog();
         self.notifier.send("READY=1");
 
@@ -365,11 +406,16 @@ impl Server {
         if let Some(watchdog) = watchdog {
             watchdog.abort();
         }
-        let at_signal = engine.start_drain(deadline);
+        let hand_off = match &shared.handoff {
+            Some(handoff) => handoff.available().await,
+            None => false,
+        };
+        let at_signal = engine.start_drain(deadline, hand_off);
         info!(
             connections = at_signal.total(),
             states = %at_signal,
             deadline_ms = self.drain_timeout.as_millis() as u64,
+            hand_off,
             "draining"
         );
         while accepting.join_next().await.is_some() {}
@@ -386,6 +432,9 @@ impl Server {
             // yields is not waited for.
             let grace = self.timeouts.linger * 2 + Duration::from_secs(1);
             let _ = tokio::time::timeout(grace, all_closed.recv()).await;
+        }
+        if let Some(receiving) = receiving {
+            receiving.abort();
         }
         let report = engine.report(at_signal, signal, stop_accepting, drain);
         info!(
@@ -431,6 +480,51 @@ impl Server {
     {
         let signals = Signals::install()?;
         self.serve(service, signals.stopped()).await
+    }
+}
+
+/// What serves a connection handed over by an older generation: registered
+/// and served like an accepted one, counted by the drain (`alive`) as long
+/// as the server runs; one that arrives after the server ended is closed.
+fn handed_in<M, S, B>(
+    make_service: M,
+    shared: Arc<Shared>,
+    engine: Arc<Engine>,
+    alive: mpsc::WeakSender<()>,
+) -> impl Fn(std::os::fd::OwnedFd, bytes::Bytes, bool) + Send + 'static
+where
+    M: MakeService<S>,
+    S: HttpService<B>,
+    B: ResponseBody,
+{
+    move |socket, prefix, fresh| {
+        let Some(alive) = alive.upgrade() else {
+            return;
+        };
+        let (stream, peer, local) = match Stream::adopt(socket) {
+            Ok(adopted) => adopted,
+            Err(e) => {
+                debug!(error = %e, "a handed-over connection cannot be served; closed");
+                return;
+            }
+        };
+        debug!(peer = ?peer, buffered = prefix.len(), "connection handed over");
+        let registration = engine.register(ConnState::NoRequest);
+        let (make_service, shared) = (make_service.clone(), Arc::clone(&shared));
+        tokio::spawn(async move {
+            let handed = (prefix, fresh);
+            conn::serve_handed(
+                stream,
+                handed,
+                peer,
+                local,
+                make_service,
+                shared,
+                registration,
+            )
+            .await;
+            drop(alive);
+        });
     }
 }
 

@@ -117,8 +117,9 @@ pub(crate) struct Adapter<S> {
     pub(crate) info: ConnectionInfo,
     pub(crate) proto: Proto,
     pub(crate) body_timeout: Duration,
-    /// Whether a draining HTTP/1 connection keeps alive (to be handed over)
-    /// instead of answering `Connection: close`.
+    /// Whether a draining HTTP/1 connection keeps alive (to be handed over,
+    /// when the drain hands connections over) instead of answering
+    /// `Connection: close`.
     pub(crate) keep_alive_in_drain: bool,
 }
 
@@ -178,7 +179,8 @@ where
             }
             if ctl.engine.is_draining() {
                 ctl.engine.count_request_after_signal();
-                if proto == Proto::Http1 && !upgrade && !keep_alive_in_drain {
+                let moving = keep_alive_in_drain && ctl.engine.handing_off();
+                if proto == Proto::Http1 && !upgrade && !moving {
                     response
                         .headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));

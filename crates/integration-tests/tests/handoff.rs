@@ -1,0 +1,339 @@
+//! Connections that survive a restart (`../shared/DESIGN.md` §7): under our
+//! start_server a draining `gracedown serve` hands its plain HTTP/1.1
+//! connections to the next generation, which answers the next request on
+//! the same TCP connection; everywhere else (a plain stop, Perl's
+//! start_server, a worker that declines) the connection closes as before.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::http::{Response, exchange, read_response_from};
+use crate::support::process::Proc;
+use crate::support::starter::{Impl, wait_status_where};
+use crate::support::{TEST_WAIT, TempDir, field, free_port, gracedown};
+
+const GET: &str = "GET / HTTP/1.1\r\nHost: handoff\r\n\r\n";
+
+/// A superdaemon with `gracedown serve` workers on a fresh loopback port.
+struct Setup {
+    proc: Proc,
+    addr: SocketAddr,
+    status: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+fn start(which: Impl, worker_args: &[&str]) -> Setup {
+    start_with(which, worker_args, "gracedown=info")
+}
+
+fn start_with(which: Impl, worker_args: &[&str], log: &str) -> Setup {
+    let dir = TempDir::new("handoff");
+    let status = dir.join("status");
+    let port = free_port();
+    let mut worker: Vec<OsString> = vec![gracedown().into(), "serve".into()];
+    worker.extend(worker_args.iter().map(OsString::from));
+    worker.push(format!("--listen=127.0.0.1:{port}").into());
+    let mut cmd = which.command(
+        &[
+            format!("--port=127.0.0.1:{port}"),
+            format!("--status-file={}", status.display()),
+            "--interval=1".into(),
+        ],
+        &worker,
+    );
+    cmd.env("RUST_LOG", log);
+    let proc = Proc::spawn(cmd);
+    wait_status_where(&status, "generation 1", |s| s.starts_with("1:"), &proc);
+    Setup {
+        proc,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        status,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    /// Restarts and waits until generation `generation` alone is left.
+    fn restart_to(&self, generation: u32) {
+        self.proc.signal(libc::SIGHUP);
+        wait_until_alone(&self.status, generation, &self.proc);
+    }
+}
+
+fn wait_until_alone(status: &Path, generation: u32, proc: &Proc) {
+    let wanted = format!("{generation}:");
+    wait_status_where(
+        status,
+        &format!("generation {generation} alone"),
+        |s| s.starts_with(&wanted) && s.lines().count() == 1,
+        proc,
+    );
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(TEST_WAIT))
+        .expect("read timeout");
+    stream
+}
+
+fn generation(response: &Response) -> &str {
+    response.header("x-gracedown-generation").unwrap_or("none")
+}
+
+/// The `drain complete` line of the `nth` drain (1-based).
+fn drain_line(proc: &Proc, nth: usize) -> String {
+    proc.wait_for_count("drain complete", nth, |l| l.contains("drain complete"));
+    proc.output()
+        .into_iter()
+        .filter(|l| l.contains("drain complete"))
+        .nth(nth - 1)
+        .expect("the nth drain line")
+}
+
+fn count(line: &str, name: &str) -> u64 {
+    field(line, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+#[test]
+fn an_idle_connection_moves_to_the_next_generation_and_is_answered_there() {
+    let setup = start(Impl::Ours, &[]);
+    let mut client = connect(setup.addr);
+    let local = client.local_addr().expect("local address");
+    let first = exchange(&mut client, GET).expect("first response");
+    assert_eq!(generation(&first), "1", "{first:?}");
+    assert_eq!(first.header("connection"), None);
+
+    setup.restart_to(2);
+    let drained = drain_line(&setup.proc, 1);
+    assert_eq!(count(&drained, "handed_off"), 1, "{drained}");
+    assert_eq!(count(&drained, "forced"), 0, "{drained}");
+
+    // The same socket, never closed: generation 2 answers on it.
+    let second = exchange(&mut client, GET).expect("an answer on the same connection");
+    assert_eq!(generation(&second), "2", "{second:?}");
+    assert_eq!(client.local_addr().expect("local address"), local);
+    // And again, to a third generation.
+    setup.restart_to(3);
+    let third = exchange(&mut client, GET).expect("an answer after the second restart");
+    assert_eq!(generation(&third), "3", "{third:?}");
+}
+
+#[test]
+fn half_a_request_head_travels_with_the_connection() {
+    let setup = start_with(Impl::Ours, &[], "gracedown=debug");
+    let mut client = connect(setup.addr);
+    let first = exchange(&mut client, GET).expect("first response");
+    assert_eq!(generation(&first), "1");
+    // Generation 1 reads these bytes into its buffers (the kernel's receive
+    // queue of its socket empties), then drains.
+    let half = b"GET /half HTTP/1.1\r\nHost: handoff\r\n";
+    client.write_all(half).expect("half a head");
+    let server_side = (setup.addr, client.local_addr().expect("local address"));
+    wait_received(server_side.0, server_side.1);
+    setup.restart_to(2);
+    let drained = drain_line(&setup.proc, 1);
+    assert_eq!(count(&drained, "handed_off"), 1, "{drained}");
+    client.write_all(b"\r\n").expect("the end of the head");
+    let response = read_response_from(&mut client).expect("the response");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(generation(&response), "2", "{response:?}");
+    // The bytes came from generation 1's buffers, not the socket.
+    let buffered = format!("buffered={}", half.len());
+    setup
+        .proc
+        .wait_for_line("generation 2 took the buffered bytes", |l| {
+            l.contains("connection handed over") && l.contains(&buffered)
+        });
+}
+
+/// Waits (bounded) until the server side of the connection `local` ←
+/// `remote` has read everything the client sent: its receive queue in
+/// `/proc/net/tcp` is empty.
+fn wait_received(local: SocketAddr, remote: SocketAddr) {
+    let hex = |addr: SocketAddr| match addr {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => unreachable!("IPv4 only here"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let deadline = std::time::Instant::now() + TEST_WAIT;
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        let queue = table.lines().find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str()))
+                .then(|| {
+                    f.get(4)
+                        .and_then(|q| q.split(':').nth(1))
+                        .map(str::to_owned)
+                })
+                .flatten()
+        });
+        if queue.as_deref() == Some("00000000") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never read the bytes (receive queue {queue:?})"
+        );
+        // The kernel's table is the observation; it changes when the worker reads.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_response_in_flight_keeps_alive_and_the_connection_moves_after_it() {
+    let setup = start(Impl::Ours, &[]);
+    let mut client = connect(setup.addr);
+    // Generation 1 answers after two seconds, long after it starts draining.
+    client
+        .write_all(b"GET /sleep?ms=2000 HTTP/1.1\r\nHost: handoff\r\n\r\n")
+        .expect("a slow request");
+    let server_side = (setup.addr, client.local_addr().expect("local address"));
+    wait_received(server_side.0, server_side.1);
+    setup.proc.signal(libc::SIGHUP);
+    setup
+        .proc
+        .wait_for_line("generation 1 drains", |l| l.contains("draining"));
+    // Answered while draining, and still kept alive: the connection moves.
+    let response = read_response_from(&mut client).expect("the slow response");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(generation(&response), "1", "{response:?}");
+    assert_eq!(response.header("connection"), None, "{response:?}");
+    wait_until_alone(&setup.status, 2, &setup.proc);
+    let drained = drain_line(&setup.proc, 1);
+    assert_eq!(count(&drained, "handed_off"), 1, "{drained}");
+    assert_eq!(count(&drained, "requests_after_signal"), 1, "{drained}");
+    let next = exchange(&mut client, GET).expect("the next request, same connection");
+    assert_eq!(generation(&next), "2", "{next:?}");
+}
+
+#[test]
+fn a_plain_stop_closes_as_before() {
+    let mut setup = start(Impl::Ours, &[]);
+    let mut client = connect(setup.addr);
+    let first = exchange(&mut client, GET).expect("first response");
+    assert_eq!(generation(&first), "1");
+    setup.proc.signal(libc::SIGTERM);
+    // No newer generation: the idle connection closes after the idle bound.
+    let mut buf = [0u8; 1];
+    assert_eq!(client.read(&mut buf).expect("the close"), 0);
+    let drained = drain_line(&setup.proc, 1);
+    assert_eq!(count(&drained, "handed_off"), 0, "{drained}");
+    assert_eq!(count(&drained, "drained"), 1, "{drained}");
+    assert!(setup.proc.wait_exit().success());
+}
+
+#[test]
+fn under_perls_start_server_connections_close_as_before() {
+    let setup = start(Impl::Perl, &[]);
+    let mut client = connect(setup.addr);
+    let first = exchange(&mut client, GET).expect("first response");
+    assert_eq!(generation(&first), "1");
+    setup.proc.signal(libc::SIGHUP);
+    let mut buf = [0u8; 1];
+    assert_eq!(client.read(&mut buf).expect("the close"), 0);
+    let drained = drain_line(&setup.proc, 1);
+    assert_eq!(count(&drained, "handed_off"), 0, "{drained}");
+    // A new connection reaches generation 2.
+    wait_until_alone(&setup.status, 2, &setup.proc);
+    let mut again = connect(setup.addr);
+    let second = exchange(&mut again, GET).expect("a new connection");
+    assert_eq!(generation(&second), "2");
+}
+
+#[test]
+fn a_next_generation_that_declines_handoffs_leaves_the_close_as_before() {
+    let setup = start(Impl::Ours, &["--no-handoff"]);
+    let mut client = connect(setup.addr);
+    let first = exchange(&mut client, GET).expect("first response");
+    assert_eq!(generation(&first), "1");
+    setup.restart_to(2);
+    let mut buf = [0u8; 1];
+    assert_eq!(client.read(&mut buf).expect("the close"), 0);
+    let drained = drain_line(&setup.proc, 1);
+    assert_eq!(count(&drained, "handed_off"), 0, "{drained}");
+}
+
+/// Open descriptors of `pid`.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(Iterator::count)
+        .unwrap_or(0)
+}
+
+fn fd_list(pid: u32) -> Vec<String> {
+    let mut list: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let target = std::fs::read_link(e.path()).unwrap_or_default();
+                    format!("{}->{}", e.file_name().to_string_lossy(), target.display())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    list.sort();
+    list
+}
+
+fn worker_pid(status: &Path) -> u32 {
+    let content = std::fs::read_to_string(status).expect("status file");
+    content
+        .trim()
+        .split(':')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a pid in {content:?}"))
+}
+
+#[test]
+fn five_hundred_restarts_with_handoffs_leak_no_descriptor() {
+    let setup = start(Impl::Ours, &[]);
+    let mut client = connect(setup.addr);
+    let first = exchange(&mut client, GET).expect("first response");
+    assert_eq!(generation(&first), "1");
+    let superdaemon = setup.proc.pid();
+    let mut baseline = None;
+    for generation_now in 2..=501u32 {
+        setup.restart_to(generation_now);
+        let response = exchange(&mut client, GET)
+            .unwrap_or_else(|e| panic!("generation {generation_now}: {e}"));
+        assert_eq!(
+            generation(&response),
+            generation_now.to_string(),
+            "{response:?}"
+        );
+        let counts = (fds(superdaemon), fds(worker_pid(&setup.status)));
+        match baseline {
+            None => baseline = Some(counts),
+            Some(base) => assert_eq!(
+                counts,
+                base,
+                "descriptors of (start_server, worker) after restart {generation_now}: {:?}",
+                fd_list(superdaemon)
+            ),
+        }
+    }
+    // Every drain handed the one connection on.
+    let drains: Vec<String> = setup
+        .proc
+        .output()
+        .into_iter()
+        .filter(|l| l.contains("drain complete"))
+        .collect();
+    assert!(drains.len() >= 499, "{} drains", drains.len());
+    for line in &drains {
+        assert_eq!(count(line, "handed_off"), 1, "{line}");
+    }
+}
