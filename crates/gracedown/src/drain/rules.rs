@@ -387,6 +387,27 @@ mod tests {
             http1(10 * S, draining(10 * S), &s, &T, true, None),
             Verdict::Detach(Reason::Drain)
         );
+        let fresh = quiet(2 * S, 0);
+        assert_eq!(
+            http1(10 * S, draining(10 * S), &fresh, &T, true, None),
+            Verdict::Detach(Reason::Drain),
+            "one that has sent nothing yet too"
+        );
+    }
+
+    #[test]
+    fn with_a_newer_generation_half_a_head_moves_at_once_but_only_while_draining() {
+        let mut s = quiet(2 * S, 4);
+        s.head_since = 9 * S;
+        assert_eq!(
+            http1(10 * S, draining(10 * S), &s, &T, true, None),
+            Verdict::Detach(Reason::Drain)
+        );
+        assert_eq!(
+            http1(10 * S, Phase::Serving, &s, &T, true, None),
+            Verdict::Wait(Some(69 * S)),
+            "not before the drain"
+        );
     }
 
     #[test]
