@@ -12,7 +12,7 @@
 //!               "restart_every_ms": N | null, "restarts": N, "ratio": F | null,
 //!               "proxy_errors": N,  // the proxy's 502/503/504 answers
 //!               "errors": N,        // the client's errors plus proxy_errors
-//!               "report": gracedown-bench/2 | null, "external": { "rps", "ok", "errors" } | null } ] }
+//!               "report": gracedown-bench/3 | null, "external": { "rps", "ok", "errors" } | null } ] }
 //! ```
 
 use std::fmt::Write as _;
@@ -285,8 +285,8 @@ impl Results {
         }
         let _ = write!(
             head,
-            " {:>5} {:>8} {:>8} {:>8} {:>7} {:>4} {:>4} {:>6}",
-            "5xx", "p99", "dip avg", "dip max", "gap", "n", "gens", "ratio"
+            " {:>5} {:>8} {:>8} {:>8} {:>7} {:>4} {:>4} {:>6} {:>13}",
+            "5xx", "p99", "dip avg", "dip max", "gap", "n", "gens", "ratio", "tls resumed"
         );
         writeln!(out, "{head}")?;
         for r in &self.rows {
@@ -331,9 +331,15 @@ impl Results {
             } else {
                 dash()
             };
+            // Resumed of all TLS handshakes (a client's first is always full).
+            let resumed = r
+                .report
+                .as_ref()
+                .and_then(|rep| rep.tls_handshakes)
+                .map_or_else(dash, |h| format!("{}/{}", h.resumed, h.full + h.resumed));
             let _ = write!(
                 line,
-                " {proxy:>5} {p99:>8} {dip_avg:>8} {dip_max:>8} {gap:>7} {:>4} {gens:>4} {:>6}",
+                " {proxy:>5} {p99:>8} {dip_avg:>8} {dip_max:>8} {gap:>7} {:>4} {gens:>4} {:>6} {resumed:>13}",
                 r.restarts,
                 r.ratio.map_or_else(dash, |x| format!("{x:.3}"))
             );
@@ -459,14 +465,21 @@ mod tests {
     #[test]
     fn the_table_names_the_scenario_and_every_error_class() {
         let mut out = Vec::new();
-        results().write_table(&mut out).expect("table");
+        let mut results = results();
+        if let Some(report) = results.rows[1].report.as_mut() {
+            report.tls_handshakes = Some(crate::report::TlsHandshakes {
+                full: 10,
+                resumed: 40,
+            });
+        }
+        results.write_table(&mut out).expect("table");
         let expected = "\
-scene  server    client    protocol restarts        req/s       ok errors  unproc connect  closed   trunc timeout   5xx      p99  dip avg  dip max     gap    n gens  ratio
-lab    gracedown gracedown http/1.1 none             1000     1000      0       0       0       0       0       0     -    2.0ms        -        -  1000ms    0    0      -
-lab    gracedown gracedown http/1.1 every 1s          900      900      0       0       0       0       0       0     -    2.0ms    450ms    700ms  1000ms    2    0  0.900
-proxy  gracedown gracedown http/1.1 none              100      100      0       0       0       0       0       0     0    2.0ms        -        -  1000ms    0    0      -
-proxy  gracedown gracedown http/1.1 every 500ms        93       93      4       0       0       1       0       0     3    2.0ms    450ms    700ms  1000ms    2    0  0.930
-lab    gracedown wrk       http/1.1 none              950      950      0       -       -       -       -       -     -        -        -        -       -    0    -      -
+scene  server    client    protocol restarts        req/s       ok errors  unproc connect  closed   trunc timeout   5xx      p99  dip avg  dip max     gap    n gens  ratio   tls resumed
+lab    gracedown gracedown http/1.1 none             1000     1000      0       0       0       0       0       0     -    2.0ms        -        -  1000ms    0    0      -             -
+lab    gracedown gracedown http/1.1 every 1s          900      900      0       0       0       0       0       0     -    2.0ms    450ms    700ms  1000ms    2    0  0.900         40/50
+proxy  gracedown gracedown http/1.1 none              100      100      0       0       0       0       0       0     0    2.0ms        -        -  1000ms    0    0      -             -
+proxy  gracedown gracedown http/1.1 every 500ms        93       93      4       0       0       1       0       0     3    2.0ms    450ms    700ms  1000ms    2    0  0.930             -
+lab    gracedown wrk       http/1.1 none              950      950      0       -       -       -       -       -     -        -        -        -       -    0    -      -             -
 ";
         assert_eq!(String::from_utf8(out).expect("utf-8"), expected);
     }

@@ -176,6 +176,10 @@ pub struct Tally {
     pub connects: u64,
     /// GOAWAY frames received.
     pub goaways: u64,
+    /// TLS handshakes that were full ones.
+    pub tls_full: u64,
+    /// TLS handshakes that resumed a session (a ticket).
+    pub tls_resumed: u64,
     /// Distinct values of the `x-gracedown-pid` response header.
     pub pids: BTreeSet<String>,
 }
@@ -221,6 +225,8 @@ impl Tally {
         }
         self.connects += other.connects;
         self.goaways += other.goaways;
+        self.tls_full += other.tls_full;
+        self.tls_resumed += other.tls_resumed;
         self.pids.extend(other.pids.iter().cloned());
     }
 }

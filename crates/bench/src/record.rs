@@ -102,10 +102,17 @@ impl Recorder {
         }
     }
 
-    pub(crate) fn connect(&mut self) {
+    /// A connection opened; `resumed`: for TLS, whether its handshake
+    /// resumed a session.
+    pub(crate) fn connect(&mut self, resumed: Option<bool>) {
         self.disconnect();
         self.connected_since = Some(Instant::now());
         self.tally.connects += 1;
+        match resumed {
+            Some(true) => self.tally.tls_resumed += 1,
+            Some(false) => self.tally.tls_full += 1,
+            None => {}
+        }
         self.bucket(Instant::now()).connects += 1;
     }
 

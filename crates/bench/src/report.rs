@@ -1,11 +1,11 @@
 //! Turning [`Samples`] into what people and programs read: a text summary,
-//! JSON (schema `gracedown-bench/2`, below) and a CSV timeline. Pure: it
+//! JSON (schema `gracedown-bench/3`, below) and a CSV timeline. Pure: it
 //! writes to any `Write` and does no other I/O.
 //!
-//! # JSON schema `gracedown-bench/2`
+//! # JSON schema `gracedown-bench/3`
 //!
 //! ```text
-//! { "schema": "gracedown-bench/2",
+//! { "schema": "gracedown-bench/3",
 //!   "target": URL, "protocol": "http/1.1" | "h2c" | "h2 over TLS" | "http/1.1 over TLS",
 //!   "load": "back-to-back" | "think MIN..MAXms" | "rate R/s", "rtt_ms": N | null,
 //!   "connections": N, "duration_s": F, "elapsed_s": F,
@@ -17,6 +17,7 @@
 //!   "late": N, "unsent": N,   // open loop: started late; due but never started
 //!   "effective_connections": F, // mean connected slots over the run
 //!   "connects": N, "goaways": N, "generations": N, "longest_gap_ms": N,
+//!   "tls_handshakes": null | { "full": N, "resumed": N },  // TLS: sessions resumed with a ticket
 //!   "restarts": N, "markers_ms": [N, ...],
 //!   "dips": null | { "level_rps", "per_restart_ms": [N, ...], "mean_ms", "max_ms" } }
 //! ```
@@ -29,7 +30,7 @@ use crate::record::{Dips, Samples};
 /// The figures of a run, ready to render.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Report {
-    /// Always `gracedown-bench/2`.
+    /// Always `gracedown-bench/3`.
     pub schema: &'static str,
     /// The URL.
     pub target: String,
@@ -69,6 +70,8 @@ pub struct Report {
     pub connects: u64,
     /// GOAWAY frames received.
     pub goaways: u64,
+    /// TLS only: how many handshakes were full, and how many resumed a session.
+    pub tls_handshakes: Option<TlsHandshakes>,
     /// Distinct `x-gracedown-pid` values seen.
     pub generations: usize,
     /// Longest stretch without a complete response, at timeline resolution.
@@ -79,6 +82,15 @@ pub struct Report {
     pub markers_ms: Vec<u64>,
     /// How long throughput stayed below half its level after each restart.
     pub dips: Option<Dips>,
+}
+
+/// TLS handshakes by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TlsHandshakes {
+    /// Full handshakes (certificate, key exchange).
+    pub full: u64,
+    /// Resumed sessions (a ticket the server could open).
+    pub resumed: u64,
 }
 
 /// Latency percentiles in microseconds.
@@ -118,7 +130,7 @@ impl Report {
             }
         };
         Self {
-            schema: "gracedown-bench/2",
+            schema: "gracedown-bench/3",
             target: target.to_owned(),
             protocol: protocol.to_owned(),
             load: samples.load.describe(),
@@ -148,6 +160,10 @@ impl Report {
             effective_connections: (samples.effective_connections * 100.0).round() / 100.0,
             connects: t.connects,
             goaways: t.goaways,
+            tls_handshakes: samples.protocol.is_tls().then_some(TlsHandshakes {
+                full: t.tls_full,
+                resumed: t.tls_resumed,
+            }),
             generations: t.pids.len(),
             longest_gap_ms: samples.longest_gap().as_millis() as u64,
             restarts: samples.markers.len(),
@@ -222,6 +238,13 @@ impl Report {
             self.longest_gap_ms,
             self.restarts
         )?;
+        if let Some(h) = &self.tls_handshakes {
+            writeln!(
+                out,
+                "  tls handshakes: {} full, {} resumed",
+                h.full, h.resumed
+            )?;
+        }
         if let Some(d) = &self.dips {
             writeln!(
                 out,
@@ -374,7 +397,7 @@ mod tests {
     #[test]
     fn json_schema_is_stable() {
         let expected = r#"{
-  "schema": "gracedown-bench/2",
+  "schema": "gracedown-bench/3",
   "target": "http://127.0.0.1:8080/",
   "protocol": "h2c",
   "load": "think 500..1500ms",
@@ -410,6 +433,7 @@ mod tests {
   "effective_connections": 1.95,
   "connects": 3,
   "goaways": 2,
+  "tls_handshakes": null,
   "generations": 2,
   "longest_gap_ms": 100,
   "restarts": 1,

@@ -286,6 +286,20 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     pub(crate) first_request_timeout: Duration,
 
+    /// TLS session-ticket key (48 random bytes: `openssl rand 48 > FILE`)
+    /// shared with the other generations, so that clients resume their
+    /// sessions across restarts; repeat to keep older keys for opening
+    /// tickets (the first one issues them). Under gracedown's start_server
+    /// the keys come from it without this option.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ticket_key_file: Vec<PathBuf>,
+
+    /// Once draining, the window over which TLS and HTTP/2 connections are
+    /// told to reconnect, each at its own moment (at most half the drain
+    /// timeout; 0: all at once).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub(crate) reconnect_window: Duration,
+
     /// Close connections when draining, as under any other superdaemon,
     /// instead of handing plain HTTP/1.1 connections to the next generation
     /// (which gracedown's start_server offers).

@@ -6,7 +6,7 @@ use gracedown::listener::{ListenAddr, Listeners};
 use gracedown::notify::Notifier;
 use gracedown::serve::Server;
 use gracedown::shutdown::Signals;
-use gracedown::tls::TlsConfig;
+use gracedown::tls::{TicketKeys, TlsConfig};
 use tracing::info;
 
 use crate::cli::ServeArgs;
@@ -76,6 +76,7 @@ fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> 
         .keepalive_timeout(args.keepalive_timeout)
         .handshake_timeout(args.handshake_timeout)
         .notify(Notifier::from_env())
+        .reconnect_window(args.reconnect_window)
         .handoff(!args.no_handoff);
     if let Some(max) = args.max_connections {
         server = server.max_connections(max.get());
@@ -87,6 +88,18 @@ fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> 
             Some(TlsConfig::self_signed(&names)?.0)
         }
         _ => None,
+    };
+    let tls = match (tls, args.ticket_key_file.is_empty()) {
+        (Some(tls), false) => {
+            Some(tls.ticket_keys(&TicketKeys::from_files(&args.ticket_key_file)?))
+        }
+        (None, false) => {
+            return Err(gracedown::Error::TlsConfig {
+                what: "--ticket-key-file needs TLS (--tls, or --cert and --key)",
+                source: "no TLS configured".into(),
+            });
+        }
+        (tls, true) => tls,
     };
     if let Some(tls) = tls {
         server = server.tls(tls);

@@ -31,6 +31,17 @@ pub enum Error {
         /// What was looked for: `certificate` or `private key`.
         what: &'static str,
     },
+    /// A TLS session-ticket key file does not hold one key.
+    #[error(
+        "TLS session-ticket key file `{}` has {len} bytes; it must hold exactly 48 random bytes (make one with `openssl rand 48 > FILE`)",
+        path.display()
+    )]
+    TicketKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: usize,
+    },
     /// The TLS configuration was rejected (e.g. the key does not match the certificate).
     #[error("invalid TLS configuration: {what}")]
     TlsConfig {
@@ -66,7 +77,10 @@ impl Error {
     pub fn is_tls(&self) -> bool {
         matches!(
             self,
-            Self::TlsFile { .. } | Self::TlsPem { .. } | Self::TlsConfig { .. }
+            Self::TlsFile { .. }
+                | Self::TlsPem { .. }
+                | Self::TlsConfig { .. }
+                | Self::TicketKeyFile { .. }
         )
     }
 }

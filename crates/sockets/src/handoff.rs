@@ -12,7 +12,9 @@
 //!   worker → superdaemon   R                          this generation takes handed-off connections
 //!                          Q                          is there a generation to hand connections to?
 //!                          H id:u64 fresh:u8 prefix + fd   hand this connection on (prefix: bytes already read from it)
-//!   superdaemon → worker   a ok:u8                    the answer to Q
+//!   superdaemon → worker   K key:48×n                 TLS session-ticket keys, the first one
+//!                                                     encrypts (sent first, then at each rotation)
+//!                          a ok:u8                    the answer to Q
 //!                          A id:u64 ok:u8             handoff `id` was forwarded (1) or not (0)
 //!                          C fresh:u8 prefix + fd          a connection handed to this generation
 //!
@@ -45,6 +47,10 @@ use crate::error::Error;
 
 /// The variable naming the handoff channel's descriptor.
 pub const HANDOFF_FD: &str = "GRACEDOWN_HANDOFF_FD";
+
+/// The length of one TLS session-ticket key (as nginx's `ssl_session_ticket_key`
+/// files made by `openssl rand 48`): a 16-byte name, then 32 bytes of key.
+pub const TICKET_KEY_LEN: usize = 48;
 
 /// The most bytes already read that travel with a connection.
 pub const MAX_PREFIX: usize = 64 * 1024;
@@ -82,6 +88,13 @@ pub enum Message {
         id: u64,
         /// Forwarded to the next generation (`true`), or refused.
         forwarded: bool,
+    },
+    /// Session-ticket keys every generation shares, so that a TLS client
+    /// resumes its session with the next generation: [`TICKET_KEY_LEN`]
+    /// bytes each, the first one encrypts new tickets, all decrypt.
+    TicketKeys {
+        /// The keys, concatenated.
+        keys: Bytes,
     },
     /// A connection handed to this generation.
     Connection {
@@ -123,6 +136,11 @@ impl Message {
                 buf.put_u8(u8::from(*fresh));
                 buf.extend_from_slice(prefix);
                 Some(socket.as_fd())
+            }
+            Self::TicketKeys { keys } => {
+                buf.put_u8(b'K');
+                buf.extend_from_slice(keys);
+                None
             }
             Self::Ack { id, forwarded } => {
                 buf.put_u8(b'A');
@@ -179,6 +197,10 @@ impl Message {
                 socket: socket(fd)?,
                 prefix: Bytes::copy_from_slice(&rest[9..]),
             },
+            b'K' if !rest.is_empty() && rest.len() % TICKET_KEY_LEN == 0 => Self::TicketKeys {
+                keys: Bytes::copy_from_slice(rest),
+            },
+            b'K' => return Err(bad("ticket keys of a wrong length")),
             b'A' => Self::Ack {
                 id: id(rest)?,
                 forwarded: flag(rest.get(8))?,
@@ -340,6 +362,16 @@ impl Channel {
 }
 
 impl Channel {
+    /// Sends `message` if the socket takes it now, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when the peer's queue is full; otherwise as [`Channel::send`].
+    pub fn try_send(&self, message: &Message) -> io::Result<()> {
+        let (bytes, fd) = message.encode();
+        send_message(self.fd.get_ref().as_fd(), &bytes, fd)
+    }
+
     /// Receives a message that is already waiting, without waiting: `Ok(None)`
     /// when none is (or the peer is gone; [`Channel::recv`] tells which).
     ///
@@ -476,6 +508,8 @@ mod tests {
             b"a\x02",
             b"Z",
             b"C",
+            b"K",
+            b"K0123",
         ] {
             assert!(Message::decode(bytes, None).is_err(), "{bytes:?}");
         }

@@ -12,17 +12,23 @@
 //! refused one is dropped here before the answer is sent, so the sender
 //! closes the connection as it would have without a handoff.
 //!
-//! Nothing here speaks HTTP: the broker moves descriptors and bytes.
+//! The broker also keeps the TLS session-ticket keys every generation
+//! shares (random, in memory only, replaced every `--ticket-key-rotation`):
+//! each channel gets them as its first message, before its worker starts,
+//! and again at each rotation, so a client resumes its TLS session with
+//! whichever generation it reaches.
+//!
+//! Nothing here speaks HTTP or TLS: the broker moves descriptors and bytes.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use gracedown_sockets::handoff::{Channel, Message};
+use bytes::{Bytes, BytesMut};
+use gracedown_sockets::handoff::{Channel, Message, TICKET_KEY_LEN};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
@@ -82,18 +88,102 @@ pub(crate) struct Broker {
     peers: HashMap<u64, Peer>,
     target: Option<u64>,
     inbox: mpsc::UnboundedSender<Incoming>,
+    keys: TicketKeys,
+}
+
+/// The shared session-ticket keys: the current one encrypts, the previous
+/// one still decrypts (a ticket lives up to two rotation periods).
+struct TicketKeys {
+    current: [u8; TICKET_KEY_LEN],
+    previous: Option<[u8; TICKET_KEY_LEN]>,
+    every: Duration,
+    next: Instant,
+}
+
+impl std::fmt::Debug for TicketKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key material.
+        f.debug_struct("TicketKeys")
+            .field("every", &self.every)
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TicketKeys {
+    fn new(every: Duration) -> io::Result<Self> {
+        Ok(Self {
+            current: random_key()?,
+            previous: None,
+            every,
+            next: Instant::now() + every,
+        })
+    }
+
+    fn message(&self) -> Message {
+        let mut keys = BytesMut::with_capacity(2 * TICKET_KEY_LEN);
+        keys.extend_from_slice(&self.current);
+        if let Some(previous) = &self.previous {
+            keys.extend_from_slice(previous);
+        }
+        Message::TicketKeys {
+            keys: keys.freeze(),
+        }
+    }
+}
+
+fn random_key() -> io::Result<[u8; TICKET_KEY_LEN]> {
+    let mut key = [0u8; TICKET_KEY_LEN];
+    let mut filled = 0;
+    while filled < key.len() {
+        filled +=
+            rustix::rand::getrandom(&mut key[filled..], rustix::rand::GetRandomFlags::empty())?;
+    }
+    Ok(key)
 }
 
 impl Broker {
-    /// A broker with no generation yet; what generations send arrives on the receiver.
-    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Incoming>) {
+    /// A broker with no generation yet, whose ticket keys are replaced every
+    /// `rotation`; what generations send arrives on the receiver.
+    ///
+    /// # Errors
+    ///
+    /// When the system has no randomness to give.
+    pub(crate) fn new(rotation: Duration) -> io::Result<(Self, mpsc::UnboundedReceiver<Incoming>)> {
         let (inbox, incoming) = mpsc::unbounded_channel();
         let broker = Self {
             peers: HashMap::new(),
             target: None,
             inbox,
+            keys: TicketKeys::new(rotation)?,
         };
-        (broker, incoming)
+        Ok((broker, incoming))
+    }
+
+    /// When the ticket keys are replaced next.
+    pub(crate) fn next_rotation(&self) -> Instant {
+        self.keys.next
+    }
+
+    /// Replaces the ticket keys if it is time, and tells every generation.
+    pub(crate) fn rotate_if_due(&mut self, now: Instant) {
+        if now < self.keys.next {
+            return;
+        }
+        let current = match random_key() {
+            Ok(key) => key,
+            Err(e) => {
+                info!("cannot make a new TLS session-ticket key ({e}); keeping the current one");
+                self.keys.next = now + self.keys.every;
+                return;
+            }
+        };
+        self.keys.previous = Some(std::mem::replace(&mut self.keys.current, current));
+        self.keys.next = now + self.keys.every;
+        for peer in self.peers.values() {
+            let _ = peer.outbox.try_send(Outgoing::Message(self.keys.message()));
+        }
+        debug!("TLS session-ticket keys rotated");
     }
 
     /// Opens the channel of a generation about to be spawned; returns the
@@ -105,6 +195,8 @@ impl Broker {
     pub(crate) fn open(&mut self, generation: u64) -> io::Result<OwnedFd> {
         let (ours, theirs) = Channel::pair()?;
         let channel = Arc::new(Channel::new(ours)?);
+        // The keys are waiting in the socket before the worker exists.
+        channel.try_send(&self.keys.message())?;
         let (outbox, queue) = mpsc::channel(OUTBOX);
         let reader = tokio::spawn(read(generation, Arc::clone(&channel), self.inbox.clone()));
         let writer = tokio::spawn(write(Arc::clone(&channel), queue));
@@ -336,6 +428,18 @@ mod tests {
             .expect("the channel is open")
     }
 
+    /// Opens generation `generation`'s channel, as its worker sees it, past
+    /// the ticket keys that come first.
+    async fn open(broker: &mut Broker, generation: u64) -> Channel {
+        let channel = Channel::new(broker.open(generation).expect("open")).expect("channel");
+        let first = channel.try_recv().expect("no error");
+        assert!(
+            matches!(&first, Some(Message::TicketKeys { keys }) if keys.len() == TICKET_KEY_LEN),
+            "the keys come first: {first:?}"
+        );
+        channel
+    }
+
     /// Handles the next message any generation sent.
     async fn pump(broker: &mut Broker, rx: &mut mpsc::UnboundedReceiver<Incoming>) {
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
@@ -347,9 +451,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_moves_to_the_current_generation_and_the_sender_is_told() {
-        let (mut broker, mut rx) = Broker::new();
-        let old = Channel::new(broker.open(1).expect("open 1")).expect("channel 1");
-        let new = Channel::new(broker.open(2).expect("open 2")).expect("channel 2");
+        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
+        let old = open(&mut broker, 1).await;
+        let new = open(&mut broker, 2).await;
         broker.set_target(Some(2));
         new.send(&Message::Receiving).await.expect("R");
         pump(&mut broker, &mut rx).await;
@@ -397,9 +501,9 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_receiving_generation_the_connection_is_refused_and_closed_here() {
-        let (mut broker, mut rx) = Broker::new();
-        let old = Channel::new(broker.open(1).expect("open 1")).expect("channel 1");
-        let _quiet = Channel::new(broker.open(2).expect("open 2")).expect("channel 2");
+        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
+        let old = open(&mut broker, 1).await;
+        let _quiet = open(&mut broker, 2).await;
         // Generation 2 never says R (a worker that ignores the variable).
         broker.set_target(Some(2));
         old.send(&Message::Query).await.expect("Q");
@@ -433,8 +537,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_generation_never_hands_connections_to_itself_and_none_while_stopping() {
-        let (mut broker, mut rx) = Broker::new();
-        let only = Channel::new(broker.open(1).expect("open")).expect("channel");
+        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
+        let only = open(&mut broker, 1).await;
         only.send(&Message::Receiving).await.expect("R");
         pump(&mut broker, &mut rx).await;
         for target in [Some(1), None] {
@@ -449,10 +553,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_generation_gets_the_same_keys_and_the_new_ones_at_each_rotation() {
+        let (mut broker, _rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
+        let keys = |message: Option<Message>| match message {
+            Some(Message::TicketKeys { keys }) => keys,
+            other => panic!("ticket keys, not {other:?}"),
+        };
+        let one = Channel::new(broker.open(1).expect("open")).expect("channel");
+        let two = Channel::new(broker.open(2).expect("open")).expect("channel");
+        let first = keys(one.try_recv().expect("recv"));
+        assert_eq!(first, keys(two.try_recv().expect("recv")), "shared");
+        assert_eq!(first.len(), TICKET_KEY_LEN);
+        broker.rotate_if_due(Instant::now());
+        assert!(one.try_recv().expect("recv").is_none(), "not due yet");
+        broker.rotate_if_due(broker.next_rotation());
+        let rotated = keys(Some(next(&one).await));
+        assert_eq!(
+            rotated.len(),
+            2 * TICKET_KEY_LEN,
+            "the new key, then the previous"
+        );
+        assert_ne!(&rotated[..TICKET_KEY_LEN], &first[..]);
+        assert_eq!(&rotated[TICKET_KEY_LEN..], &first[..]);
+        assert_eq!(rotated, keys(Some(next(&two).await)));
+        let three = Channel::new(broker.open(3).expect("open")).expect("channel");
+        assert_eq!(
+            rotated,
+            keys(three.try_recv().expect("recv")),
+            "a new generation too"
+        );
+    }
+
+    #[tokio::test]
     async fn catching_up_reads_what_a_generation_sent_before_anything_else() {
-        let (mut broker, mut rx) = Broker::new();
-        let old = Channel::new(broker.open(1).expect("open 1")).expect("channel 1");
-        let new = Channel::new(broker.open(2).expect("open 2")).expect("channel 2");
+        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
+        let old = open(&mut broker, 1).await;
+        let new = open(&mut broker, 2).await;
         broker.set_target(Some(2));
         // `R` is in the socket; no task has run since.
         new.send(&Message::Receiving).await.expect("R");
@@ -467,9 +603,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_receiver_that_is_gone_refuses_what_was_queued_for_it() {
-        let (mut broker, mut rx) = Broker::new();
-        let old = Channel::new(broker.open(1).expect("open 1")).expect("channel 1");
-        let new = Channel::new(broker.open(2).expect("open 2")).expect("channel 2");
+        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
+        let old = open(&mut broker, 1).await;
+        let new = open(&mut broker, 2).await;
         broker.set_target(Some(2));
         new.send(&Message::Receiving).await.expect("R");
         pump(&mut broker, &mut rx).await;

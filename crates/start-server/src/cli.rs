@@ -36,13 +36,14 @@ pub(crate) struct Args {
     pub(crate) ready_timeout: Option<String>,
     pub(crate) drain_timeout: Option<String>,
     pub(crate) watchdog_timeout: Option<String>,
+    pub(crate) ticket_key_rotation: Option<String>,
     pub(crate) help: bool,
     pub(crate) version: bool,
     pub(crate) command: Vec<OsString>,
 }
 
 /// Every option, with whether it takes a value.
-const OPTIONS: [(&str, bool); 22] = [
+const OPTIONS: [(&str, bool); 23] = [
     ("port", true),
     ("path", true),
     ("interval", true),
@@ -65,6 +66,7 @@ const OPTIONS: [(&str, bool); 22] = [
     ("ready-timeout", true),
     ("drain-timeout", true),
     ("watchdog-timeout", true),
+    ("ticket-key-rotation", true),
 ];
 
 /// `start_server --help`.
@@ -113,6 +115,9 @@ Options (one or two dashes; --opt=value or --opt value; unique abbreviations):
   --watchdog-timeout=SECONDS  new: a worker that said READY=1 (or WATCHDOG=1) must send
                            WATCHDOG=1 at least this often (it gets WATCHDOG_USEC); one that
                            stops is killed and replaced like a crashed one (default: off)
+  --ticket-key-rotation=SECONDS  new: how often the TLS session-ticket keys that every
+                           generation shares are replaced (default 12h); they live in memory
+                           only and reach gracedown workers on their handoff channel
   --help, --version
 
 Signals: HUP restarts; TERM, INT and QUIT stop (workers get --signal-on-term, or TERM for
@@ -186,6 +191,7 @@ impl Args {
             "version" => self.version = true,
             "ready-timeout" => self.ready_timeout = Some(value),
             "watchdog-timeout" => self.watchdog_timeout = Some(value),
+            "ticket-key-rotation" => self.ticket_key_rotation = Some(value),
             _ => self.drain_timeout = Some(value),
         }
     }

@@ -81,6 +81,9 @@ pub struct Config {
     pub drain_timeout: Option<Duration>,
     /// `--watchdog-timeout`: a ready worker silent this long is replaced.
     pub watchdog_timeout: Option<Duration>,
+    /// `--ticket-key-rotation`: how often the shared TLS session-ticket keys
+    /// are replaced.
+    pub ticket_key_rotation: Duration,
     /// Variables the options set for start_server and its workers
     /// (`ENVDIR`, `ENABLE_AUTO_RESTART`, `AUTO_RESTART_INTERVAL`, `KILL_OLD_DELAY`).
     pub control_env: Vec<(String, String)>,
@@ -199,6 +202,14 @@ impl TryFrom<Args> for Config {
                 .map(|v| seconds("--watchdog-timeout", v))
                 .transpose()?
                 .filter(|d| !d.is_zero()),
+            ticket_key_rotation: args
+                .ticket_key_rotation
+                .as_deref()
+                .map(|v| seconds("--ticket-key-rotation", v))
+                .transpose()?
+                .map_or(DEFAULT_TICKET_KEY_ROTATION, |d| {
+                    d.max(MIN_TICKET_KEY_ROTATION)
+                }),
             control_env,
         })
     }
@@ -244,6 +255,12 @@ fn signal_option(option: &'static str, value: Option<&str>) -> Result<Signal, Er
 }
 
 /// Seconds as Perl's integers, or fractions (`0.2`), or with a unit (`500ms`).
+/// `--ticket-key-rotation`'s default: twice a day.
+pub const DEFAULT_TICKET_KEY_ROTATION: Duration = Duration::from_secs(12 * 3600);
+
+/// The shortest rotation: a key lives at least this long.
+const MIN_TICKET_KEY_ROTATION: Duration = Duration::from_secs(1);
+
 pub(crate) fn seconds(option: &'static str, value: &str) -> Result<Duration, Error> {
     let text = value.trim();
     let parsed = if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {

@@ -183,7 +183,11 @@ async fn drive(
         .unwrap_or(2)
         .max(2)
         + 1;
-    let (mut broker, mut handoffs) = Broker::new();
+    let (mut broker, mut handoffs) =
+        Broker::new(config.ticket_key_rotation).map_err(|source| Error::Io {
+            action: "make the TLS session-ticket keys",
+            source,
+        })?;
     let mut events = VecDeque::from([Event::Start]);
     loop {
         while let Some(event) = events.pop_front() {
@@ -262,13 +266,10 @@ async fn drive(
                 }
             }
         }
-        let deadline = supervisor.next_deadline();
-        let tick = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let deadline = supervisor
+            .next_deadline()
+            .map_or(broker.next_rotation(), |d| d.min(broker.next_rotation()));
+        let tick = tokio::time::sleep_until(deadline.into());
         tokio::select! {
             _ = hup.recv() => events.push_back(Event::Hup),
             _ = term.recv() => events.push_back(Event::Stop(StopSignal::Term)),
@@ -313,7 +314,10 @@ async fn drive(
                     events.push_back(Event::SpawnFailed { generation, error });
                 }
             },
-            () = tick => events.push_back(Event::Tick),
+            () = tick => {
+                broker.rotate_if_due(Instant::now());
+                events.push_back(Event::Tick);
+            }
         }
     }
 }

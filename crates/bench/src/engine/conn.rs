@@ -34,6 +34,17 @@ impl Io {
         )
     }
 
+    /// For TLS, whether the handshake resumed a session (`Some(true)`) or
+    /// was a full one.
+    pub(crate) fn tls_resumed(&self) -> Option<bool> {
+        match self {
+            Self::Tcp(_) => None,
+            Self::Tls(s) => {
+                Some(s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+            }
+        }
+    }
+
     /// Whether ALPN chose `h2`.
     pub(crate) fn is_h2(&self) -> bool {
         matches!(self, Self::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"))

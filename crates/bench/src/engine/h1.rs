@@ -1,6 +1,8 @@
 //! HTTP/1.1: the request bytes are built once; each slot writes them and
 //! reads one response at a time, classifying how it ends.
 
+use std::sync::Arc;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -54,6 +56,7 @@ struct Response {
 
 pub(crate) async fn slot(
     shared: &Shared,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     deadline: Instant,
     recorder: &mut Recorder,
     pacer: &mut Pacer,
@@ -73,9 +76,9 @@ pub(crate) async fn slot(
         }
         let mut io = match conn.take() {
             Some(io) => io,
-            None => match connect(plan, shared.connect_to, shared.tls.as_ref()).await {
+            None => match connect(plan, shared.connect_to, tls).await {
                 Ok(io) => {
-                    recorder.connect();
+                    recorder.connect(io.tls_resumed());
                     backoff.reset();
                     buf.clear();
                     io

@@ -20,6 +20,8 @@ struct Conn {
     sender: SendRequest<Bytes>,
     goaways: Arc<Goaways>,
     driver: JoinHandle<()>,
+    /// For TLS, whether its handshake resumed a session.
+    resumed: Option<bool>,
 }
 
 impl Drop for Conn {
@@ -39,6 +41,7 @@ enum Attempt {
 
 pub(crate) async fn slot(
     shared: &Shared,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     deadline: Instant,
     recorder: &mut Recorder,
     pacer: &mut Pacer,
@@ -65,9 +68,9 @@ pub(crate) async fn slot(
                     recorder.goaways(old.goaways.count());
                     recorder.disconnect();
                 }
-                match open(shared).await {
+                match open(shared, tls).await {
                     Ok(c) => {
-                        recorder.connect();
+                        recorder.connect(c.resumed);
                         backoff.reset();
                         c
                     }
@@ -104,8 +107,9 @@ pub(crate) async fn slot(
     }
 }
 
-async fn open(shared: &Shared) -> Result<Conn, ()> {
-    let io = connect(&shared.plan, shared.connect_to, shared.tls.as_ref()).await?;
+async fn open(shared: &Shared, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<Conn, ()> {
+    let io = connect(&shared.plan, shared.connect_to, tls).await?;
+    let resumed = io.tls_resumed();
     let goaways = Goaways::new();
     let io = Sniffed::new(io, Arc::clone(&goaways));
     let (sender, connection) = h2::client::handshake(io).await.map_err(|_| ())?;
@@ -116,6 +120,7 @@ async fn open(shared: &Shared) -> Result<Conn, ()> {
         sender,
         goaways,
         driver,
+        resumed,
     })
 }
 

@@ -97,11 +97,13 @@ pub async fn run(plan: &Plan, progress: Arc<Progress>) -> Result<Samples, BenchE
         slots.spawn(async move {
             let mut recorder = Recorder::new(start.into_std(), interval);
             let mut pacer = Pacer::new(slot as u64);
+            let tls = shared.tls.as_ref().map(tls::for_client);
+            let tls = tls.as_ref();
             match shared.plan.protocol {
                 Protocol::Http1 | Protocol::HttpsHttp1 => {
-                    h1::slot(&shared, deadline, &mut recorder, &mut pacer).await
+                    h1::slot(&shared, tls, deadline, &mut recorder, &mut pacer).await
                 }
-                _ => h2::slot(&shared, deadline, &mut recorder, &mut pacer).await,
+                _ => h2::slot(&shared, tls, deadline, &mut recorder, &mut pacer).await,
             }
             recorder
         });

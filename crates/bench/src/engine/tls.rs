@@ -52,6 +52,15 @@ pub(crate) fn config(plan: &Plan) -> Result<Arc<ClientConfig>, BenchError> {
     Ok(Arc::new(config))
 }
 
+/// The configuration of one client: `shared`'s settings with a session
+/// cache of its own, as each real client keeps its own tickets (one cache
+/// for every slot would hold a few tickets for a thousand clients).
+pub(crate) fn for_client(shared: &Arc<ClientConfig>) -> Arc<ClientConfig> {
+    let mut config = ClientConfig::clone(shared);
+    config.resumption = rustls::client::Resumption::in_memory_sessions(4);
+    Arc::new(config)
+}
+
 pub(crate) fn server_name(plan: &Plan) -> ServerName<'static> {
     ServerName::try_from(plan.host.clone())
         .unwrap_or_else(|_| ServerName::IpAddress(plan.addr.ip().into()))

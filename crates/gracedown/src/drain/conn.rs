@@ -65,6 +65,8 @@ pub(crate) struct ConnCtl {
     write_blocked_since: AtomicU64,
     io: AtomicU8,
     flags: AtomicU8,
+    /// See [`Snapshot::pace`].
+    pace: AtomicU64,
     /// The first request (1-based) to refuse (0: none), and why.
     refuse_from: AtomicU64,
     refusal: AtomicU8,
@@ -84,6 +86,9 @@ pub(crate) struct Snapshot {
     pub(crate) write_blocked_since: u64,
     pub(crate) upgrading: bool,
     pub(crate) reclaim: bool,
+    /// How long after the drain's start this connection is told to
+    /// reconnect (paced reconnection; 0 for connections that move or close).
+    pub(crate) pace: u64,
 }
 
 impl ConnCtl {
@@ -100,6 +105,7 @@ impl ConnCtl {
             write_blocked_since: AtomicU64::new(0),
             io: AtomicU8::new(IoMode::Normal as u8),
             flags: AtomicU8::new(0),
+            pace: AtomicU64::new(0),
             refuse_from: AtomicU64::new(0),
             refusal: AtomicU8::new(0),
             wake: Notify::new(),
@@ -125,7 +131,29 @@ impl ConnCtl {
             write_blocked_since: self.write_blocked_since.load(Ordering::Acquire),
             upgrading: flags & UPGRADING != 0,
             reclaim: flags & RECLAIM != 0,
+            pace: self.pace.load(Ordering::Relaxed),
         }
+    }
+
+    /// This connection cannot move to the next generation (TLS, HTTP/2):
+    /// when the drain starts it is told to reconnect at its own moment
+    /// within the reconnect window, not together with every other one.
+    pub(crate) fn pace_reconnect(&self) {
+        self.pace.store(self.engine.next_pace(), Ordering::Relaxed);
+    }
+
+    /// Whether the drain has reached this connection (its paced moment).
+    pub(crate) fn drain_reached(&self) -> bool {
+        if !self.engine.is_draining() {
+            return false;
+        }
+        let pace = self.pace.load(Ordering::Relaxed);
+        pace == 0
+            || self
+                .engine
+                .phase()
+                .drain_since()
+                .is_some_and(|since| self.engine.now() >= since.saturating_add(pace))
     }
 
     /// A request starts (its head was parsed).

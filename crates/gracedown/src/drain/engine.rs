@@ -60,6 +60,8 @@ pub(crate) struct Engine {
     drained: AtomicU64,
     handed_off: AtomicU64,
     requests_after_signal: AtomicU64,
+    /// Connections given a reconnect moment so far.
+    paced: AtomicU64,
     forced: [AtomicU64; ConnState::ALL.len()],
 }
 
@@ -75,6 +77,7 @@ impl Engine {
             drained: AtomicU64::new(0),
             handed_off: AtomicU64::new(0),
             requests_after_signal: AtomicU64::new(0),
+            paced: AtomicU64::new(0),
             forced: Default::default(),
         })
     }
@@ -123,6 +126,20 @@ impl Engine {
     /// Open connections.
     pub(crate) fn open(&self) -> usize {
         self.lock().len()
+    }
+
+    /// The next connection's reconnect moment, as an offset from the drain's
+    /// start within the reconnect window: a golden-ratio sequence, so that any
+    /// number of connections, and any subset of them, spreads evenly.
+    pub(crate) fn next_pace(&self) -> u64 {
+        let window = self.timeouts.reconnect_window.as_nanos() as f64;
+        if window == 0.0 {
+            return 0;
+        }
+        let k = self.paced.fetch_add(1, Ordering::Relaxed);
+        let fraction = (k as f64 * 0.618_033_988_749_894_9).fract();
+        // At least 1 ns: 0 means "not paced".
+        ((fraction * window) as u64).max(1)
     }
 
     /// Whether plain HTTP/1.1 connections are handed on rather than closed.

@@ -33,6 +33,9 @@ pub(crate) struct Timeouts {
     pub(crate) goaway_ack: Duration,
     /// A lingering close: how long to wait for the client's FIN.
     pub(crate) linger: Duration,
+    /// Once draining: the window over which TLS and HTTP/2 connections are
+    /// told to reconnect, each at its own moment.
+    pub(crate) reconnect_window: Duration,
 }
 
 impl Timeouts {
@@ -46,6 +49,7 @@ impl Timeouts {
         idle_draining: Duration::from_secs(1),
         goaway_ack: Duration::from_secs(5),
         linger: Duration::from_secs(2),
+        reconnect_window: Duration::from_secs(1),
     };
 }
 
@@ -170,7 +174,8 @@ pub(crate) fn http1(
     if s.reclaim {
         return Verdict::Detach(Reason::Reclaim);
     }
-    let drain = phase.drain_since();
+    // A paced connection's drain starts at its own moment.
+    let drain = phase.drain_since().map(|d| d.saturating_add(s.pace));
     if s.head_since != 0 {
         if handoff && drain.is_some() {
             // Half a head: it moves with the connection.
@@ -250,7 +255,9 @@ pub(crate) fn http2(
     if s.reclaim {
         return Verdict::GoAway(Reason::Reclaim);
     }
-    if phase.drain_since().is_some() {
+    if let Some(since) = phase.drain_since()
+        && next.reached(since.saturating_add(s.pace))
+    {
         return Verdict::GoAway(Reason::Drain);
     }
     if s.in_flight > 0 {
@@ -287,6 +294,7 @@ mod tests {
             write_blocked_since: 0,
             upgrading: false,
             reclaim: false,
+            pace: 0,
         }
     }
 

@@ -16,9 +16,9 @@ use tracing::{debug, trace};
 
 use gracedown_sockets::handoff::MAX_PREFIX;
 
-use super::handoff::{Handoff, Outcome};
 use super::info::ConnectionInfo;
 use super::io::{ConnIo, ReadNow, Returned, Stream, Transport, force_shutdown};
+use super::link::{Link, Outcome};
 use super::server::Shared;
 use super::service::{Adapter, HttpService, MakeService, ResponseBody, make};
 use crate::drain::{
@@ -153,7 +153,7 @@ struct Conn {
     shared: Arc<Shared>,
     /// Set for a plain connection under gracedown's start_server: it may
     /// move to a newer generation when this one drains.
-    handoff: Option<Arc<Handoff>>,
+    handoff: Option<Arc<Link>>,
     info: ConnectionInfo,
     waiter: Waiter,
 }
@@ -193,6 +193,8 @@ impl Conn {
                 Err(ended) => return self.ended(ended),
             };
             self.ctl.set_state(ConnState::NoRequest);
+            // TLS cannot move to the next generation: it reconnects, paced.
+            self.ctl.pace_reconnect();
             // ALPN decides; no sniffing after TLS.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let transport = Transport::tls(tls);
@@ -220,6 +222,7 @@ impl Conn {
         let transport = Transport::plain(stream, sniffed.freeze());
         if h2 {
             self.handoff = None;
+            self.ctl.pace_reconnect();
             self.http2(transport, service, fd).await
         } else {
             self.http1(transport, service, fd).await

@@ -9,9 +9,9 @@
 mod body;
 mod conn;
 mod framing;
-mod handoff;
 mod info;
 mod io;
+mod link;
 mod server;
 mod service;
 mod service_fn;

@@ -15,8 +15,8 @@ use tracing::{debug, error, info, warn};
 
 use super::body::RequestBody;
 use super::conn;
-use super::handoff::Handoff;
 use super::io::Stream;
+use super::link::Link;
 use super::service::{HttpService, MakeService, ResponseBody, Shared as SharedService};
 use crate::drain::{ConnState, DrainReport, Engine, Phase, Timeouts};
 use crate::error::Error;
@@ -39,8 +39,9 @@ fn at_least(bound: Duration) -> Duration {
 pub(crate) struct Shared {
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
-    /// The handoff channel, under gracedown's start_server.
-    pub(crate) handoff: Option<Arc<Handoff>>,
+    /// The link to gracedown's start_server, when this worker hands
+    /// connections off (see [`Server::handoff`]).
+    pub(crate) handoff: Option<Arc<Link>>,
 }
 
 impl Shared {
@@ -93,6 +94,9 @@ impl Shared {
 ///   bound ([`Server::idle_timeout`]) does it close, stopping at a message
 ///   boundary, and a request that raced that close is still served;
 /// - HTTP/2 gets the two-phase GOAWAY and every accepted stream completes;
+/// - TLS and HTTP/2 connections, which must reconnect, are told so each at
+///   its own moment within the reconnect window
+///   ([`Server::reconnect_window`], 1 s), not all at once;
 /// - an upgraded connection (WebSocket) belongs to the application, which
 ///   sees [`crate::shutdown::Draining`] and should close it (WebSocket close
 ///   code 1001);
@@ -189,6 +193,17 @@ impl Server {
     /// take to finish before they are force-closed (default 30 s).
     pub fn drain_timeout(mut self, deadline: Duration) -> Self {
         self.drain_timeout = deadline;
+        self
+    }
+
+    /// The window over which connections that cannot move to the next
+    /// generation (TLS, HTTP/2) are told to reconnect once the drain starts:
+    /// each gets its own moment in it (HTTP/2 GOAWAY, HTTP/1 over TLS
+    /// `Connection: close` on its next response), so the next generation
+    /// is not hit by every reconnect at once (default 1 s; zero: all at the
+    /// signal). At most half the drain deadline.
+    pub fn reconnect_window(mut self, window: Duration) -> Self {
+        self.timeouts.reconnect_window = window;
         self
     }
 
@@ -351,18 +366,21 @@ impl Server {
             }
             .into());
         }
-        let engine = Engine::new(self.timeouts);
+        let mut timeouts = self.timeouts;
+        timeouts.reconnect_window = timeouts.reconnect_window.min(self.drain_timeout / 2);
+        let engine = Engine::new(timeouts);
+        let link = Link::from_env(self.handoff);
         let shared = Arc::new(Shared {
             #[cfg(feature = "tls")]
-            tls: self
-                .tls
-                .as_ref()
-                .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config())),
-            handoff: if self.handoff {
-                Handoff::from_env()
-            } else {
-                None
-            },
+            tls: self.tls.map(|tls| {
+                // Tickets every generation opens, unless the caller chose.
+                let tls = match link.as_ref().and_then(|l| l.ticket_keys()) {
+                    Some(keys) if !tls.issues_tickets() => tls.ticket_keys(keys),
+                    _ => tls,
+                };
+                tokio_rustls::TlsAcceptor::from(tls.server_config())
+            }),
+            handoff: link.clone().filter(|l| l.hands_off()),
         });
         let limit = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         // Every connection task holds a clone of `alive`; when the last one
@@ -382,9 +400,9 @@ impl Server {
             };
             accepting.spawn(acceptor.run());
         }
-        // Connections handed over by an older generation are served like accepted ones.
-        let receiving = shared.handoff.as_ref().map(|handoff| {
-            handoff.start(handed_in(
+        // Key rotations, answers, and connections handed over by an older generation.
+        let receiving = link.as_ref().map(|link| {
+            link.start(handed_in(
                 make_service.clone(),
                 Arc::clone(&shared),
                 Arc::clone(&engine),
@@ -392,9 +410,9 @@ impl Server {
             ))
         });
         drop(alive);
-        if let Some(handoff) = &shared.handoff {
+        if let Some(link) = &link {
             // Before READY=1: the superdaemon reads this first.
-            handoff.announce().await;
+            link.announce().await;
         }
         let watchdog = self.notifier.spawn_watchdog();
         self.notifier.send("READY=1");

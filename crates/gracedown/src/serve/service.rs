@@ -180,7 +180,7 @@ where
             if ctl.engine.is_draining() {
                 ctl.engine.count_request_after_signal();
                 let moving = keep_alive_in_drain && ctl.engine.handing_off();
-                if proto == Proto::Http1 && !upgrade && !moving {
+                if proto == Proto::Http1 && !upgrade && !moving && ctl.drain_reached() {
                     response
                         .headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -1,7 +1,10 @@
-//! The worker's half of connection handoff (`../shared/DESIGN.md` §7).
+//! The worker's link to gracedown's `start_server` (`../shared/DESIGN.md`
+//! §7): TLS session-ticket keys shared by every generation, and connection
+//! handoff.
 //!
 //! Under gracedown's `start_server` a worker inherits one end of a handoff
-//! channel (`GRACEDOWN_HANDOFF_FD`). It says `R` once it serves, so the
+//! channel (`GRACEDOWN_HANDOFF_FD`). The ticket keys wait in it before the
+//! worker starts, and come again at each rotation. It says `R` once it serves, so the
 //! superdaemon may give it connections; when it drains it asks whether a
 //! newer generation takes connections (`Q`), and if one does, each plain
 //! HTTP/1.1 connection that reaches a message boundary is handed on (`H`)
@@ -22,6 +25,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+#[cfg(feature = "tls")]
+use crate::tls::TicketKeys;
+
 /// How long the superdaemon may take to answer whether a generation takes
 /// connections; no answer means no handoff.
 const QUERY_BOUND: Duration = Duration::from_millis(500);
@@ -41,12 +47,17 @@ pub(crate) enum Outcome {
     Unknown,
 }
 
-/// A worker's handoff channel.
+/// A worker's link to its superdaemon.
 #[derive(Debug)]
-pub(crate) struct Handoff {
+pub(crate) struct Link {
     channel: Channel,
     waiting: Mutex<Waiting>,
     next_id: AtomicU64,
+    /// The shared ticket keys, when the superdaemon sent them.
+    #[cfg(feature = "tls")]
+    keys: Option<TicketKeys>,
+    /// This worker takes part in connection handoff.
+    handoff: bool,
 }
 
 #[derive(Debug, Default)]
@@ -59,11 +70,13 @@ struct Waiting {
     closed: bool,
 }
 
-impl Handoff {
-    /// The channel named by the environment, once per process; `None` when
-    /// not under gracedown's start_server (or when it cannot be used, which
-    /// is logged: connections then close when the worker drains).
-    pub(crate) fn from_env() -> Option<Arc<Self>> {
+impl Link {
+    /// The channel named by the environment, once per process, with the
+    /// ticket keys already in it; `None` when not under gracedown's
+    /// start_server (or when it cannot be used, which is logged: connections
+    /// then close when the worker drains). `handoff`: this worker hands its
+    /// connections on and takes others'.
+    pub(crate) fn from_env(handoff: bool) -> Option<Arc<Self>> {
         let fd = match Channel::take_from_env() {
             Ok(fd) => fd?,
             Err(e) => {
@@ -72,11 +85,27 @@ impl Handoff {
             }
         };
         match Channel::new(fd) {
-            Ok(channel) => Some(Arc::new(Self {
-                channel,
-                waiting: Mutex::default(),
-                next_id: AtomicU64::new(1),
-            })),
+            Ok(channel) => {
+                // The superdaemon wrote the keys before this process existed.
+                #[cfg(feature = "tls")]
+                let mut keys = None;
+                while let Ok(Some(message)) = channel.try_recv() {
+                    #[cfg(feature = "tls")]
+                    if let Message::TicketKeys { keys: bytes } = message {
+                        keys = TicketKeys::from_bytes(&bytes);
+                    }
+                    #[cfg(not(feature = "tls"))]
+                    let _ = message;
+                }
+                Some(Arc::new(Self {
+                    channel,
+                    waiting: Mutex::default(),
+                    next_id: AtomicU64::new(1),
+                    #[cfg(feature = "tls")]
+                    keys,
+                    handoff,
+                }))
+            }
             Err(e) => {
                 warn!(error = %e, "the handoff channel cannot be registered; connections will close when the worker drains");
                 None
@@ -103,6 +132,13 @@ impl Handoff {
                         prefix,
                         fresh,
                     })) => accept(socket, prefix, fresh),
+                    #[cfg(feature = "tls")]
+                    Ok(Some(Message::TicketKeys { keys })) => {
+                        if let Some(current) = &this.keys {
+                            current.replace(&keys);
+                            debug!("TLS session-ticket keys rotated");
+                        }
+                    }
                     Ok(Some(Message::Answer { available })) => {
                         if let Some(tx) = this.waiting().query.take() {
                             let _ = tx.send(available);
@@ -132,8 +168,22 @@ impl Handoff {
         })
     }
 
+    /// The ticket keys every generation shares, if the superdaemon sent them.
+    #[cfg(feature = "tls")]
+    pub(crate) fn ticket_keys(&self) -> Option<&TicketKeys> {
+        self.keys.as_ref()
+    }
+
+    /// Whether this worker hands connections on and takes others'.
+    pub(crate) fn hands_off(&self) -> bool {
+        self.handoff
+    }
+
     /// Tells the superdaemon that this generation takes connections.
     pub(crate) async fn announce(&self) {
+        if !self.handoff {
+            return;
+        }
         let sent = tokio::time::timeout(QUERY_BOUND, self.channel.send(&Message::Receiving)).await;
         if !matches!(sent, Ok(Ok(()))) {
             debug!("the superdaemon did not take the handoff announcement");
@@ -142,6 +192,9 @@ impl Handoff {
 
     /// Whether a newer generation takes this one's connections now.
     pub(crate) async fn available(&self) -> bool {
+        if !self.handoff {
+            return false;
+        }
         let (tx, rx) = oneshot::channel();
         {
             let mut waiting = self.waiting();

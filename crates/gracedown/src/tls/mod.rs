@@ -1,6 +1,11 @@
 //! TLS for the server: a rustls configuration (ring provider) from PEM files,
 //! from the caller's own `rustls::ServerConfig`, or (feature `self-signed`) a
-//! certificate made at start; ALPN offers `h2` then `http/1.1`.
+//! certificate made at start; ALPN offers `h2` then `http/1.1`; session
+//! tickets every generation can open ([`TicketKeys`]).
+
+mod tickets;
+
+pub use tickets::{TICKET_KEY_LEN, TicketKeys};
 
 use std::fmt;
 use std::path::Path;
@@ -157,6 +162,24 @@ impl TlsConfig {
         Ok(Self {
             config: Arc::new(config),
         })
+    }
+
+    /// Issues session tickets with `keys` (shared by every generation), so
+    /// that a client that reconnects after a restart resumes its session.
+    ///
+    /// Under gracedown's `start_server` this is done with the superdaemon's
+    /// keys unless the configuration already issues tickets.
+    pub fn ticket_keys(self, keys: &TicketKeys) -> Self {
+        let mut config = Arc::unwrap_or_clone(self.config);
+        config.ticketer = keys.ticketer();
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Whether tickets are issued (ours, or the caller's own ticketer).
+    pub(crate) fn issues_tickets(&self) -> bool {
+        self.config.ticketer.enabled()
     }
 
     /// The rustls configuration, for use with other servers.
