@@ -4,6 +4,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::support::h2raw::{self, StreamResult};
 use crate::support::http::{exchange, read_response_from};
@@ -297,4 +298,37 @@ fn http2_gets_two_goaways_and_serves_streams_up_to_the_last_id() {
         );
     }
     assert_drained_cleanly(&mut worker);
+}
+
+#[test]
+fn http2_connections_are_told_to_go_away_across_the_reconnect_window_not_at_once() {
+    let worker = Worker::with_accept_log(&["--reconnect-window", "2s"]);
+    let conns: Vec<h2raw::Conn> = (0..16)
+        .map(|_| h2raw::Conn::handshake(worker.connect_accepted()))
+        .collect();
+    let signal = std::time::Instant::now();
+    worker.start_drain();
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            std::thread::spawn(move || {
+                conn.next_where(|f| f.kind == h2raw::GOAWAY);
+                signal.elapsed()
+            })
+        })
+        .collect();
+    let mut times: Vec<Duration> = readers
+        .into_iter()
+        .map(|r| r.join().expect("reader"))
+        .collect();
+    times.sort();
+    // Each connection has its own moment in the 2 s window: the first ones
+    // go at once, the last ones most of the window later.
+    let spread = times[times.len() - 1] - times[0];
+    assert!(
+        spread >= Duration::from_millis(1200),
+        "GOAWAYs spread over {spread:?}: {times:?}"
+    );
+    let line = worker.drain_complete();
+    assert_eq!(field(&line, "forced").as_deref(), Some("0"), "{line}");
 }

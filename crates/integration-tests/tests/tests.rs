@@ -27,3 +27,4 @@ mod start_server_options;
 mod start_server_orphans;
 mod start_server_readiness;
 mod systemd_activation;
+mod tls_resumption;

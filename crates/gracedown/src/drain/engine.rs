@@ -310,6 +310,37 @@ mod tests {
     }
 
     #[test]
+    fn reconnect_moments_spread_evenly_over_the_window_for_any_count() {
+        let window = Duration::from_secs(1);
+        let engine = Engine::new(Timeouts {
+            reconnect_window: window,
+            ..Timeouts::DEFAULT
+        });
+        for n in [3usize, 10, 100, 1000] {
+            let mut paces: Vec<u64> = (0..n).map(|_| engine.next_pace()).collect();
+            assert!(paces.iter().all(|p| *p >= 1 && *p < 1_000_000_000));
+            paces.sort_unstable();
+            // No gap is much wider than an even spread's (golden-ratio
+            // sequences leave gaps of at most about 2.6 / n), nor at the ends.
+            let widest = paces
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .chain([paces[0], 1_000_000_000 - paces[n - 1]])
+                .max()
+                .unwrap_or(0);
+            assert!(
+                widest <= 3_000_000_000 / n as u64,
+                "n={n}: widest gap {widest} ns"
+            );
+        }
+        let unpaced = Engine::new(Timeouts {
+            reconnect_window: Duration::ZERO,
+            ..Timeouts::DEFAULT
+        });
+        assert_eq!(unpaced.next_pace(), 0);
+    }
+
+    #[test]
     fn drain_then_force_keeps_the_start_and_deadline() {
         let engine = Engine::new(Timeouts::DEFAULT);
         let deadline = Instant::now() + Duration::from_secs(1);

@@ -389,6 +389,28 @@ mod tests {
     }
 
     #[test]
+    fn a_paced_connection_meets_the_drain_at_its_own_moment() {
+        let mut h2 = quiet(0, 3);
+        h2.pace = 700_000_000;
+        assert_eq!(
+            http2(10 * S, draining(10 * S), &h2, &T, None),
+            Verdict::Wait(Some(10 * S + 700_000_000)),
+            "GOAWAY waits for its moment"
+        );
+        assert_eq!(
+            http2(10 * S + 700_000_000, draining(10 * S), &h2, &T, None),
+            Verdict::GoAway(Reason::Drain)
+        );
+        let mut h1 = quiet(2 * S, 4);
+        h1.pace = 500_000_000;
+        assert_eq!(
+            http1(10 * S, draining(10 * S), &h1, &T, false, None),
+            Verdict::Wait(Some(11 * S + 500_000_000)),
+            "the idle bound counts from its moment"
+        );
+    }
+
+    #[test]
     fn with_a_newer_generation_an_idle_connection_moves_at_once() {
         let s = quiet(2 * S, 4);
         assert_eq!(
