@@ -4,6 +4,11 @@
 //! ones where Perl's Server::Starter loses the healthy generation, is tested
 //! with scripted events (see the tests at the bottom).
 //!
+//! It is always in one `Phase`: steady, starting a generation, backing off
+//! before the next start, retiring the old generations (`KILL_OLD_DELAY`),
+//! or stopping. The generations themselves (current, old) and two flags (a
+//! HUP during a restart, a withheld retirement) are the rest of its state.
+//!
 //! Perl compatibility: the same generation numbering (incremented before
 //! every attempt, failed ones included), the same log lines, the same status
 //! file contents. Fixes (see `docs/design/supervisor.md`):
@@ -147,26 +152,44 @@ struct Candidate {
     said_ready: bool,
 }
 
+/// Where the supervisor is; exactly one at a time.
+#[derive(Debug, Clone)]
+enum Phase {
+    /// The current generation (if any) serves; nothing is starting.
+    Steady,
+    /// A new generation is starting: being spawned, or alive and not yet trusted.
+    Starting(Candidate),
+    /// The next start waits until `at` (a failed start, a crash loop).
+    Backoff { at: Instant, purpose: Purpose },
+    /// The new generation is trusted; the old ones are signalled at `at`
+    /// (`KILL_OLD_DELAY`).
+    Retiring { at: Instant },
+    /// Every worker was told to stop (at `since`); what is left gets SIGKILL
+    /// at `kill_at`. A start in progress is still followed: its worker is
+    /// signalled as soon as it is spawned.
+    Stopping {
+        since: Instant,
+        kill_at: Option<Instant>,
+        candidate: Option<Candidate>,
+    },
+}
+
 /// The supervisor's state.
 #[derive(Debug)]
 pub struct Supervisor {
     settings: Settings,
     /// Updated by the driver before each event.
     pub dynamic: Dynamic,
+    phase: Phase,
     generation: u64,
     current: Option<(u32, u64)>,
-    candidate: Option<Candidate>,
-    next_attempt: Option<(Instant, Purpose)>,
     old: BTreeMap<u32, u64>,
-    kill_old_at: Option<Instant>,
     /// Old generations whose signal was withheld because the new one died.
     kill_withheld: bool,
+    /// A HUP came during a restart: one more restart follows it.
     pending_restart: bool,
     failures: u32,
     last_restart: Option<Instant>,
-    stopping: Option<Option<Instant>>,
-    /// When the stop signal came (a spawn still pending is waited for a bound).
-    stop_started: Option<Instant>,
     ready_once: bool,
     /// The current worker's last sign of life, once it takes part in the
     /// watchdog (it said READY=1 or WATCHDOG=1).
@@ -182,18 +205,14 @@ impl Supervisor {
         Self {
             settings,
             dynamic: Dynamic::default(),
+            phase: Phase::Steady,
             generation: 0,
             current: None,
-            candidate: None,
-            next_attempt: None,
             old: BTreeMap::new(),
-            kill_old_at: None,
             kill_withheld: false,
             pending_restart: false,
             failures: 0,
             last_restart: None,
-            stopping: None,
-            stop_started: None,
             ready_once: false,
             alive_at: None,
         }
@@ -207,62 +226,85 @@ impl Supervisor {
     /// The generation that takes connections handed off by draining ones:
     /// the current one, and none while stopping.
     pub fn handoff_target(&self) -> Option<u64> {
-        match self.stopping {
-            Some(_) => None,
-            None => self.current.map(|(_, generation)| generation),
+        match self.phase {
+            Phase::Stopping { .. } => None,
+            _ => self.current.map(|(_, generation)| generation),
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        matches!(self.phase, Phase::Stopping { .. })
+    }
+
+    /// The start in progress, whatever the phase.
+    fn candidate(&self) -> Option<&Candidate> {
+        match &self.phase {
+            Phase::Starting(c)
+            | Phase::Stopping {
+                candidate: Some(c), ..
+            } => Some(c),
+            _ => None,
+        }
+    }
+
+    fn candidate_mut(&mut self) -> Option<&mut Candidate> {
+        match &mut self.phase {
+            Phase::Starting(c)
+            | Phase::Stopping {
+                candidate: Some(c), ..
+            } => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Forgets the start in progress, whatever the phase.
+    fn drop_candidate(&mut self) {
+        match &mut self.phase {
+            Phase::Starting(_) => self.phase = Phase::Steady,
+            Phase::Stopping { candidate, .. } => *candidate = None,
+            _ => {}
         }
     }
 
     /// The next time [`Event::Tick`] has something to do, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if let Some(stopping) = self.stopping {
-            let spawn_grace = self
-                .candidate
-                .as_ref()
-                .filter(|c| c.pid.is_none())
-                .and(self.stop_started)
-                .map(|at| at + SPAWN_GRACE);
-            return [stopping, spawn_grace].into_iter().flatten().min();
-        }
         let watchdog = self
             .alive_at
             .zip(self.settings.watchdog)
             .map(|(at, bound)| at + bound);
-        let candidate = self.candidate.as_ref().and_then(|c| {
-            c.pid?;
-            if c.killed {
-                return None;
+        let phase = match &self.phase {
+            Phase::Stopping {
+                since,
+                kill_at,
+                candidate,
+            } => {
+                let spawn_grace = candidate
+                    .as_ref()
+                    .filter(|c| c.pid.is_none())
+                    .map(|_| *since + SPAWN_GRACE);
+                return [*kill_at, spawn_grace].into_iter().flatten().min();
             }
-            Some(
+            Phase::Starting(c) if c.pid.is_some() && !c.killed => Some(
                 c.started
                     + self
                         .settings
                         .ready_timeout
                         .unwrap_or(self.settings.interval),
-            )
-        });
-        let auto = match (self.dynamic.auto_restart, self.last_restart) {
-            (Some(every), Some(last)) if self.candidate.is_none() && self.kill_old_at.is_none() => {
-                Some(
+            ),
+            Phase::Starting(_) => None,
+            Phase::Backoff { at, .. } | Phase::Retiring { at } => Some(*at),
+            Phase::Steady => match (self.dynamic.auto_restart, self.last_restart) {
+                (Some(every), Some(last)) => Some(
                     last + if self.old.is_empty() {
                         every
                     } else {
                         every * 2
                     },
-                )
-            }
-            _ => None,
+                ),
+                _ => None,
+            },
         };
-        [
-            candidate,
-            self.next_attempt.map(|(at, _)| at),
-            self.kill_old_at,
-            auto,
-            watchdog,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [phase, watchdog].into_iter().flatten().min()
     }
 
     /// Handles one event at time `now`.
@@ -272,42 +314,20 @@ impl Supervisor {
             Event::Start => self.attempt(Purpose::Replace, now, &mut out),
             Event::Hup => self.hup(now, &mut out),
             Event::Stop(signal) => self.stop(signal, now, &mut out),
-            Event::Spawned { generation, pid } => {
-                if let Some(c) = self
-                    .candidate
-                    .as_mut()
-                    .filter(|c| c.generation == generation)
-                {
-                    c.pid = Some(pid);
-                    let said_ready = c.said_ready;
-                    out.push(Action::Log(format!("starting new worker {pid}")));
-                    if self.stopping.is_some() {
-                        out.push(Action::Signal {
-                            pid,
-                            signal: Signal::TERM,
-                        });
-                    } else if said_ready {
-                        self.ready(now, &mut out);
-                    }
-                }
-            }
+            Event::Spawned { generation, pid } => self.spawned(generation, pid, now, &mut out),
             Event::SpawnFailed { generation, error } => {
-                if self
-                    .candidate
-                    .as_ref()
-                    .is_some_and(|c| c.generation == generation)
-                {
+                if self.candidate().is_some_and(|c| c.generation == generation) {
                     out.push(Action::Log(format!(
                         "new worker of generation {generation} failed to start: {error}"
                     )));
                     self.failed_start(now);
                 }
             }
-            Event::Ready { generation } => match self.candidate.as_mut() {
-                Some(c) if c.generation == generation && c.pid.is_none() => {
+            Event::Ready { generation } => match &mut self.phase {
+                Phase::Starting(c) if c.generation == generation && c.pid.is_none() => {
                     c.said_ready = true;
                 }
-                Some(c) if c.generation == generation && !c.killed => {
+                Phase::Starting(c) if c.generation == generation && !c.killed => {
                     self.ready(now, &mut out);
                 }
                 _ => {}
@@ -325,9 +345,27 @@ impl Supervisor {
         out
     }
 
+    fn spawned(&mut self, generation: u64, pid: u32, now: Instant, out: &mut Vec<Action>) {
+        let stopping = self.is_stopping();
+        let Some(c) = self.candidate_mut().filter(|c| c.generation == generation) else {
+            return;
+        };
+        c.pid = Some(pid);
+        let said_ready = c.said_ready;
+        out.push(Action::Log(format!("starting new worker {pid}")));
+        if stopping {
+            out.push(Action::Signal {
+                pid,
+                signal: Signal::TERM,
+            });
+        } else if said_ready {
+            self.ready(now, out);
+        }
+    }
+
     /// The candidate said READY=1 (and is spawned).
     fn ready(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if self.stopping.is_some() {
+        if self.is_stopping() {
             return;
         }
         self.accept(now, out);
@@ -338,8 +376,7 @@ impl Supervisor {
 
     fn attempt(&mut self, purpose: Purpose, now: Instant, out: &mut Vec<Action>) {
         self.generation += 1;
-        self.next_attempt = None;
-        self.candidate = Some(Candidate {
+        self.phase = Phase::Starting(Candidate {
             generation: self.generation,
             pid: None,
             started: now,
@@ -353,23 +390,24 @@ impl Supervisor {
     }
 
     fn hup(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if self.stopping.is_some() {
-            return;
-        }
-        if self.candidate.is_some() || self.next_attempt.is_some() || self.kill_old_at.is_some() {
-            // Never cut the running restart short (Perl accepts the
-            // half-started worker and kills the healthy old one): one more
-            // restart follows once this one is done.
-            if !self.pending_restart {
-                out.push(Action::Log(
-                    "received HUP during a restart, another restart will follow".into(),
-                ));
+        match self.phase {
+            Phase::Stopping { .. } => {}
+            Phase::Starting(_) | Phase::Backoff { .. } | Phase::Retiring { .. } => {
+                // Never cut the running restart short (Perl accepts the
+                // half-started worker and kills the healthy old one): one more
+                // restart follows once this one is done.
+                if !self.pending_restart {
+                    out.push(Action::Log(
+                        "received HUP during a restart, another restart will follow".into(),
+                    ));
+                }
+                self.pending_restart = true;
             }
-            self.pending_restart = true;
-            return;
+            Phase::Steady => {
+                out.push(Action::Log("received HUP, spawning a new worker".into()));
+                self.restart(now, out);
+            }
         }
-        out.push(Action::Log("received HUP, spawning a new worker".into()));
-        self.restart(now, out);
     }
 
     fn restart(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -381,21 +419,23 @@ impl Supervisor {
 
     /// The candidate is trusted: it becomes the current generation.
     fn accept(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let Some(c) = self.candidate.take() else {
+        let Phase::Starting(c) = &self.phase else {
             return;
         };
         let Some(pid) = c.pid else { return };
+        let (generation, purpose) = (c.generation, c.purpose);
+        self.phase = Phase::Steady;
         if let Some((old_pid, old_gen)) = self.current.take() {
             self.old.insert(old_pid, old_gen);
         }
-        self.current = Some((pid, c.generation));
+        self.current = Some((pid, generation));
         // The watchdog starts again with the new worker's first sign of life.
         self.alive_at = None;
         self.last_restart = Some(now);
         out.push(self.status());
         out.push(Action::Notify("READY=1"));
         self.ready_once = true;
-        if c.purpose == Purpose::Restart || self.kill_withheld {
+        if purpose == Purpose::Restart || self.kill_withheld {
             self.kill_withheld = false;
             let list = self.old_list();
             out.push(Action::Log(format!(
@@ -413,7 +453,7 @@ impl Supervisor {
                         "sleeping {} secs before killing old workers",
                         secs(delay)
                     )));
-                    self.kill_old_at = Some(now + delay);
+                    self.phase = Phase::Retiring { at: now + delay };
                 }
                 None => self.kill_old(now, out),
             }
@@ -423,7 +463,7 @@ impl Supervisor {
     }
 
     fn kill_old(&mut self, now: Instant, out: &mut Vec<Action>) {
-        self.kill_old_at = None;
+        self.phase = Phase::Steady;
         out.push(Action::Log("killing old workers".into()));
         for pid in self.sorted_old() {
             out.push(Action::Signal {
@@ -442,9 +482,13 @@ impl Supervisor {
     }
 
     fn failed_start(&mut self, now: Instant) {
-        let Some(c) = self.candidate.take() else {
+        let Some(c) = self.candidate().cloned() else {
             return;
         };
+        if self.is_stopping() {
+            self.drop_candidate();
+            return;
+        }
         self.failures += 1;
         // Perl paces retries by the interval; a crash loop backs off on top.
         let pace = self.settings.interval.max(Duration::from_millis(100));
@@ -453,14 +497,17 @@ impl Supervisor {
         } else {
             now + (pace * 2u32.saturating_pow(self.failures - 3)).min(Duration::from_secs(30))
         };
-        self.next_attempt = Some((at, c.purpose));
+        self.phase = Phase::Backoff {
+            at,
+            purpose: c.purpose,
+        };
     }
 
     fn exited(&mut self, pid: u32, status: i32, now: Instant, out: &mut Vec<Action>) {
-        if self.stopping.is_some() {
+        if self.is_stopping() {
             let known = self.current.is_some_and(|(p, _)| p == pid)
                 || self.old.contains_key(&pid)
-                || self.candidate.as_ref().is_some_and(|c| c.pid == Some(pid));
+                || self.candidate().is_some_and(|c| c.pid == Some(pid));
             if known {
                 out.push(Action::Log(format!("worker {pid} died, status:{status}")));
                 self.forget(pid);
@@ -468,8 +515,8 @@ impl Supervisor {
             }
             return;
         }
-        if self.candidate.as_ref().is_some_and(|c| c.pid == Some(pid)) {
-            let killed = self.candidate.as_ref().is_some_and(|c| c.killed);
+        if self.candidate().is_some_and(|c| c.pid == Some(pid)) {
+            let killed = self.candidate().is_some_and(|c| c.killed);
             if !killed {
                 out.push(Action::Log(format!(
                     "new worker {pid} seems to have failed to start, exit status:{status}"
@@ -483,13 +530,19 @@ impl Supervisor {
             )));
             out.extend(bind_hint(pid, status));
             self.current = None;
-            if self.kill_old_at.take().is_some() {
-                // The new generation died before the old ones were told to
-                // stop: keep them serving (Perl kills them anyway).
-                out.push(Action::Log(
-                    "not signalling old workers: the new worker is gone".into(),
-                ));
-                self.kill_withheld = true;
+            match self.phase {
+                Phase::Retiring { .. } => {
+                    // The new generation died before the old ones were told to
+                    // stop: keep them serving (Perl kills them anyway).
+                    out.push(Action::Log(
+                        "not signalling old workers: the new worker is gone".into(),
+                    ));
+                    self.kill_withheld = true;
+                }
+                // A new worker is already starting: it takes over (starting
+                // another would lose track of it).
+                Phase::Starting(_) => return,
+                Phase::Steady | Phase::Backoff { .. } | Phase::Stopping { .. } => {}
             }
             let quick = self.last_restart.is_some_and(|at| {
                 now.duration_since(at) < self.settings.interval.max(Duration::from_secs(1))
@@ -503,7 +556,10 @@ impl Supervisor {
                 let backoff = (Duration::from_millis(100)
                     * 2u32.saturating_pow(self.failures.min(8)))
                 .min(Duration::from_secs(30));
-                self.next_attempt = Some((now + backoff, Purpose::Replace));
+                self.phase = Phase::Backoff {
+                    at: now + backoff,
+                    purpose: Purpose::Replace,
+                };
             } else {
                 self.attempt(Purpose::Replace, now, out);
             }
@@ -516,12 +572,9 @@ impl Supervisor {
     }
 
     fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if self.stopping.is_some() {
-            self.give_up_pending_spawn(now, out);
-        }
-        if let Some(stopping) = self.stopping {
-            if stopping.is_some_and(|at| now >= at) {
-                self.stopping = Some(None);
+        if let Phase::Stopping { kill_at, .. } = &mut self.phase {
+            if kill_at.is_some_and(|at| now >= at) {
+                *kill_at = None;
                 let pids = self.all_pids();
                 out.push(Action::Log(format!(
                     "drain timeout reached, sending KILL to workers:{}",
@@ -534,29 +587,8 @@ impl Supervisor {
                     });
                 }
             }
+            self.give_up_pending_spawn(now, out);
             return;
-        }
-        if let Some(c) = self
-            .candidate
-            .as_mut()
-            .filter(|c| c.pid.is_some() && !c.killed)
-        {
-            let pid = c.pid.unwrap_or_default();
-            match self.settings.ready_timeout {
-                Some(bound) if now >= c.started + bound => {
-                    c.killed = true;
-                    out.push(Action::Log(format!(
-                        "new worker {pid} did not send READY=1 within {} secs, killing it; old workers keep serving",
-                        secs(bound)
-                    )));
-                    out.push(Action::Signal {
-                        pid,
-                        signal: Signal::KILL,
-                    });
-                }
-                None if now >= c.started + self.settings.interval => self.accept(now, out),
-                _ => {}
-            }
         }
         if let (Some(at), Some(bound), Some((pid, _))) =
             (self.alive_at, self.settings.watchdog, self.current)
@@ -572,39 +604,63 @@ impl Supervisor {
                 signal: Signal::KILL,
             });
         }
-        if let Some((at, purpose)) = self.next_attempt
-            && now >= at
-            && self.candidate.is_none()
-        {
-            self.attempt(purpose, now, out);
-        }
-        if self.kill_old_at.is_some_and(|at| now >= at) {
-            self.kill_old(now, out);
-        }
-        if let (Some(every), Some(last)) = (self.dynamic.auto_restart, self.last_restart)
-            && self.candidate.is_none()
-            && self.kill_old_at.is_none()
-            && self.next_attempt.is_none()
-        {
-            let elapsed = now.duration_since(last);
-            if elapsed >= every && self.old.is_empty() {
-                out.push(Action::Log(format!(
-                    "autorestart triggered (interval={})",
-                    secs(every)
-                )));
-                self.restart(now, out);
-            } else if elapsed >= every * 2 {
-                out.push(Action::Log(format!(
-                    "autorestart triggered (forced, interval={})",
-                    secs(every)
-                )));
-                self.restart(now, out);
+        match &mut self.phase {
+            Phase::Starting(c) if !c.killed => {
+                let Some(pid) = c.pid else { return };
+                match self.settings.ready_timeout {
+                    Some(bound) if now >= c.started + bound => {
+                        c.killed = true;
+                        out.push(Action::Log(format!(
+                            "new worker {pid} did not send READY=1 within {} secs, killing it; old workers keep serving",
+                            secs(bound)
+                        )));
+                        out.push(Action::Signal {
+                            pid,
+                            signal: Signal::KILL,
+                        });
+                    }
+                    None if now >= c.started + self.settings.interval => self.accept(now, out),
+                    _ => {}
+                }
             }
+            Phase::Starting(_) | Phase::Stopping { .. } => {}
+            Phase::Backoff { at, purpose } => {
+                if now >= *at {
+                    let purpose = *purpose;
+                    self.attempt(purpose, now, out);
+                }
+            }
+            Phase::Retiring { at } => {
+                if now >= *at {
+                    self.kill_old(now, out);
+                }
+            }
+            Phase::Steady => self.auto_restart(now, out),
+        }
+    }
+
+    fn auto_restart(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let (Some(every), Some(last)) = (self.dynamic.auto_restart, self.last_restart) else {
+            return;
+        };
+        let elapsed = now.duration_since(last);
+        if elapsed >= every && self.old.is_empty() {
+            out.push(Action::Log(format!(
+                "autorestart triggered (interval={})",
+                secs(every)
+            )));
+            self.restart(now, out);
+        } else if elapsed >= every * 2 {
+            out.push(Action::Log(format!(
+                "autorestart triggered (forced, interval={})",
+                secs(every)
+            )));
+            self.restart(now, out);
         }
     }
 
     fn stop(&mut self, signal: StopSignal, now: Instant, out: &mut Vec<Action>) {
-        if self.stopping.is_some() {
+        if self.is_stopping() {
             return;
         }
         let (name, to_workers) = match signal {
@@ -612,10 +668,11 @@ impl Supervisor {
             StopSignal::Int => ("INT", Signal::TERM),
             StopSignal::Quit => ("QUIT", self.settings.signal_on_term),
         };
-        self.stopping = Some(self.settings.drain_timeout.map(|d| now + d));
-        self.stop_started = Some(now);
-        self.next_attempt = None;
-        self.kill_old_at = None;
+        self.phase = Phase::Stopping {
+            since: now,
+            kill_at: self.settings.drain_timeout.map(|d| now + d),
+            candidate: self.candidate().cloned(),
+        };
         self.pending_restart = false;
         out.push(Action::Notify("STOPPING=1"));
         let pids = self.all_pids();
@@ -635,31 +692,37 @@ impl Supervisor {
     /// is not waited for past [`SPAWN_GRACE`]: if it ever runs, its parent-death
     /// signal and its parent check end it.
     fn give_up_pending_spawn(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let pending = self.candidate.as_ref().filter(|c| c.pid.is_none());
-        if let (Some(c), Some(at)) = (pending, self.stop_started)
-            && now >= at + SPAWN_GRACE
+        let Phase::Stopping {
+            since, candidate, ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        if let Some(c) = candidate.as_ref().filter(|c| c.pid.is_none())
+            && now >= *since + SPAWN_GRACE
         {
             out.push(Action::Log(format!(
                 "the worker of generation {} has not started after {} secs; not waiting for it",
                 c.generation,
                 secs(SPAWN_GRACE)
             )));
-            self.candidate = None;
+            *candidate = None;
         }
     }
 
     fn finish_stop(&mut self, out: &mut Vec<Action>) {
-        if self.stopping.is_some()
-            && self.all_pids().is_empty()
-            && self.candidate.as_ref().is_none_or(|c| c.pid.is_some())
-        {
-            if out.last() == Some(&Action::Exit(0)) {
-                return;
-            }
-            self.candidate = None;
-            out.push(Action::Log("exiting".into()));
-            out.push(Action::Exit(0));
+        let Phase::Stopping { candidate, .. } = &self.phase else {
+            return;
+        };
+        // A spawn still in progress is waited for (bounded by the grace).
+        if candidate.as_ref().is_some_and(|c| c.pid.is_none()) || !self.all_pids().is_empty() {
+            return;
         }
+        if out.last() == Some(&Action::Exit(0)) {
+            return;
+        }
+        out.push(Action::Log("exiting".into()));
+        out.push(Action::Exit(0));
     }
 
     fn forget(&mut self, pid: u32) {
@@ -667,8 +730,8 @@ impl Supervisor {
             self.current = None;
         }
         self.old.remove(&pid);
-        if self.candidate.as_ref().is_some_and(|c| c.pid == Some(pid)) {
-            self.candidate = None;
+        if self.candidate().is_some_and(|c| c.pid == Some(pid)) {
+            self.drop_candidate();
         }
     }
 
@@ -676,7 +739,7 @@ impl Supervisor {
     fn all_pids(&self) -> Vec<u32> {
         let mut pids: Vec<u32> = self.old.keys().copied().collect();
         pids.extend(self.current.map(|(p, _)| p));
-        pids.extend(self.candidate.as_ref().and_then(|c| c.pid));
+        pids.extend(self.candidate().and_then(|c| c.pid));
         sort_as_strings(pids)
     }
 
@@ -999,6 +1062,39 @@ mod tests {
         assert!(accepted.contains(&log(
             "new worker is now running, sending TERM to old workers:100"
         )));
+    }
+
+    #[test]
+    fn the_current_worker_dying_during_a_restart_leaves_the_new_one_to_take_over() {
+        let mut s = Script::new(None, None).running();
+        s.at(2000, Event::Hup);
+        s.at(
+            2000,
+            Event::Spawned {
+                generation: 2,
+                pid: 200,
+            },
+        );
+        let died = s.at(
+            2050,
+            Event::Exited {
+                pid: 100,
+                status: 9,
+            },
+        );
+        // No second start: the one in progress would be lost track of.
+        assert_eq!(
+            died,
+            vec![log(
+                "worker 100 died unexpectedly with status:9, restarting"
+            )]
+        );
+        let accepted = s.at(2100, Event::Ready { generation: 2 });
+        assert!(accepted.contains(&status("2:200\n")), "{accepted:?}");
+        assert_eq!(s.sup.handoff_target(), Some(2));
+        let stopped = s.at(3000, Event::Stop(StopSignal::Term));
+        assert!(stopped.contains(&term(200)), "{stopped:?}");
+        assert_eq!(s.sup.handoff_target(), None, "no handoff while stopping");
     }
 
     #[test]
