@@ -337,3 +337,21 @@ fn five_hundred_restarts_with_handoffs_leak_no_descriptor() {
         assert_eq!(count(line, "handed_off"), 1, "{line}");
     }
 }
+
+#[test]
+fn hundreds_of_connections_move_together_in_batches() {
+    // More than a batch (64) and more than the kernel queues per socket (10).
+    let setup = start(Impl::Ours, &[]);
+    let mut clients: Vec<TcpStream> = (0..300).map(|_| connect(setup.addr)).collect();
+    for client in &mut clients {
+        let response = exchange(client, GET).expect("a response");
+        assert_eq!(generation(&response), "1");
+    }
+    setup.restart_to(2);
+    let drained = drain_line(&setup.proc, 1);
+    assert_eq!(count(&drained, "handed_off"), 300, "{drained}");
+    for client in &mut clients {
+        let response = exchange(client, GET).expect("an answer on the same connection");
+        assert_eq!(generation(&response), "2", "{response:?}");
+    }
+}

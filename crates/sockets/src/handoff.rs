@@ -9,18 +9,28 @@
 //! worker never talks to another worker. Messages:
 //!
 //! ```text
-//!   worker → superdaemon   R                          this generation takes handed-off connections
-//!                          Q                          is there a generation to hand connections to?
-//!                          H id:u64 fresh:u8 prefix + fd   hand this connection on (prefix: bytes already read from it)
-//!   superdaemon → worker   K key:48×n                 TLS session-ticket keys, the first one
-//!                                                     encrypts (sent first, then at each rotation)
-//!                          a ok:u8                    the answer to Q
-//!                          A id:u64 ok:u8             handoff `id` was forwarded (1) or not (0)
-//!                          C fresh:u8 prefix + fd          a connection handed to this generation
+//!   worker → superdaemon   R                      this generation takes handed-off connections
+//!                          Q                      is there a generation to hand connections to?
+//!                          H n:u16 (id:u64 fresh:u8 len:u32 prefix)×n  + n fds
+//!                                                 hand these connections on
+//!   superdaemon → worker   K key:48×n             TLS session-ticket keys, the first one
+//!                                                 encrypts (sent first, then at each rotation)
+//!                          a ok:u8                the answer to Q
+//!                          A n:u16 (id:u64 ok:u8)×n
+//!                                                 each handoff was forwarded (1) or not (0)
+//!                          C n:u16 (fresh:u8 len:u32 prefix)×n  + n fds
+//!                                                 connections handed to this generation
 //!
-//!   fresh: 1 when the connection has sent no request yet (its protocol,
-//!   HTTP/1.1 or h2c, is still to be told); 0 when it is between HTTP/1.1 requests.
+//!   prefix: bytes already read from the connection, in front of what is
+//!   still in the socket; fresh: 1 when it has sent no request yet (its
+//!   protocol, HTTP/1.1 or h2c, is still to be told), 0 when it is between
+//!   HTTP/1.1 requests.
 //! ```
+//!
+//! Connections travel in batches (at most [`MAX_BATCH`] per message, at most
+//! [`MAX_MESSAGE`] bytes): the kernel queues only a few messages per socket
+//! (`net.unix.max_dgram_qlen`, 10 by default), so one message per
+//! connection would move a thousand connections ten at a time.
 //!
 //! Ownership is explicit at every step: the sender keeps its descriptor
 //! until the superdaemon answers; forwarded, it drops it (the socket lives on
@@ -35,7 +45,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
@@ -55,8 +65,37 @@ pub const TICKET_KEY_LEN: usize = 48;
 /// The most bytes already read that travel with a connection.
 pub const MAX_PREFIX: usize = 64 * 1024;
 
-/// Room for a message: the prefix and a header.
-const MAX_MESSAGE: usize = MAX_PREFIX + 16;
+/// The most connections in one message.
+pub const MAX_BATCH: usize = 64;
+
+/// The largest message: a batch never grows past it (one connection with
+/// the longest prefix always fits).
+pub const MAX_MESSAGE: usize = 2 * MAX_PREFIX;
+
+/// A connection on the move, with what travels with it.
+#[derive(Debug)]
+pub struct Moving {
+    /// The connection.
+    pub socket: OwnedFd,
+    /// Bytes already read from it, in front of what is still in the socket.
+    pub prefix: Bytes,
+    /// It has sent no request yet.
+    pub fresh: bool,
+}
+
+impl Moving {
+    /// The bytes it takes in a `C` message (an `H` entry takes 8 more).
+    pub fn wire_len(&self) -> usize {
+        5 + self.prefix.len()
+    }
+}
+
+/// Whether one more connection of `wire_len` bytes (see [`Moving::wire_len`],
+/// plus 8 for an `H` entry) fits a batch of `count` connections and `bytes`
+/// bytes so far.
+pub fn fits(count: usize, bytes: usize, wire_len: usize) -> bool {
+    count == 0 || (count < MAX_BATCH && 3 + bytes + wire_len <= MAX_MESSAGE)
+}
 
 /// A message on a handoff channel.
 #[derive(Debug)]
@@ -71,24 +110,10 @@ pub enum Message {
         /// Whether handoffs would be forwarded now.
         available: bool,
     },
-    /// Hand this connection on.
-    Handoff {
-        /// The sender's number for it, echoed in the [`Message::Ack`].
-        id: u64,
-        /// The connection.
-        socket: OwnedFd,
-        /// Bytes already read from it, in front of what is still in the socket.
-        prefix: Bytes,
-        /// It has sent no request yet.
-        fresh: bool,
-    },
-    /// What became of handoff `id`.
-    Ack {
-        /// The sender's number.
-        id: u64,
-        /// Forwarded to the next generation (`true`), or refused.
-        forwarded: bool,
-    },
+    /// Hand these connections on; each id is the sender's, echoed in [`Message::Acks`].
+    Handoff(Vec<(u64, Moving)>),
+    /// What became of handoffs: forwarded to the next generation (`true`), or refused.
+    Acks(Vec<(u64, bool)>),
     /// Session-ticket keys every generation shares, so that a TLS client
     /// resumes its session with the next generation: [`TICKET_KEY_LEN`]
     /// bytes each, the first one encrypts new tickets, all decrypt.
@@ -96,122 +121,150 @@ pub enum Message {
         /// The keys, concatenated.
         keys: Bytes,
     },
-    /// A connection handed to this generation.
-    Connection {
-        /// The connection.
-        socket: OwnedFd,
-        /// Bytes already read from it.
-        prefix: Bytes,
-        /// It has sent no request yet.
-        fresh: bool,
-    },
+    /// Connections handed to this generation.
+    Connections(Vec<Moving>),
 }
 
 impl Message {
-    /// The bytes and the descriptor to send.
-    fn encode(&self) -> (BytesMut, Option<BorrowedFd<'_>>) {
+    /// The bytes and the descriptors to send.
+    fn encode(&self) -> (BytesMut, Vec<BorrowedFd<'_>>) {
         let mut buf = BytesMut::with_capacity(16);
-        let fd = match self {
-            Self::Receiving => {
-                buf.put_u8(b'R');
-                None
-            }
-            Self::Query => {
-                buf.put_u8(b'Q');
-                None
-            }
+        let mut fds = Vec::new();
+        let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        let moving = |buf: &mut BytesMut, m: &Moving| {
+            buf.put_u8(u8::from(m.fresh));
+            buf.put_u32(u32::try_from(m.prefix.len()).unwrap_or(u32::MAX));
+            buf.extend_from_slice(&m.prefix);
+        };
+        match self {
+            Self::Receiving => buf.put_u8(b'R'),
+            Self::Query => buf.put_u8(b'Q'),
             Self::Answer { available } => {
                 buf.put_u8(b'a');
                 buf.put_u8(u8::from(*available));
-                None
             }
-            Self::Handoff {
-                id,
-                socket,
-                prefix,
-                fresh,
-            } => {
+            Self::Handoff(entries) => {
                 buf.put_u8(b'H');
-                buf.put_u64(*id);
-                buf.put_u8(u8::from(*fresh));
-                buf.extend_from_slice(prefix);
-                Some(socket.as_fd())
+                buf.put_u16(count(entries.len()));
+                for (id, m) in entries {
+                    buf.put_u64(*id);
+                    moving(&mut buf, m);
+                    fds.push(m.socket.as_fd());
+                }
+            }
+            Self::Acks(acks) => {
+                buf.put_u8(b'A');
+                buf.put_u16(count(acks.len()));
+                for (id, forwarded) in acks {
+                    buf.put_u64(*id);
+                    buf.put_u8(u8::from(*forwarded));
+                }
             }
             Self::TicketKeys { keys } => {
                 buf.put_u8(b'K');
                 buf.extend_from_slice(keys);
-                None
             }
-            Self::Ack { id, forwarded } => {
-                buf.put_u8(b'A');
-                buf.put_u64(*id);
-                buf.put_u8(u8::from(*forwarded));
-                None
-            }
-            Self::Connection {
-                socket,
-                prefix,
-                fresh,
-            } => {
+            Self::Connections(conns) => {
                 buf.put_u8(b'C');
-                buf.put_u8(u8::from(*fresh));
-                buf.extend_from_slice(prefix);
-                Some(socket.as_fd())
+                buf.put_u16(count(conns.len()));
+                for m in conns {
+                    moving(&mut buf, m);
+                    fds.push(m.socket.as_fd());
+                }
             }
-        };
-        (buf, fd)
+        }
+        (buf, fds)
     }
 
-    /// A message from its bytes and the descriptor that came with them.
-    fn decode(bytes: &[u8], fd: Option<OwnedFd>) -> io::Result<Self> {
+    /// A message from its bytes and the descriptors that came with them;
+    /// descriptors a malformed message carried are closed.
+    fn decode(bytes: &[u8], fds: Vec<OwnedFd>) -> io::Result<Self> {
         let bad = |what: &str| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("handoff channel: {what}"),
             )
         };
-        let (&tag, rest) = bytes.split_first().ok_or_else(|| bad("an empty message"))?;
-        let id = |rest: &[u8]| -> io::Result<u64> {
-            let bytes: [u8; 8] = rest
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| bad("a message too short for its id"))?;
-            Ok(u64::from_be_bytes(bytes))
-        };
-        let flag = |b: Option<&u8>| match b {
-            Some(0) => Ok(false),
-            Some(1) => Ok(true),
+        let (&tag, mut rest) = bytes.split_first().ok_or_else(|| bad("an empty message"))?;
+        let flag = |b: u8| match b {
+            0 => Ok(false),
+            1 => Ok(true),
             _ => Err(bad("a flag that is neither 0 nor 1")),
         };
-        let socket =
-            |fd: Option<OwnedFd>| fd.ok_or_else(|| bad("a connection without its descriptor"));
-        Ok(match tag {
+        let short = || bad("a message shorter than its contents");
+        let batch = |rest: &mut &[u8]| -> io::Result<usize> {
+            let n = usize::from(rest.try_get_u16().map_err(|_| short())?);
+            if n == 0 || n > MAX_BATCH {
+                return Err(bad("a batch of no connections or too many"));
+            }
+            Ok(n)
+        };
+        let moving = |rest: &mut &[u8], socket: OwnedFd| -> io::Result<Moving> {
+            let fresh = flag(rest.try_get_u8().map_err(|_| short())?)?;
+            let len = rest.try_get_u32().map_err(|_| short())? as usize;
+            if len > MAX_PREFIX || rest.len() < len {
+                return Err(bad("a prefix longer than allowed or than the message"));
+            }
+            let prefix = Bytes::copy_from_slice(&rest[..len]);
+            rest.advance(len);
+            Ok(Moving {
+                socket,
+                prefix,
+                fresh,
+            })
+        };
+        let with_fds = |n: usize, fds: Vec<OwnedFd>| {
+            if fds.len() == n {
+                Ok(fds)
+            } else {
+                Err(bad("a batch whose descriptors do not match its entries"))
+            }
+        };
+        let message = match tag {
             b'R' => Self::Receiving,
             b'Q' => Self::Query,
             b'a' => Self::Answer {
-                available: flag(rest.first())?,
+                available: flag(rest.try_get_u8().map_err(|_| short())?)?,
             },
-            b'H' => Self::Handoff {
-                id: id(rest)?,
-                fresh: flag(rest.get(8))?,
-                socket: socket(fd)?,
-                prefix: Bytes::copy_from_slice(&rest[9..]),
-            },
-            b'K' if !rest.is_empty() && rest.len() % TICKET_KEY_LEN == 0 => Self::TicketKeys {
-                keys: Bytes::copy_from_slice(rest),
-            },
+            b'H' => {
+                let n = batch(&mut rest)?;
+                let mut entries = Vec::with_capacity(n);
+                for socket in with_fds(n, fds)? {
+                    let id = rest.try_get_u64().map_err(|_| short())?;
+                    entries.push((id, moving(&mut rest, socket)?));
+                }
+                Self::Handoff(entries)
+            }
+            b'A' => {
+                let n = batch(&mut rest)?;
+                let mut acks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let id = rest.try_get_u64().map_err(|_| short())?;
+                    acks.push((id, flag(rest.try_get_u8().map_err(|_| short())?)?));
+                }
+                Self::Acks(acks)
+            }
+            b'K' if !rest.is_empty() && rest.len() % TICKET_KEY_LEN == 0 => {
+                let keys = Bytes::copy_from_slice(rest);
+                rest = &[];
+                Self::TicketKeys { keys }
+            }
             b'K' => return Err(bad("ticket keys of a wrong length")),
-            b'A' => Self::Ack {
-                id: id(rest)?,
-                forwarded: flag(rest.get(8))?,
-            },
-            b'C' => Self::Connection {
-                fresh: flag(rest.first())?,
-                socket: socket(fd)?,
-                prefix: Bytes::copy_from_slice(&rest[1..]),
-            },
+            b'C' => {
+                let n = batch(&mut rest)?;
+                let mut conns = Vec::with_capacity(n);
+                for socket in with_fds(n, fds)? {
+                    conns.push(moving(&mut rest, socket)?);
+                }
+                Self::Connections(conns)
+            }
             other => return Err(bad(&format!("an unknown message type {other:#04x}"))),
-        })
+        };
+        if rest.is_empty() {
+            Ok(message)
+        } else {
+            Err(bad("bytes after the end of a message"))
+        }
     }
 }
 
@@ -219,6 +272,9 @@ impl Message {
 #[derive(Debug)]
 pub struct Channel {
     fd: AsyncFd<OwnedFd>,
+    /// Where messages are received, allocated once: a fresh 64 KiB buffer
+    /// per message would cost more than the message.
+    buf: std::sync::Mutex<Box<[u8]>>,
 }
 
 impl Channel {
@@ -250,7 +306,10 @@ impl Channel {
         let fd =
             unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
                 .map_err(|e| e.into_parts().1)?;
-        Ok(Self { fd })
+        Ok(Self {
+            fd,
+            buf: std::sync::Mutex::new(vec![0u8; MAX_MESSAGE].into_boxed_slice()),
+        })
     }
 
     /// Takes the channel named by [`HANDOFF_FD`] in `vars`, once per process;
@@ -299,41 +358,14 @@ impl Channel {
     ///
     /// The `sendmsg` error (`EPIPE` once the peer is gone).
     pub async fn send(&self, message: &Message) -> io::Result<()> {
-        let (bytes, fd) = message.encode();
-        self.send_parts(&bytes, fd).await
+        let (bytes, fds) = message.encode();
+        self.send_parts(&bytes, &fds).await
     }
 
-    /// Sends `H`: hands `socket` on, keeping this process's descriptor
-    /// (drop it once the superdaemon answers that it was forwarded).
-    ///
-    /// # Errors
-    ///
-    /// As [`Channel::send`]; `InvalidInput` when `prefix` is longer than [`MAX_PREFIX`].
-    pub async fn hand_off(
-        &self,
-        id: u64,
-        socket: BorrowedFd<'_>,
-        prefix: &[u8],
-        fresh: bool,
-    ) -> io::Result<()> {
-        if prefix.len() > MAX_PREFIX {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "handoff channel: a prefix longer than MAX_PREFIX",
-            ));
-        }
-        let mut bytes = BytesMut::with_capacity(10 + prefix.len());
-        bytes.put_u8(b'H');
-        bytes.put_u64(id);
-        bytes.put_u8(u8::from(fresh));
-        bytes.extend_from_slice(prefix);
-        self.send_parts(&bytes, Some(socket)).await
-    }
-
-    async fn send_parts(&self, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    async fn send_parts(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
         loop {
             let mut guard = self.fd.writable().await?;
-            let sent = guard.try_io(|inner| send_message(inner.get_ref().as_fd(), bytes, fd));
+            let sent = guard.try_io(|inner| send_message(inner.get_ref().as_fd(), bytes, fds));
             match sent {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
@@ -347,12 +379,11 @@ impl Channel {
     ///
     /// The `recvmsg` error, or a malformed message.
     pub async fn recv(&self) -> io::Result<Option<Message>> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
             let mut guard = self.fd.readable().await?;
-            let received = guard.try_io(|inner| receive_message(inner.get_ref().as_fd(), &mut buf));
+            let received = guard.try_io(|inner| self.receive(inner.get_ref().as_fd()));
             match received {
-                Ok(Ok(Some((n, fd)))) => return Message::decode(&buf[..n], fd).map(Some),
+                Ok(Ok(Some(message))) => return message.map(Some),
                 Ok(Ok(None)) => return Ok(None),
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
@@ -362,14 +393,23 @@ impl Channel {
 }
 
 impl Channel {
+    /// One message, decoded (`Err` inside: malformed); `None` at the end.
+    fn receive(&self, socket: BorrowedFd<'_>) -> io::Result<Option<io::Result<Message>>> {
+        let mut buf = self
+            .buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(receive_message(socket, &mut buf)?.map(|(n, fd)| Message::decode(&buf[..n], fd)))
+    }
+
     /// Sends `message` if the socket takes it now, without waiting.
     ///
     /// # Errors
     ///
     /// `WouldBlock` when the peer's queue is full; otherwise as [`Channel::send`].
     pub fn try_send(&self, message: &Message) -> io::Result<()> {
-        let (bytes, fd) = message.encode();
-        send_message(self.fd.get_ref().as_fd(), &bytes, fd)
+        let (bytes, fds) = message.encode();
+        send_message(self.fd.get_ref().as_fd(), &bytes, &fds)
     }
 
     /// Receives a message that is already waiting, without waiting: `Ok(None)`
@@ -379,9 +419,8 @@ impl Channel {
     ///
     /// The `recvmsg` error, or a malformed message.
     pub fn try_recv(&self) -> io::Result<Option<Message>> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        match receive_message(self.fd.get_ref().as_fd(), &mut buf) {
-            Ok(Some((n, fd))) => Message::decode(&buf[..n], fd).map(Some),
+        match self.receive(self.fd.get_ref().as_fd()) {
+            Ok(Some(message)) => message.map(Some),
             Ok(None) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
@@ -389,17 +428,18 @@ impl Channel {
     }
 }
 
-fn send_message(
-    socket: BorrowedFd<'_>,
-    bytes: &[u8],
-    fd: Option<BorrowedFd<'_>>,
-) -> io::Result<()> {
-    let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+fn send_message(socket: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if bytes.len() > MAX_MESSAGE || fds.len() > MAX_BATCH {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "handoff channel: a message larger than allowed",
+        ));
+    }
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_BATCH))];
     let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other(
-            "handoff channel: no room for a descriptor",
+            "handoff channel: no room for the descriptors",
         ));
     }
     let iov = [io::IoSlice::new(bytes)];
@@ -410,12 +450,12 @@ fn send_message(
     Ok(())
 }
 
-/// One message into `buf`: its length and its descriptor; `None` at the end.
+/// One message into `buf`: its length and its descriptors; `None` at the end.
 fn receive_message(
     socket: BorrowedFd<'_>,
     buf: &mut [u8],
-) -> io::Result<Option<(usize, Option<OwnedFd>)>> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_BATCH))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [io::IoSliceMut::new(buf)];
     let received = rustix::net::recvmsg(socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
@@ -429,73 +469,98 @@ fn receive_message(
     if received.bytes == 0 {
         return Ok(None);
     }
-    if received.flags.contains(rustix::net::ReturnFlags::TRUNC) {
-        return Err(io::Error::other(
+    if received
+        .flags
+        .intersects(rustix::net::ReturnFlags::TRUNC | rustix::net::ReturnFlags::CTRUNC)
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
             "handoff channel: a message larger than allowed",
         ));
     }
-    // One descriptor per message at most; extra ones are closed here.
-    Ok(Some((received.bytes, fds.into_iter().next())))
+    Ok(Some((received.bytes, fds)))
 }
 
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_connection_travels_with_its_prefix_and_stays_the_same_socket() {
+    fn channels() -> (Channel, Channel) {
         let (left, right) = Channel::pair().expect("pair");
-        let (left, right) = (
+        (
             Channel::new(left).expect("left"),
             Channel::new(right).expect("right"),
-        );
-        let (mut a, b) = std::os::unix::net::UnixStream::pair().expect("a connection");
+        )
+    }
+
+    #[tokio::test]
+    async fn connections_travel_in_a_batch_with_their_prefixes_and_stay_the_same_sockets() {
+        let (left, right) = channels();
         right.send(&Message::Receiving).await.expect("send");
         assert!(matches!(left.recv().await, Ok(Some(Message::Receiving))));
-        left.send(&Message::Handoff {
-            id: 7,
-            socket: b.into(),
-            prefix: Bytes::from_static(b"GET / HT"),
-            fresh: false,
-        })
-        .await
-        .expect("send");
-        let Ok(Some(Message::Handoff {
-            id,
-            socket,
-            prefix,
-            fresh: false,
-        })) = right.recv().await
-        else {
-            panic!("a handoff");
+        let mut clients = Vec::new();
+        let mut entries = Vec::new();
+        for id in 0..3u64 {
+            let (client, server) = std::os::unix::net::UnixStream::pair().expect("a connection");
+            clients.push(client);
+            entries.push((
+                id,
+                Moving {
+                    socket: server.into(),
+                    prefix: Bytes::from(format!("GET /{id} HT")),
+                    fresh: id == 0,
+                },
+            ));
+        }
+        left.send(&Message::Handoff(entries)).await.expect("send");
+        let Ok(Some(Message::Handoff(got))) = right.recv().await else {
+            panic!("a batch");
         };
-        assert_eq!((id, &prefix[..]), (7, &b"GET / HT"[..]));
-        // The received descriptor is the same connection.
-        let mut moved = std::os::unix::net::UnixStream::from(socket);
-        a.write_all(b"TP/1.1\r\n").expect("write");
-        let mut got = [0u8; 8];
-        moved.read_exact(&mut got).expect("read");
-        assert_eq!(&got, b"TP/1.1\r\n");
+        assert_eq!(got.len(), 3);
+        for ((id, moving), client) in got.into_iter().zip(&mut clients) {
+            assert_eq!(&moving.prefix[..], format!("GET /{id} HT").as_bytes());
+            assert_eq!(moving.fresh, id == 0);
+            // The received descriptor is the same connection.
+            let mut moved = std::os::unix::net::UnixStream::from(moving.socket);
+            client.write_all(b"TP/1.1\r\n").expect("write");
+            let mut buf = [0u8; 8];
+            moved.read_exact(&mut buf).expect("read");
+            assert_eq!(&buf, b"TP/1.1\r\n");
+        }
         right
-            .send(&Message::Ack {
-                id: 7,
-                forwarded: true,
-            })
+            .send(&Message::Acks(vec![(0, true), (2, false)]))
             .await
-            .expect("ack");
+            .expect("acks");
         assert!(matches!(
             left.recv().await,
-            Ok(Some(Message::Ack {
-                id: 7,
-                forwarded: true
-            }))
+            Ok(Some(Message::Acks(acks))) if acks == vec![(0, true), (2, false)]
         ));
         drop(right);
         assert!(matches!(left.recv().await, Ok(None)), "the end of the peer");
-        let _ = moved.as_raw_fd();
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_of_the_longest_prefixes_fits_and_one_more_does_not() {
+        let (left, right) = channels();
+        let long = Bytes::from(vec![b'x'; MAX_PREFIX]);
+        let (_client, server) = std::os::unix::net::UnixStream::pair().expect("a connection");
+        let one = Moving {
+            socket: server.into(),
+            prefix: long.clone(),
+            fresh: false,
+        };
+        assert!(fits(0, 0, one.wire_len() + 8), "one always fits");
+        assert!(!fits(1, one.wire_len() + 8, one.wire_len() + 8));
+        assert!(!fits(MAX_BATCH, 10, 5), "no more than MAX_BATCH");
+        left.send(&Message::Connections(vec![one]))
+            .await
+            .expect("send");
+        let Ok(Some(Message::Connections(got))) = right.recv().await else {
+            panic!("a connection");
+        };
+        assert_eq!(got[0].prefix, long);
     }
 
     #[test]
@@ -503,15 +568,25 @@ mod tests {
         for bytes in [
             &b""[..],
             b"H\0\0",
-            b"H\0\0\0\0\0\0\0\0\x07",
-            b"A\0\0\0\0\0\0\0\0\x05",
+            b"H\0\x01\0\0\0\0\0\0\0\0\x07",
+            b"A\0\x01\0\0\0\0\0\0\0\0\x05",
+            b"A\0\0",
             b"a\x02",
             b"Z",
             b"C",
+            b"C\0\x01\0\0\0\0\0",
             b"K",
             b"K0123",
+            b"Rx",
         ] {
-            assert!(Message::decode(bytes, None).is_err(), "{bytes:?}");
+            assert!(Message::decode(bytes, Vec::new()).is_err(), "{bytes:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_without_panicking(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = Message::decode(&bytes, Vec::new());
         }
     }
 }

@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use gracedown_sockets::handoff::{Channel, Message, TICKET_KEY_LEN};
+use bytes::BytesMut;
+use gracedown_sockets::handoff::{Channel, MAX_BATCH, Message, Moving, TICKET_KEY_LEN, fits};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
@@ -51,15 +51,18 @@ pub(crate) struct Incoming {
 #[derive(Debug)]
 enum Outgoing {
     Message(Message),
-    /// A connection for this generation; the answer goes to `reply` as `A id`.
+    /// A connection for this generation; the answer goes to `reply`.
     Forward {
-        socket: OwnedFd,
-        prefix: Bytes,
-        fresh: bool,
+        moving: Moving,
         id: u64,
         reply: mpsc::Sender<Self>,
         /// The sending generation's count of forwarded connections.
         count: Arc<AtomicU64>,
+    },
+    /// What became of this generation's handoff `id`.
+    Ack {
+        id: u64,
+        forwarded: bool,
     },
 }
 
@@ -287,13 +290,10 @@ impl Broker {
                     let _ = peer.outbox.try_send(answer);
                 }
             }
-            Message::Handoff {
-                id,
-                socket,
-                prefix,
-                fresh,
-            } => {
-                self.forward(generation, id, socket, prefix, fresh);
+            Message::Handoff(entries) => {
+                for (id, moving) in entries {
+                    self.forward(generation, id, moving);
+                }
             }
             other => {
                 debug!(generation, message = ?other, "unexpected handoff message, ignored");
@@ -307,7 +307,7 @@ impl Broker {
         self.peers.get(&target).filter(|p| p.receiving)
     }
 
-    fn forward(&mut self, from: u64, id: u64, socket: OwnedFd, prefix: Bytes, fresh: bool) {
+    fn forward(&mut self, from: u64, id: u64, moving: Moving) {
         let Some(sender) = self.peers.get(&from) else {
             // Its channel is closed: no one waits for the answer.
             return;
@@ -315,9 +315,7 @@ impl Broker {
         let (reply, count) = (sender.outbox.clone(), Arc::clone(&sender.handed_on));
         if let Some(receiver) = self.receiver_for(from) {
             let forward = Outgoing::Forward {
-                socket,
-                prefix,
-                fresh,
+                moving,
                 id,
                 reply: reply.clone(),
                 count,
@@ -328,12 +326,12 @@ impl Broker {
                 Err(refused) => drop(refused),
             }
         } else {
-            drop(socket);
+            drop(moving);
         }
-        let _ = reply.try_send(Outgoing::Message(Message::Ack {
+        let _ = reply.try_send(Outgoing::Ack {
             id,
             forwarded: false,
-        }));
+        });
     }
 }
 
@@ -366,42 +364,83 @@ async fn read(generation: u64, channel: Arc<Channel>, inbox: mpsc::UnboundedSend
     }
 }
 
-/// Sends everything queued for one generation. Once a send fails (the
+/// Sends everything queued for one generation, connections and answers in
+/// batches (see `gracedown_sockets::handoff`). Once a send fails (the
 /// worker is gone, or did not read for [`SEND_BOUND`]), every connection
 /// still queued is refused at once.
 async fn write(channel: Arc<Channel>, mut queue: mpsc::Receiver<Outgoing>) {
     let mut failed = false;
-    while let Some(out) = queue.recv().await {
-        match out {
+    // What did not fit the previous batch.
+    let mut next: Option<Outgoing> = None;
+    loop {
+        let first = match next.take() {
+            Some(out) => out,
+            None => match queue.recv().await {
+                Some(out) => out,
+                None => return,
+            },
+        };
+        match first {
             Outgoing::Message(message) => {
                 if !failed {
                     failed = !send(&channel, &message).await;
                 }
             }
+            Outgoing::Ack { id, forwarded } => {
+                let mut acks = vec![(id, forwarded)];
+                while acks.len() < MAX_BATCH {
+                    match queue.try_recv() {
+                        Ok(Outgoing::Ack { id, forwarded }) => acks.push((id, forwarded)),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if !failed {
+                    failed = !send(&channel, &Message::Acks(acks)).await;
+                }
+            }
             Outgoing::Forward {
-                socket,
-                prefix,
-                fresh,
+                moving,
                 id,
                 reply,
                 count,
             } => {
-                let message = Message::Connection {
-                    socket,
-                    prefix,
-                    fresh,
-                };
+                let mut bytes = moving.wire_len();
+                let mut conns = vec![moving];
+                let mut answers = vec![(id, reply, count)];
+                while let Ok(out) = queue.try_recv() {
+                    match out {
+                        Outgoing::Forward {
+                            moving,
+                            id,
+                            reply,
+                            count,
+                        } if fits(conns.len(), bytes, moving.wire_len()) => {
+                            bytes += moving.wire_len();
+                            conns.push(moving);
+                            answers.push((id, reply, count));
+                        }
+                        other => {
+                            next = Some(other);
+                            break;
+                        }
+                    }
+                }
+                let message = Message::Connections(conns);
                 let forwarded = !failed && send(&channel, &message).await;
                 failed |= !forwarded;
-                // Our copy goes before the answer: once the sender drops its
+                // Our copies go before the answers: once a sender drops its
                 // own, the receiver's is the connection's only descriptor.
                 drop(message);
-                if forwarded {
-                    count.fetch_add(1, Ordering::Relaxed);
+                for (id, reply, count) in answers {
+                    if forwarded {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = reply.send(Outgoing::Ack { id, forwarded }).await;
                 }
-                let _ = reply
-                    .send(Outgoing::Message(Message::Ack { id, forwarded }))
-                    .await;
             }
         }
     }
@@ -417,6 +456,8 @@ async fn send(channel: &Channel, message: &Message) -> bool {
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
+
+    use bytes::Bytes;
 
     use super::*;
 
@@ -464,30 +505,32 @@ mod tests {
             Message::Answer { available: true }
         ));
         let (mut client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
-        old.send(&Message::Handoff {
-            id: 9,
-            socket: server.into(),
-            prefix: Bytes::from_static(b"GET /"),
-            fresh: false,
-        })
+        old.send(&Message::Handoff(vec![(
+            9,
+            Moving {
+                socket: server.into(),
+                prefix: Bytes::from_static(b"GET /"),
+                fresh: false,
+            },
+        )]))
         .await
         .expect("H");
         pump(&mut broker, &mut rx).await;
-        let Message::Connection {
+        let Message::Connections(mut conns) = next(&new).await else {
+            panic!("a connection for generation 2");
+        };
+        let Some(Moving {
             socket,
             prefix,
             fresh: false,
-        } = next(&new).await
+        }) = conns.pop()
         else {
-            panic!("a connection for generation 2");
+            panic!("one connection, not fresh");
         };
         assert_eq!(&prefix[..], b"GET /");
         assert!(matches!(
             next(&old).await,
-            Message::Ack {
-                id: 9,
-                forwarded: true
-            }
+            Message::Acks(acks) if acks == vec![(9, true)]
         ));
         // The same connection, now in generation 2.
         let mut moved = std::os::unix::net::UnixStream::from(socket);
@@ -513,21 +556,20 @@ mod tests {
             Message::Answer { available: false }
         ));
         let (mut client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
-        old.send(&Message::Handoff {
-            id: 1,
-            socket: server.into(),
-            prefix: Bytes::new(),
-            fresh: true,
-        })
+        old.send(&Message::Handoff(vec![(
+            1,
+            Moving {
+                socket: server.into(),
+                prefix: Bytes::new(),
+                fresh: true,
+            },
+        )]))
         .await
         .expect("H");
         pump(&mut broker, &mut rx).await;
         assert!(matches!(
             next(&old).await,
-            Message::Ack {
-                id: 1,
-                forwarded: false
-            }
+            Message::Acks(acks) if acks == vec![(1, false)]
         ));
         // The sender's copy went with its message and the broker dropped its
         // own: the client sees the end.
@@ -611,12 +653,14 @@ mod tests {
         pump(&mut broker, &mut rx).await;
         drop(new);
         let (_client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
-        old.send(&Message::Handoff {
-            id: 3,
-            socket: server.into(),
-            prefix: Bytes::new(),
-            fresh: true,
-        })
+        old.send(&Message::Handoff(vec![(
+            3,
+            Moving {
+                socket: server.into(),
+                prefix: Bytes::new(),
+                fresh: true,
+            },
+        )]))
         .await
         .expect("H");
         // The end of generation 2's channel and the handoff, in either order:
@@ -625,10 +669,7 @@ mod tests {
         pump(&mut broker, &mut rx).await;
         assert!(matches!(
             next(&old).await,
-            Message::Ack {
-                id: 3,
-                forwarded: false
-            }
+            Message::Acks(acks) if acks == vec![(3, false)]
         ));
     }
 }

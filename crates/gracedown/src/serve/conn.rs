@@ -255,26 +255,28 @@ impl Conn {
     async fn hand_off(&self, transport: Transport) -> Ending {
         let linger = self.ctl.engine.timeouts().linger;
         let fresh = self.ctl.requests() == 0 && !self.ctl.is_upgrading();
-        let outcome = match (&self.handoff, transport.plain_parts()) {
-            (Some(handoff), Some((socket, prefix))) => {
-                handoff.hand_off(socket, prefix, fresh).await
-            }
-            _ => Outcome::Refused,
+        let Some(handoff) = &self.handoff else {
+            transport.close(linger).await;
+            return Ending::Closed;
         };
-        match outcome {
-            Outcome::Forwarded => {
-                // Our descriptor goes without a FIN: the socket lives on there.
-                drop(transport);
-                Ending::HandedOff
-            }
-            Outcome::Refused => {
+        let (socket, prefix) = match transport.into_plain() {
+            Ok(parts) => parts,
+            Err(Some(transport)) => {
                 transport.close(linger).await;
+                return Ending::Closed;
+            }
+            Err(None) => return Ending::Closed,
+        };
+        match handoff.hand_off(socket, prefix, fresh).await {
+            // Our descriptor went without a FIN: the socket lives on there.
+            Outcome::Forwarded => Ending::HandedOff,
+            Outcome::Refused(socket) => {
+                if let Ok((stream, _, _)) = Stream::adopt(socket) {
+                    Transport::plain(stream, Bytes::new()).close(linger).await;
+                }
                 Ending::Closed
             }
-            Outcome::Unknown => {
-                drop(transport);
-                Ending::Closed
-            }
+            Outcome::Unknown => Ending::Closed,
         }
     }
 

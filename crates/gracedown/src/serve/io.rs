@@ -163,13 +163,25 @@ impl Transport {
         }
     }
 
-    /// A plain connection's socket and the bytes already read from it (what
-    /// travels when it is handed over); `None` under TLS.
-    pub(crate) fn plain_parts(&self) -> Option<(BorrowedFd<'_>, &[u8])> {
-        match &self.kind {
-            Kind::Plain(stream) => Some((stream.as_fd(), &self.prefix)),
+    /// A plain connection's socket, out of the runtime, and the bytes
+    /// already read from it (what travels when it is handed over). `Err`
+    /// with the transport under TLS; `Err(None)` when the runtime would not
+    /// let go of the socket (it is closed then).
+    pub(crate) fn into_plain(self) -> Result<(std::os::fd::OwnedFd, Bytes), Option<Self>> {
+        match self.kind {
+            Kind::Plain(Stream::Tcp(tcp)) => tcp
+                .into_std()
+                .map(|s| (s.into(), self.prefix))
+                .map_err(|_| None),
+            Kind::Plain(Stream::Unix(unix)) => unix
+                .into_std()
+                .map(|s| (s.into(), self.prefix))
+                .map_err(|_| None),
             #[cfg(feature = "tls")]
-            Kind::Tls(_) => None,
+            kind @ Kind::Tls(_) => Err(Some(Self {
+                prefix: self.prefix,
+                kind,
+            })),
         }
     }
 

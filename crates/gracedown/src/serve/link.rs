@@ -14,14 +14,14 @@
 //! drops it (the superdaemon may have forwarded it, so no FIN either).
 
 use std::collections::HashMap;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gracedown_sockets::handoff::{Channel, MAX_PREFIX, Message};
-use tokio::sync::oneshot;
+use gracedown_sockets::handoff::{Channel, MAX_PREFIX, Message, Moving, fits};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -36,15 +36,24 @@ const QUERY_BOUND: Duration = Duration::from_millis(500);
 const ACK_BOUND: Duration = Duration::from_secs(2);
 
 /// What became of a handoff.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Outcome {
-    /// The next generation has the connection: drop the descriptor, no FIN.
+    /// The next generation has the connection; this process's descriptor
+    /// is closed (no FIN: the socket lives on there).
     Forwarded,
-    /// Nobody took it: close it as without a handoff.
-    Refused,
-    /// No answer: the superdaemon may have forwarded it, so drop the
-    /// descriptor without a FIN.
+    /// Nobody took it: here it is back, to be closed as without a handoff.
+    Refused(OwnedFd),
+    /// No answer in time: the superdaemon may have forwarded it, so this
+    /// process's descriptor is only closed, never shut down.
     Unknown,
+}
+
+/// A handoff waiting for the batch it goes in.
+#[derive(Debug)]
+struct Request {
+    id: u64,
+    moving: Moving,
+    reply: oneshot::Sender<Outcome>,
 }
 
 /// A worker's link to its superdaemon.
@@ -53,6 +62,9 @@ pub(crate) struct Link {
     channel: Channel,
     waiting: Mutex<Waiting>,
     next_id: AtomicU64,
+    /// Handoffs for the sending task, which batches them.
+    requests: mpsc::UnboundedSender<Request>,
+    queued: Mutex<Option<mpsc::UnboundedReceiver<Request>>>,
     /// The shared ticket keys, when the superdaemon sent them.
     #[cfg(feature = "tls")]
     keys: Option<TicketKeys>,
@@ -64,10 +76,34 @@ pub(crate) struct Link {
 struct Waiting {
     /// The answer to `Q`.
     query: Option<oneshot::Sender<bool>>,
-    /// The answers to `H`, by id.
-    acks: HashMap<u64, oneshot::Sender<bool>>,
+    /// Handoffs sent and not answered yet, by id: the descriptor (this
+    /// process's copy, kept until the answer) and who waits.
+    sent: HashMap<u64, (OwnedFd, oneshot::Sender<Outcome>)>,
+    /// Answers that came before their handoff was recorded as sent.
+    early: HashMap<u64, bool>,
     /// The channel ended: nothing will be answered any more.
     closed: bool,
+}
+
+impl Waiting {
+    /// Resolves handoff `id` with the superdaemon's answer.
+    fn answer(&mut self, id: u64, forwarded: bool) {
+        match self.sent.remove(&id) {
+            Some((socket, reply)) => {
+                let outcome = if forwarded {
+                    drop(socket);
+                    Outcome::Forwarded
+                } else {
+                    Outcome::Refused(socket)
+                };
+                // A waiter that gave up drops the outcome (and so the descriptor).
+                let _ = reply.send(outcome);
+            }
+            None => {
+                self.early.insert(id, forwarded);
+            }
+        }
+    }
 }
 
 impl Link {
@@ -97,10 +133,13 @@ impl Link {
                     #[cfg(not(feature = "tls"))]
                     let _ = message;
                 }
+                let (requests, queued) = mpsc::unbounded_channel();
                 Some(Arc::new(Self {
                     channel,
                     waiting: Mutex::default(),
                     next_id: AtomicU64::new(1),
+                    requests,
+                    queued: Mutex::new(Some(queued)),
                     #[cfg(feature = "tls")]
                     keys,
                     handoff,
@@ -117,21 +156,28 @@ impl Link {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reads the channel until it ends: answers go to their waiters,
-    /// handed-in connections to `accept`. Abort the task to stop.
+    /// Reads the channel until it ends (answers go to their waiters,
+    /// handed-in connections to `accept`), and sends handoffs in batches.
+    /// Abort the tasks to stop.
     pub(crate) fn start(
         self: &Arc<Self>,
-        accept: impl Fn(OwnedFd, Bytes, bool) + Send + 'static,
-    ) -> JoinHandle<()> {
+        accept: impl Fn(Moving) + Send + 'static,
+    ) -> [JoinHandle<()>; 2] {
+        let queued = self
+            .queued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let sender = tokio::spawn(send_handoffs(Arc::clone(self), queued));
         let this = Arc::clone(self);
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             loop {
                 match this.channel.recv().await {
-                    Ok(Some(Message::Connection {
-                        socket,
-                        prefix,
-                        fresh,
-                    })) => accept(socket, prefix, fresh),
+                    Ok(Some(Message::Connections(conns))) => {
+                        for moving in conns {
+                            accept(moving);
+                        }
+                    }
                     #[cfg(feature = "tls")]
                     Ok(Some(Message::TicketKeys { keys })) => {
                         if let Some(current) = &this.keys {
@@ -144,9 +190,10 @@ impl Link {
                             let _ = tx.send(available);
                         }
                     }
-                    Ok(Some(Message::Ack { id, forwarded })) => {
-                        if let Some(tx) = this.waiting().acks.remove(&id) {
-                            let _ = tx.send(forwarded);
+                    Ok(Some(Message::Acks(acks))) => {
+                        let mut waiting = this.waiting();
+                        for (id, forwarded) in acks {
+                            waiting.answer(id, forwarded);
                         }
                     }
                     Ok(Some(other)) => {
@@ -156,16 +203,20 @@ impl Link {
                         debug!(error = %e, "malformed handoff message, ignored");
                     }
                     Ok(None) | Err(_) => {
-                        // Every waiter gets "no answer".
+                        // Every waiter gets "no answer"; the descriptors go.
                         let mut waiting = this.waiting();
                         waiting.closed = true;
                         waiting.query = None;
-                        waiting.acks.clear();
+                        for (_, (socket, reply)) in waiting.sent.drain() {
+                            drop(socket);
+                            let _ = reply.send(Outcome::Unknown);
+                        }
                         return;
                     }
                 }
             }
-        })
+        });
+        [reader, sender]
     }
 
     /// The ticket keys every generation shares, if the superdaemon sent them.
@@ -214,41 +265,88 @@ impl Link {
     }
 
     /// Hands `socket` on, with `prefix` (bytes already read from it) in
-    /// front (`fresh`: it has sent no request yet); the caller keeps the
-    /// descriptor until this returns.
-    pub(crate) async fn hand_off(
-        &self,
-        socket: BorrowedFd<'_>,
-        prefix: &[u8],
-        fresh: bool,
-    ) -> Outcome {
-        if prefix.len() > MAX_PREFIX {
-            return Outcome::Refused;
+    /// front (`fresh`: it has sent no request yet). The descriptor is this
+    /// link's until the answer; refused, it comes back.
+    pub(crate) async fn hand_off(&self, socket: OwnedFd, prefix: Bytes, fresh: bool) -> Outcome {
+        if prefix.len() > MAX_PREFIX || self.waiting().closed {
+            return Outcome::Refused(socket);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut waiting = self.waiting();
-            if waiting.closed {
-                return Outcome::Refused;
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            id,
+            moving: Moving {
+                socket,
+                prefix,
+                fresh,
+            },
+            reply,
+        };
+        if let Err(unsent) = self.requests.send(request) {
+            return Outcome::Refused(unsent.0.moving.socket);
+        }
+        match tokio::time::timeout(ACK_BOUND, answer).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) | Err(_) => Outcome::Unknown,
+        }
+    }
+}
+
+/// Sends queued handoffs, as many per message as fit, and records each as
+/// sent (its descriptor kept until the answer); a batch that cannot be
+/// sent is refused back to its senders.
+async fn send_handoffs(link: Arc<Link>, queued: Option<mpsc::UnboundedReceiver<Request>>) {
+    let Some(mut queued) = queued else {
+        return;
+    };
+    let mut next: Option<Request> = None;
+    loop {
+        let first = match next.take() {
+            Some(request) => request,
+            None => match queued.recv().await {
+                Some(request) => request,
+                None => return,
+            },
+        };
+        let mut bytes = first.moving.wire_len() + 8;
+        let mut batch = vec![first];
+        while let Ok(request) = queued.try_recv() {
+            let len = request.moving.wire_len() + 8;
+            if fits(batch.len(), bytes, len) {
+                bytes += len;
+                batch.push(request);
+            } else {
+                next = Some(request);
+                break;
             }
-            waiting.acks.insert(id, tx);
         }
-        let sent =
-            tokio::time::timeout(ACK_BOUND, self.channel.hand_off(id, socket, prefix, fresh)).await;
+        let (entries, replies): (Vec<(u64, Moving)>, Vec<oneshot::Sender<Outcome>>) = batch
+            .into_iter()
+            .map(|r| ((r.id, r.moving), r.reply))
+            .unzip();
+        let message = Message::Handoff(entries);
+        let sent = tokio::time::timeout(ACK_BOUND, link.channel.send(&message)).await;
+        let Message::Handoff(entries) = message else {
+            continue;
+        };
         if !matches!(sent, Ok(Ok(()))) {
-            // Never sent (`sendmsg` is all or nothing): this process holds
-            // the only descriptor.
-            debug!("handoff not sent");
-            self.waiting().acks.remove(&id);
-            return Outcome::Refused;
+            // Never sent (`sendmsg` is all or nothing): ours are the only descriptors.
+            debug!(connections = entries.len(), "handoff not sent");
+            for ((_, moving), reply) in entries.into_iter().zip(replies) {
+                let _ = reply.send(Outcome::Refused(moving.socket));
+            }
+            continue;
         }
-        match tokio::time::timeout(ACK_BOUND, rx).await {
-            Ok(Ok(true)) => Outcome::Forwarded,
-            Ok(Ok(false)) => Outcome::Refused,
-            Ok(Err(_)) | Err(_) => {
-                self.waiting().acks.remove(&id);
-                Outcome::Unknown
+        let mut waiting = link.waiting();
+        for ((id, moving), reply) in entries.into_iter().zip(replies) {
+            if waiting.closed {
+                drop(moving);
+                let _ = reply.send(Outcome::Unknown);
+                continue;
+            }
+            waiting.sent.insert(id, (moving.socket, reply));
+            if let Some(forwarded) = waiting.early.remove(&id) {
+                waiting.answer(id, forwarded);
             }
         }
     }

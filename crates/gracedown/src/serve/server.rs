@@ -16,6 +16,8 @@ use tracing::{debug, error, info, warn};
 use super::body::RequestBody;
 use super::conn;
 use super::io::Stream;
+use gracedown_sockets::handoff::Moving;
+
 use super::link::Link;
 use super::service::{HttpService, MakeService, ResponseBody, Shared as SharedService};
 use crate::drain::{ConnState, DrainReport, Engine, Phase, Timeouts};
@@ -451,8 +453,8 @@ impl Server {
             let grace = self.timeouts.linger * 2 + Duration::from_secs(1);
             let _ = tokio::time::timeout(grace, all_closed.recv()).await;
         }
-        if let Some(receiving) = receiving {
-            receiving.abort();
+        for task in receiving.into_iter().flatten() {
+            task.abort();
         }
         let report = engine.report(at_signal, signal, stop_accepting, drain);
         info!(
@@ -509,13 +511,17 @@ fn handed_in<M, S, B>(
     shared: Arc<Shared>,
     engine: Arc<Engine>,
     alive: mpsc::WeakSender<()>,
-) -> impl Fn(std::os::fd::OwnedFd, bytes::Bytes, bool) + Send + 'static
+) -> impl Fn(Moving) + Send + 'static
 where
     M: MakeService<S>,
     S: HttpService<B>,
     B: ResponseBody,
 {
-    move |socket, prefix, fresh| {
+    move |Moving {
+              socket,
+              prefix,
+              fresh,
+          }| {
         let Some(alive) = alive.upgrade() else {
             return;
         };
