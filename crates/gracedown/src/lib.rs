@@ -13,7 +13,12 @@
 //! - [`shutdown`] drains on `SIGTERM` within a deadline: stop accepting,
 //!   finish every request, close keep-alive connections without racing the
 //!   client, two-phase GOAWAY for HTTP/2, tell upgraded connections, linger
-//!   on close; then a [`shutdown::DrainReport`] counts every connection by state.
+//!   on close; then a [`shutdown::DrainReport`] counts every connection by state;
+//! - under gracedown's own `start_server`, plain HTTP/1.1 connections are not
+//!   closed but handed to the next generation on the same TCP connection, TLS
+//!   sessions resume there (shared ticket keys, [`tls::TicketKeys`]), and TLS
+//!   and HTTP/2 connections reconnect paced over a window
+//!   ([`serve::Server::reconnect_window`]).
 //!
 //! It does not supervise processes: that is `start_server`'s job (or Perl's
 //! Server::Starter, or systemd).
