@@ -263,7 +263,8 @@ impl Server {
     /// At most this many connections are open at once; beyond it accepting
     /// pauses (new clients wait in the kernel's queue), and a client that
     /// waits makes the longest-idle connection close. Default: no limit
-    /// other than the descriptor limit.
+    /// other than the descriptor limit. Connections an older generation
+    /// hands over are taken even beyond it (refusing one would close it).
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = Some(max.max(1));
         self
