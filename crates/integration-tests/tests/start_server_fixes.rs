@@ -67,9 +67,14 @@ fn double_hup_during_a_restart_keeps_the_healthy_generation_serving() {
 
 #[test]
 fn new_worker_dying_during_kill_old_delay_does_not_take_the_old_generation_down() {
-    // Later generations say READY=1 (through gracedown), then die after 1.5 s.
+    // Later generations say READY=1 (through gracedown), then die after 1.5 s;
+    // stopped before that (a stop signal, start_server's death), the shell
+    // takes its process group (its child) along instead of orphaning it.
     let script = r#"[ "$SERVER_STARTER_GENERATION" = 1 ] && exec "$GRACEDOWN" serve
-"$GRACEDOWN" serve & child=$!; sleep 1.5; kill -9 $child; exit 9"#;
+trap 'kill -9 0' TERM
+"$GRACEDOWN" serve & child=$!
+sleep 1.5 & wait $!
+kill -9 $child; exit 9"#;
     let (mut proc, addr, first) = start(
         &["--interval=1".into(), "--kill-old-delay=3".into()],
         script,
