@@ -40,9 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let body = body.clone();
                 async move {
                     let mut response = Response::new(Full::new(body));
-                    response
-                        .headers_mut()
-                        .insert("x-gracedown-pid", pid.into());
+                    response.headers_mut().insert("x-gracedown-pid", pid.into());
                     Ok::<_, Infallible>(response)
                 }
             });
