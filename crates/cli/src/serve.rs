@@ -35,10 +35,8 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    let identity = Identity {
-        pid: std::process::id(),
-        generation,
-    };
+    // Built once: every response carries these bytes without copying them.
+    let identity = Identity::new(std::process::id(), generation);
     let result = runtime.block_on(async move {
         let addrs = server.local_addrs().unwrap_or_default();
         let shown: Vec<String> = addrs.iter().map(ListenAddr::to_string).collect();
@@ -46,8 +44,8 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
         // Handlers first: a stop signal that follows "worker ready" must drain, not kill.
         let signals = Signals::install()?;
         info!(
-            pid = identity.pid,
-            generation = identity.generation,
+            pid = std::process::id(),
+            generation,
             listeners = shown.join(",").as_str(),
             "worker ready"
         );

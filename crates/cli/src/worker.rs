@@ -20,23 +20,36 @@ use std::time::Duration;
 use bytes::Bytes;
 use gracedown::serve::RequestBody;
 use gracedown::shutdown::Draining;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Frame};
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::{Body, Frame, SizeHint};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The response body of every endpoint.
-pub(crate) type ResponseBody = BoxBody<Bytes, BoxError>;
 
 /// Longest `/sleep` or `/stream` the worker accepts: ten minutes.
 const MAX_WAIT_MS: u64 = 600_000;
 
-/// Identity stamped on every response.
+/// Identity stamped on every response, built once per process: the bytes
+/// are static, so a response copies and counts nothing to carry them.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Identity {
-    pub(crate) pid: u32,
-    pub(crate) generation: Option<u64>,
+    pid: u32,
+    /// `from pid N.\n`
+    hello: &'static str,
+    pid_header: &'static str,
+    generation_header: Option<&'static str>,
+}
+
+impl Identity {
+    /// This process's identity (leaked once: it lives as long as the worker).
+    pub(crate) fn new(pid: u32, generation: Option<u64>) -> Self {
+        Self {
+            pid,
+            hello: String::leak(format!("from pid {pid}.\n")),
+            pid_header: String::leak(pid.to_string()),
+            generation_header: generation.map(|g| &*String::leak(g.to_string())),
+        }
+    }
 }
 
 /// Answers one request.
@@ -45,26 +58,81 @@ pub(crate) async fn handle(
     req: Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let response = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/echo") => {
-            let body = req.into_body().map_err(BoxError::from).boxed();
-            Ok(Response::new(body))
-        }
+        (&Method::POST, "/echo") => Ok(Response::new(ResponseBody::Echo(req.into_body()))),
         (_, "/healthz") => Ok(health(&req)),
         (_, "/sleep") => sleep(identity, &req).await,
         (_, "/stream") => stream(identity, &req),
         (_, "/bytes") => bytes(&req),
         _ => Ok(text(
             StatusCode::OK,
-            format!("from pid {}.\n", identity.pid),
+            Bytes::from_static(identity.hello.as_bytes()),
         )),
     };
-    let mut response = response.unwrap_or_else(|message| text(StatusCode::BAD_REQUEST, message));
+    let mut response =
+        response.unwrap_or_else(|message| text(StatusCode::BAD_REQUEST, Bytes::from(message)));
     let headers = response.headers_mut();
-    headers.insert("x-gracedown-pid", identity.pid.into());
-    if let Some(generation) = identity.generation {
-        headers.insert("x-gracedown-generation", generation.into());
+    headers.insert(
+        "x-gracedown-pid",
+        HeaderValue::from_static(identity.pid_header),
+    );
+    if let Some(generation) = identity.generation_header {
+        headers.insert(
+            "x-gracedown-generation",
+            HeaderValue::from_static(generation),
+        );
     }
     Ok(response)
+}
+
+/// The response body of every endpoint: one enum rather than a boxed body,
+/// so the common answer allocates nothing.
+pub(crate) enum ResponseBody {
+    /// A body known in full (taken when sent).
+    Full(Option<Bytes>),
+    /// `/echo`: the request body, streamed back.
+    Echo(RequestBody),
+    /// `/stream`.
+    Chunks(Chunks),
+    /// `/bytes`.
+    Repeat(Repeat),
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // Every variant is Unpin.
+        match self.get_mut() {
+            Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Self::Echo(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(BoxError::from))),
+            Self::Chunks(body) => Pin::new(body).poll_frame(cx),
+            Self::Repeat(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Full(data) => data.is_none(),
+            Self::Echo(body) => body.is_end_stream(),
+            Self::Chunks(body) => body.sent >= body.total,
+            Self::Repeat(body) => body.left == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Self::Echo(body) => body.size_hint(),
+            Self::Chunks(_) => SizeHint::default(),
+            Self::Repeat(body) => SizeHint::with_exact(body.left),
+        }
+    }
 }
 
 fn health(req: &Request<RequestBody>) -> Response<ResponseBody> {
@@ -73,9 +141,12 @@ fn health(req: &Request<RequestBody>) -> Response<ResponseBody> {
         .get::<Draining>()
         .is_some_and(Draining::is_draining);
     if draining {
-        text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned())
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(b"draining\n"),
+        )
     } else {
-        text(StatusCode::OK, "ok\n".to_owned())
+        text(StatusCode::OK, Bytes::from_static(b"ok\n"))
     }
 }
 
@@ -87,7 +158,7 @@ async fn sleep(
     tokio::time::sleep(Duration::from_millis(ms)).await;
     Ok(text(
         StatusCode::OK,
-        format!("from pid {}.\n", identity.pid),
+        Bytes::from_static(identity.hello.as_bytes()),
     ))
 }
 
@@ -105,7 +176,7 @@ fn stream(
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         draining: req.extensions().get::<Draining>().cloned(),
     };
-    Ok(Response::new(body.boxed()))
+    Ok(Response::new(ResponseBody::Chunks(body)))
 }
 
 /// Largest `/bytes` the worker sends: 1 GiB.
@@ -114,16 +185,16 @@ const MAX_BYTES: u64 = 1 << 30;
 fn bytes(req: &Request<RequestBody>) -> Result<Response<ResponseBody>, String> {
     let n = query_number_up_to(req, "n", MAX_BYTES)?.unwrap_or(0);
     let body = Repeat { left: n };
-    let mut response = Response::new(body.boxed());
+    let mut response = Response::new(ResponseBody::Repeat(body));
     response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/octet-stream"),
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
     );
     Ok(response)
 }
 
 /// The `/bytes` body: `left` more bytes of `x`.
-struct Repeat {
+pub(crate) struct Repeat {
     left: u64,
 }
 
@@ -146,21 +217,17 @@ impl Body for Repeat {
         )))))
     }
 
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.left)
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
-    let body = Full::new(Bytes::from(body))
-        .map_err(|never| match never {})
-        .boxed();
-    let mut response = Response::new(body);
+fn text(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::Full(Some(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain"),
-    );
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
 }
 
@@ -191,7 +258,7 @@ fn query_number_up_to(
 }
 
 /// The `/stream` body: one line per tick; ends early once the server drains.
-struct Chunks {
+pub(crate) struct Chunks {
     pid: u32,
     sent: u64,
     total: u64,

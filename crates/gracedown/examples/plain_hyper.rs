@@ -1,18 +1,26 @@
 //! The baseline gracedown is measured against (`scripts/bench-ceiling.sh`):
-//! plain hyper with hyper-util's HTTP/1.1 + h2c server, the same handler body
-//! and response headers as `gracedown serve`, the same tokio multi-thread
-//! runtime, and no drain, bounds or restarts at all.
+//! plain hyper, the same handler body and response headers as `gracedown
+//! serve`, the same tokio multi-thread runtime, and no drain, bounds or
+//! restarts at all.
+//!
+//! Modes: `http1` is hyper's `http1::Builder` alone (the fastest HTTP/1.1
+//! hyper serves); `auto` is hyper-util's HTTP/1.1 + h2c server (it reads the
+//! first bytes to tell them apart); with a certificate and key, TLS with ALPN
+//! h2 and http/1.1.
 //!
 //! Run with:
-//!   cargo run --release -p gracedown --example plain_hyper -- 127.0.0.1:8080
-//!   cargo run --release -p gracedown --example plain_hyper -- 127.0.0.1:8443 cert.pem key.pem   # TLS, ALPN h2/http1.1
+//!   cargo run --release -p gracedown --features tls --example plain_hyper -- http1 127.0.0.1:8080
+//!   cargo run --release -p gracedown --features tls --example plain_hyper -- auto 127.0.0.1:8080
+//!   cargo run --release -p gracedown --features tls --example plain_hyper -- auto 127.0.0.1:8443 cert.pem key.pem
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -22,6 +30,15 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
+    let http1_only = match args.next().as_deref() {
+        Some("http1") => true,
+        Some("auto") => false,
+        other => {
+            return Err(
+                format!("the first argument is the mode, http1 or auto, not {other:?}").into(),
+            );
+        }
+    };
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     let tls = match (args.next(), args.next()) {
         (Some(cert), Some(key)) => Some(tls_acceptor(&cert, &key)?),
@@ -40,10 +57,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let body = body.clone();
                 async move {
                     let mut response = Response::new(Full::new(body));
-                    response.headers_mut().insert("x-gracedown-pid", pid.into());
+                    let headers = response.headers_mut();
+                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                    headers.insert("x-gracedown-pid", pid.into());
                     Ok::<_, Infallible>(response)
                 }
             });
+            if http1_only && tls.is_none() {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                return;
+            }
             let builder = auto::Builder::new(TokioExecutor::new());
             let _ = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {

@@ -5,9 +5,10 @@
 //! serving a request touches nothing other connections touch.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
-use tokio::sync::Notify;
+use atomic_waker::AtomicWaker;
 
 use super::engine::Engine;
 use super::state::ConnState;
@@ -70,9 +71,10 @@ pub(crate) struct ConnCtl {
     /// The first request (1-based) to refuse (0: none), and why.
     refuse_from: AtomicU64,
     refusal: AtomicU8,
-    /// Wakes the connection's task: a request ended during a drain, or the
-    /// engine wants the connection reclaimed.
-    pub(crate) wake: Notify,
+    /// Wakes the connection's task (see [`ConnCtl::poke`]). Lock-free: the
+    /// task registers its waker on every poll, so this must cost no lock.
+    waker: AtomicWaker,
+    poked: AtomicBool,
 }
 
 /// What the rules read of a connection at one instant.
@@ -108,7 +110,27 @@ impl ConnCtl {
             pace: AtomicU64::new(0),
             refuse_from: AtomicU64::new(0),
             refusal: AtomicU8::new(0),
-            wake: Notify::new(),
+            waker: AtomicWaker::new(),
+            poked: AtomicBool::new(false),
+        }
+    }
+
+    /// Wakes the connection's task to read its verdict again: the drain
+    /// started or reached its deadline, a request ended during a drain, or
+    /// the engine wants the connection reclaimed. A poke with no task
+    /// waiting is kept for the next wait.
+    pub(crate) fn poke(&self) {
+        self.poked.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Ready once poked since the last time it was ready.
+    pub(crate) fn poll_poked(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        if self.poked.load(Ordering::Acquire) && self.poked.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
@@ -227,14 +249,14 @@ impl ConnCtl {
     /// Asks the connection to close at its next boundary (descriptor pressure).
     pub(crate) fn mark_reclaim(&self) {
         self.flags.fetch_or(RECLAIM, Ordering::AcqRel);
-        self.wake.notify_one();
+        self.poke();
     }
 
     /// hyper waits for the rest of a request head with everything written:
     /// the connection can move, those bytes with it (see `serve::io::ConnIo`).
     pub(crate) fn park(&self) {
         self.flags.fetch_or(PARKED, Ordering::AcqRel);
-        self.wake.notify_one();
+        self.poke();
     }
 
     pub(crate) fn is_parked(&self) -> bool {
@@ -287,7 +309,7 @@ impl Drop for RequestGuard {
             }
             // Only a drain waits for a connection to go quiet.
             if ctl.engine.is_draining() {
-                ctl.wake.notify_one();
+                ctl.poke();
             }
         }
     }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::engine::{Engine, Phase};
+use super::conn::ConnCtl;
+use super::engine::Phase;
 
 /// What a request handler sees of the drain; found in every request's
 /// extensions.
@@ -28,27 +29,30 @@ use super::engine::{Engine, Phase};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Draining {
-    engine: Arc<Engine>,
+    /// The connection's tracker (it leads to the engine): cloning it counts
+    /// on the connection's own cache line, not on one every connection
+    /// shares, so a request pays nothing for it when other cores serve too.
+    conn: Arc<ConnCtl>,
 }
 
 impl Draining {
-    pub(crate) fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    pub(crate) fn new(conn: Arc<ConnCtl>) -> Self {
+        Self { conn }
     }
 
     /// Whether the server has started to drain.
     pub fn is_draining(&self) -> bool {
-        self.engine.is_draining()
+        self.conn.engine.is_draining()
     }
 
     /// When the drain will force-close what is left, once draining.
     pub fn deadline(&self) -> Option<Instant> {
-        self.engine.phase().deadline()
+        self.conn.engine.phase().deadline()
     }
 
     /// Resolves when the drain starts (at once if it has), with its deadline.
     pub async fn wait(&mut self) -> Instant {
-        let mut phase = self.engine.subscribe();
+        let mut phase = self.conn.engine.subscribe();
         match phase.wait_for(|p| *p != Phase::Serving).await {
             Ok(p) => p.deadline().unwrap_or_else(Instant::now),
             // The server is gone: there is nothing left to wait for.

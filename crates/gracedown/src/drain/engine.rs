@@ -156,6 +156,7 @@ impl Engine {
         // Set before the phase, so that a request ending from now on wakes its task.
         self.draining.store(true, Ordering::Release);
         self.phase.send_replace(Phase::Draining { since, deadline });
+        self.poke_all();
         self.counts()
     }
 
@@ -166,6 +167,17 @@ impl Engine {
                 *phase = Phase::Forced { since, deadline };
             }
         });
+        self.poke_all();
+    }
+
+    /// Wakes every connection's task to read the new phase. Connections
+    /// do not watch the phase themselves: a watch would cost a shared lock
+    /// on every poll of every connection. One registered after this read
+    /// the phase after registering, so it sees the new one.
+    fn poke_all(&self) {
+        for (_, ctl) in self.lock().iter() {
+            ctl.poke();
+        }
     }
 
     fn counts(&self) -> StateCounts {

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tracing::{debug, trace};
 
@@ -626,10 +627,10 @@ async fn sniff(stream: &mut Stream, read: &mut BytesMut) -> Option<bool> {
     Some(read.as_ref() == H2_PREFACE)
 }
 
-/// What a connection's task waits on between verdicts: a time, the server's
-/// phase, and its own wake-ups.
+/// What a connection's task waits on between verdicts: a time, and its
+/// tracker's pokes (the phase changed, a request ended in a drain, ...).
+/// Polled on every wake-up of the connection, so it takes no lock.
 struct Waiter {
-    phase: watch::Receiver<Phase>,
     sleep: Pin<Box<Sleep>>,
     engine: Arc<Engine>,
 }
@@ -637,38 +638,24 @@ struct Waiter {
 impl Waiter {
     fn new(engine: &Arc<Engine>) -> Self {
         Self {
-            phase: engine.subscribe(),
             sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             engine: Arc::clone(engine),
         }
     }
 
-    /// Returns at engine time `at`, when the phase changes, or when woken.
+    /// Returns at engine time `at`, or when the connection is poked.
     async fn until(&mut self, at: Option<u64>, ctl: &ConnCtl) {
-        let timer = match at {
-            Some(at) => {
-                let deadline = self.engine.instant(at);
-                self.sleep.as_mut().reset(deadline.into());
-                Some(&mut self.sleep)
-            }
-            None => None,
-        };
-        let sleep = async {
-            match timer {
-                Some(sleep) => sleep.as_mut().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            () = sleep => {}
-            changed = self.phase.changed() => {
-                if changed.is_err() {
-                    // The engine is gone; nothing will change any more.
-                    std::future::pending::<()>().await;
-                }
-            }
-            () = ctl.wake.notified() => {}
+        if let Some(at) = at {
+            let deadline = self.engine.instant(at);
+            self.sleep.as_mut().reset(deadline.into());
         }
+        let sleep = &mut self.sleep;
+        std::future::poll_fn(|cx| {
+            if at.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            ctl.poll_poked(cx)
+        })
+        .await;
     }
 }

@@ -236,6 +236,25 @@ impl Framing {
                     self.prev = 0;
                 }
                 _ => {
+                    // The rest of a line that frames nothing (most of a
+                    // head) is skipped to its end in one step.
+                    if let State::Head(head) = &mut self.state
+                        && head.started
+                        && head.field == Field::Other
+                    {
+                        let rest = &bytes[i..];
+                        let n = rest
+                            .iter()
+                            .position(|&b| b == b'\r' || b == b'\n')
+                            .unwrap_or(rest.len());
+                        if n > 0 {
+                            let len = u32::try_from(n).unwrap_or(u32::MAX);
+                            head.line_len = head.line_len.saturating_add(len);
+                            self.prev = rest[n - 1];
+                            i += n;
+                            continue;
+                        }
+                    }
                     let b = bytes[i];
                     i += 1;
                     let finding = self.byte(b);

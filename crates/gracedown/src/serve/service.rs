@@ -159,7 +159,7 @@ where
         let (mut parts, body) = req.into_parts();
         parts
             .extensions
-            .insert(Draining::new(Arc::clone(&self.ctl.engine)));
+            .insert(Draining::new(Arc::clone(&self.ctl)));
         parts.extensions.insert(self.info);
         let req = Request::from_parts(parts, RequestBody::new(body, self.body_timeout));
         let mut service = self.inner.clone();

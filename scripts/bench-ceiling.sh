@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# gracedown next to its ceilings (BENCHMARKS.md, "Steady-state cost"): `gracedown
+# serve`, plain hyper (crates/gracedown/examples/plain_hyper.rs: the same handler
+# body and headers, the same runtime, no drain engine; `http1::Builder` alone for
+# the HTTP/1.1 rows, hyper-util's auto server for h2c) and nginx (2 workers, a
+# fixed body, scripts/ceiling/nginx.conf), each on a free loopback port, loaded
+# in alternation, medians of ROUNDS, printed as ratios. Each row also gives the
+# server's CPU time per request (utime + stime of its processes over the run):
+# client and server share the machine's cores, so req/s alone mixes the two.
+#
+#   http/1.1   wrk -t2 -c10 and -c200
+#   h2c        h2load -c10 -m1 and -m10 (gracedown and plain hyper: nginx's h2c
+#              port would speak nothing but h2)
+#   h2 + TLS   h2load -c10 -m1 and -m10, TLS 1.3, one ECDSA P-256 certificate
+#
+# Then the scale curve (wrk at 10, 100, 1,000 and 5,000 connections: req/s and
+# p99) and the memory of 5,000 idle keep-alive connections (RSS of every process
+# of the server, before and after, divided by the connections).
+#
+# Needs: wrk, nghttp2-client (h2load), nginx-light, openssl, python3 (the test
+# command installs them). The open-file limit is raised to 20,000 when allowed.
+# Usage: scripts/bench-ceiling.sh [SECONDS (10)] [ROUNDS (3)] [--no-scale]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+rounds=${2:-3}
+scale=1
+[ "${3:-}" = "--no-scale" ] && scale=0
+ulimit -n 20000 2>/dev/null || echo "note: the open-file limit stays at $(ulimit -n)"
+cargo build --release -q -p gracedown-cli
+cargo build --release -q -p gracedown --features tls --example plain_hyper
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  [ -f "$dir/nginx.pid" ] && kill -TERM "$(cat "$dir/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2; exit 1
+}
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+  -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+
+gd_port=$(free_port); gd_tls=$(free_port)
+target/release/gracedown serve --listen "127.0.0.1:$gd_port" 2>"$dir/gd.log" & pids+=($!)
+target/release/gracedown serve --listen "127.0.0.1:$gd_tls" --cert "$dir/cert.pem" --key "$dir/key.pem" \
+  2>"$dir/gd-tls.log" & pids+=($!)
+hy_port=$(free_port); hy_h2c=$(free_port); hy_tls=$(free_port)
+target/release/examples/plain_hyper http1 "127.0.0.1:$hy_port" 2>"$dir/hy.log" & pids+=($!)
+target/release/examples/plain_hyper auto "127.0.0.1:$hy_tls" "$dir/cert.pem" "$dir/key.pem" 2>"$dir/hy-tls.log" & pids+=($!)
+target/release/examples/plain_hyper auto "127.0.0.1:$hy_h2c" 2>"$dir/hy-h2c.log" & pids+=($!)
+gd_h2c=$gd_port
+ng_port=$(free_port); ng_tls=$(free_port)
+mkdir -p "$dir/body" "$dir/proxy" "$dir/fastcgi" "$dir/uwsgi" "$dir/scgi"
+sed -e "s#@PORT@#$ng_port#; s#@TLS_PORT@#$ng_tls#; s#@DIR@#$dir#g" scripts/ceiling/nginx.conf >"$dir/nginx.conf"
+/usr/sbin/nginx -c "$dir/nginx.conf" -p "$dir" -g 'daemon on;' 2>"$dir/nginx.err"
+for p in $gd_port $gd_tls $hy_port $hy_h2c $hy_tls $ng_port $ng_tls; do wait_port "$p"; done
+# The processes serving each port, for CPU time.
+declare -A serving=(
+  [$gd_port]=${pids[0]} [$gd_tls]=${pids[1]} [$hy_port]=${pids[2]} [$hy_tls]=${pids[3]} [$hy_h2c]=${pids[4]}
+  [$ng_port]="$(pgrep -P "$(cat "$dir/nginx.pid")" | tr '\n' ' ')" [$ng_tls]="$(pgrep -P "$(cat "$dir/nginx.pid")" | tr '\n' ' ')"
+)
+cpu_ticks() { local t=0 p; for p in $1; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+
+# One measurement: req/s, the server's CPU microseconds per request, and (wrk) p99 in ms.
+per_request() { # ticks-before ticks-after req/s
+  python3 -c "print(f'{($2 - $1) / $(getconf CLK_TCK) / max($3 * $secs, 1) * 1e6:.2f}')"
+}
+wrk_run() { # port connections
+  local t0 t1 out
+  t0=$(cpu_ticks "${serving[$1]}")
+  out=$(wrk -t2 -c"$2" -d"${secs}s" --latency "http://127.0.0.1:$1/" 2>&1 |
+    awk '/^Requests\/sec/ {rps=$2} /^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p99=v} END {printf "%.0f %.2f\n", rps, p99}')
+  t1=$(cpu_ticks "${serving[$1]}")
+  set -- $out
+  echo "$1 $(per_request "$t0" "$t1" "$1") $2"
+}
+h2_run() { # port url streams
+  local t0 t1 rps
+  t0=$(cpu_ticks "${serving[$1]}")
+  rps=$(h2load -c10 -m"$3" -t1 -D"$secs" "$2" 2>&1 | awk '/^finished in/ {gsub(",","",$4); print $4; exit}')
+  t1=$(cpu_ticks "${serving[$1]}")
+  echo "$rps $(per_request "$t0" "$t1" "$rps")"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A results cpus
+measure() { # key command...
+  local key=$1; shift
+  local out; out=$("$@")
+  results[$key]="${results[$key]:-} $(echo "$out" | awk '{print $1}')"
+  cpus[$key]="${cpus[$key]:-} $(echo "$out" | awk '{print $2}')"
+}
+
+echo "# $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), $secs s per run, $rounds rounds, medians"
+for _ in $(seq "$rounds"); do
+  for c in 10 200; do
+    for s in gd hy ng; do
+      port_var="${s}_port"; measure "h1-c$c-$s" wrk_run "${!port_var}" "$c"
+    done
+  done
+  for m in 1 10; do
+    for s in gd hy; do
+      port_var="${s}_h2c"; measure "h2c-m$m-$s" h2_run "${!port_var}" "http://127.0.0.1:${!port_var}/" "$m"
+    done
+    for s in gd hy ng; do
+      port_var="${s}_tls"; measure "h2tls-m$m-$s" h2_run "${!port_var}" "https://127.0.0.1:${!port_var}/" "$m"
+    done
+  done
+done
+med() { echo "${results[$1]}" | tr ' ' '\n' | grep -v '^$' | median; }
+medcpu() { echo "${cpus[$1]}" | tr ' ' '\n' | grep -v '^$' | median; }
+ratio() { python3 -c "print(f'{$1 / $2:.3f}' if $2 else '-')"; }
+echo "| load | gracedown req/s (µs CPU/req) | plain hyper | nginx | gracedown / hyper | gracedown / nginx |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for row in h1-c10 h1-c200 h2c-m1 h2c-m10 h2tls-m1 h2tls-m10; do
+  gd=$(med "$row-gd"); hy=$(med "$row-hy")
+  if [ -n "${results[$row-ng]:-}" ]; then
+    ng=$(med "$row-ng"); vs_ng=$(ratio "$gd" "$ng"); ng_cell="$ng ($(medcpu "$row-ng"))"
+  else
+    ng_cell="-"; vs_ng="-"
+  fi
+  echo "| $row | $gd ($(medcpu "$row-gd")) | $hy ($(medcpu "$row-hy")) | $ng_cell | $(ratio "$gd" "$hy") | $vs_ng |"
+done
+
+[ "$scale" = 1 ] || exit 0
+echo
+echo "| connections | gracedown req/s, p99 ms | plain hyper | nginx |"
+echo "| --- | --- | --- | --- |"
+for c in 10 100 1000 5000; do
+  line="| $c |"
+  for s in gd hy ng; do
+    port_var="${s}_port"; line="$line $(wrk_run "${!port_var}" "$c" | awk '{printf "%s, %s", $1, $3}') |"
+  done
+  echo "$line"
+done
+
+# Memory per idle keep-alive connection: RSS of the server's processes with 5,000
+# idle connections (each made one request) minus without.
+idle_memory() { # name port pids...
+  local name=$1 port=$2; shift 2
+  python3 - "$port" "$name" "$@" <<'PY'
+import socket, sys
+port, name, pids = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+def rss():
+    total = 0
+    for p in pids:
+        for line in open(f"/proc/{p}/status"):
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+before = rss()
+socks = []
+for _ in range(5000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: m\r\n\r\n")
+    socks.append(s)
+for s in socks:
+    data = b""
+    while b"from pid" not in data:
+        data += s.recv(4096)
+after = rss()
+print(f"| {name} | {before} kB | {after} kB | {(after - before) * 1024 / len(socks):.0f} bytes |")
+PY
+}
+echo
+echo "| server | RSS idle | RSS with 5,000 idle keep-alive connections | per connection |"
+echo "| --- | --- | --- | --- |"
+idle_memory gracedown "$gd_port" "${pids[0]}"
+idle_memory "plain hyper" "$hy_port" "${pids[2]}"
+idle_memory nginx "$ng_port" $(pgrep -P "$(cat "$dir/nginx.pid")") "$(cat "$dir/nginx.pid")"
