@@ -46,23 +46,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("plain hyper listening on {}", listener.local_addr()?);
+    // Built once, as `gracedown serve` builds them: static bytes that a
+    // response carries without copying or counting.
     let pid = std::process::id();
-    let body = Bytes::from(format!("from pid {pid}.\n"));
+    let body: &'static str = String::leak(format!("from pid {pid}.\n"));
+    let pid: &'static str = String::leak(pid.to_string());
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let (body, tls) = (body.clone(), tls.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |_req: Request<Incoming>| {
-                let body = body.clone();
-                async move {
-                    let mut response = Response::new(Full::new(body));
-                    let headers = response.headers_mut();
-                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-                    headers.insert("x-gracedown-pid", pid.into());
-                    Ok::<_, Infallible>(response)
-                }
-            });
+            let service = service_fn(move |req| hello(req, body, pid));
             if http1_only && tls.is_none() {
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -87,6 +81,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
         });
     }
+}
+
+/// The handler: an `async fn` that takes the request, as hyper's own
+/// examples write it (its future holds the request until it runs), and
+/// routes on the path as `gracedown serve` does.
+async fn hello(
+    req: Request<Incoming>,
+    body: &'static str,
+    pid: &'static str,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = match req.uri().path() {
+        "/healthz" => Response::new(Full::new(Bytes::from_static(b"ok\n"))),
+        _ => Response::new(Full::new(Bytes::from_static(body.as_bytes()))),
+    };
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert("x-gracedown-pid", HeaderValue::from_static(pid));
+    Ok(response)
 }
 
 fn tls_acceptor(

@@ -130,7 +130,7 @@ where
 {
     type Response = Response<Tracked<B>>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Future = Respond<S, B>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let refusal = match self.proto {
@@ -148,11 +148,9 @@ where
                     "bad request: the framing of an earlier message on this connection was not followed\n"
                 }
             };
-            return Box::pin(std::future::ready(Ok(refuse(
-                StatusCode::BAD_REQUEST,
-                text,
-                guard,
-            ))));
+            return Respond::Done {
+                response: Some(Ok(refuse(StatusCode::BAD_REQUEST, text, guard))),
+            };
         }
         tracing::debug!(method = %req.method(), path = req.uri().path(), "request started");
         let connect = req.method() == Method::CONNECT;
@@ -162,35 +160,149 @@ where
             .insert(Draining::new(Arc::clone(&self.ctl)));
         parts.extensions.insert(self.info);
         let req = Request::from_parts(parts, RequestBody::new(body, self.body_timeout));
-        let mut service = self.inner.clone();
-        let ctl = Arc::clone(&self.ctl);
-        let (proto, keep_alive_in_drain) = (self.proto, self.keep_alive_in_drain);
-        Box::pin(async move {
-            std::future::poll_fn(|cx| service.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
-            let mut response = service.call(req).await.map_err(Into::into)?;
-            let status = response.status();
-            let upgrade = proto == Proto::Http1
-                && (status == StatusCode::SWITCHING_PROTOCOLS || (connect && status.is_success()));
-            if upgrade {
-                ctl.mark_upgrading();
-                ctl.set_state(ConnState::Upgraded);
+        let mut respond = Respond::Ready {
+            service: self.inner.clone(),
+            req: Some(req),
+            after: After {
+                guard: Some(guard),
+                ctl: Arc::clone(&self.ctl),
+                connect,
+                proto: self.proto,
+                keep_alive_in_drain: self.keep_alive_in_drain,
+            },
+        };
+        // Run the service as far as it goes now, so that a handler that
+        // answers at once has dropped its request before hyper reads on:
+        // the request's head shares hyper's read buffer, and a buffer still
+        // shared when hyper reads again is reallocated, once per request.
+        // A future that is not done here is polled again by hyper, with its
+        // own waker, before anything waits on it: the no-op waker is never
+        // the one that must be woken.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match Pin::new(&mut respond).poll(&mut cx) {
+            Poll::Ready(output) => Respond::Done {
+                response: Some(output),
+            },
+            Poll::Pending => respond,
+        }
+    }
+}
+
+/// What is done with a response once the service has made it.
+#[derive(Debug)]
+pub(crate) struct After {
+    guard: Option<RequestGuard>,
+    ctl: Arc<ConnCtl>,
+    connect: bool,
+    proto: Proto,
+    keep_alive_in_drain: bool,
+}
+
+impl After {
+    fn respond<B>(&mut self, mut response: Response<B>) -> Response<Tracked<B>> {
+        let ctl = &self.ctl;
+        let status = response.status();
+        let upgrade = self.proto == Proto::Http1
+            && (status == StatusCode::SWITCHING_PROTOCOLS || (self.connect && status.is_success()));
+        if upgrade {
+            ctl.mark_upgrading();
+            ctl.set_state(ConnState::Upgraded);
+        }
+        if ctl.engine.is_draining() {
+            ctl.engine.count_request_after_signal();
+            let moving = self.keep_alive_in_drain && ctl.engine.handing_off();
+            if self.proto == Proto::Http1 && !upgrade && !moving && ctl.drain_reached() {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
             }
-            if ctl.engine.is_draining() {
-                ctl.engine.count_request_after_signal();
-                let moving = keep_alive_in_drain && ctl.engine.handing_off();
-                if proto == Proto::Http1 && !upgrade && !moving && ctl.drain_reached() {
-                    response
-                        .headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        let guard = self.guard.take();
+        response.map(|body| Tracked::User {
+            body,
+            _guard: guard,
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of one request: the service made ready, called, and its
+    /// response marked for the drain; no allocation of its own.
+    #[project = RespondProj]
+    pub(crate) enum Respond<S, B>
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>>,
+    {
+        /// Waiting for the service to be ready.
+        Ready { service: S, req: Option<Request<RequestBody>>, after: After },
+        /// The service's future runs (boxed: it is polled before hyper
+        /// has pinned this future).
+        Calling { future: Pin<Box<S::Future>>, after: After },
+        /// Answered (or taken).
+        Done { response: Option<Result<Response<Tracked<B>>, BoxError>> },
+    }
+}
+
+impl<S, B> std::fmt::Debug for Respond<S, B>
+where
+    S: Service<Request<RequestBody>, Response = Response<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self {
+            Self::Ready { .. } => "ready",
+            Self::Calling { .. } => "calling",
+            Self::Done { .. } => "done",
+        };
+        f.debug_tuple("Respond").field(&state).finish()
+    }
+}
+
+impl<S, B> Future for Respond<S, B>
+where
+    S: Service<Request<RequestBody>, Response = Response<B>, Error: Into<BoxError>>,
+{
+    type Output = Result<Response<Tracked<B>>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                RespondProj::Ready {
+                    service,
+                    req,
+                    after,
+                } => {
+                    if let Err(e) = std::task::ready!(service.poll_ready(cx)) {
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    let Some(req) = req.take() else {
+                        return Poll::Ready(
+                            Err("request future polled after it was called".into()),
+                        );
+                    };
+                    let future = Box::pin(service.call(req));
+                    let after = After {
+                        guard: after.guard.take(),
+                        ctl: Arc::clone(&after.ctl),
+                        connect: after.connect,
+                        proto: after.proto,
+                        keep_alive_in_drain: after.keep_alive_in_drain,
+                    };
+                    self.set(Respond::Calling { future, after });
+                }
+                RespondProj::Calling { future, after } => {
+                    let response =
+                        std::task::ready!(future.as_mut().poll(cx)).map_err(Into::into)?;
+                    return Poll::Ready(Ok(after.respond(response)));
+                }
+                RespondProj::Done { response } => {
+                    return Poll::Ready(
+                        response.take().unwrap_or_else(|| {
+                            Err("request future polled after it was done".into())
+                        }),
+                    );
                 }
             }
-            Ok(response.map(|body| Tracked::User {
-                body,
-                _guard: guard,
-            }))
-        })
+        }
     }
 }
 
@@ -213,7 +325,7 @@ pin_project_lite::pin_project! {
     #[project = TrackedProj]
     #[derive(Debug)]
     pub(crate) enum Tracked<B> {
-        User { #[pin] body: B, _guard: RequestGuard },
+        User { #[pin] body: B, _guard: Option<RequestGuard> },
         Refused { text: Option<Bytes>, _guard: RequestGuard },
     }
 }
