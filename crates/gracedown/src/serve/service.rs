@@ -287,7 +287,7 @@ where
                         proto: after.proto,
                         keep_alive_in_drain: after.keep_alive_in_drain,
                     };
-                    self.set(Respond::Calling { future, after });
+                    self.set(Self::Calling { future, after });
                 }
                 RespondProj::Calling { future, after } => {
                     let response =
