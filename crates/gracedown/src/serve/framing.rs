@@ -236,18 +236,40 @@ impl Framing {
                     self.prev = 0;
                 }
                 _ => {
-                    // The rest of a line that frames nothing (most of a
-                    // head) is skipped to its end in one step.
+                    // Inside a head line, the bytes up to the next one that
+                    // matters are taken in one step: a field name up to its
+                    // colon, the rest of a line that frames nothing (most of
+                    // a head) up to its end.
                     if let State::Head(head) = &mut self.state
                         && head.started
-                        && head.field == Field::Other
                     {
                         let rest = &bytes[i..];
-                        let n = rest
-                            .iter()
-                            .position(|&b| b == b'\r' || b == b'\n')
-                            .unwrap_or(rest.len());
+                        let n = match head.field {
+                            Field::Other => rest
+                                .iter()
+                                .position(|&b| b == b'\r' || b == b'\n')
+                                .unwrap_or(rest.len()),
+                            Field::Name => rest
+                                .iter()
+                                .position(|&b| matches!(b, b':' | b'\r' | b'\n'))
+                                .unwrap_or(rest.len()),
+                            _ => 0,
+                        };
                         if n > 0 {
+                            if head.field == Field::Name {
+                                let at = usize::from(self.name_len);
+                                match self.name.get_mut(at..at + n) {
+                                    Some(name) => {
+                                        for (to, from) in name.iter_mut().zip(&rest[..n]) {
+                                            *to = from.to_ascii_lowercase();
+                                        }
+                                        // At most the name's 17 bytes.
+                                        self.name_len += n as u8;
+                                    }
+                                    // Longer than any name that frames a body.
+                                    None => head.field = Field::Other,
+                                }
+                            }
                             let len = u32::try_from(n).unwrap_or(u32::MAX);
                             head.line_len = head.line_len.saturating_add(len);
                             self.prev = rest[n - 1];
@@ -352,6 +374,8 @@ impl Framing {
                 return Finding::Nothing;
             }
             head.started = true;
+            // The request line frames nothing.
+            head.field = Field::Other;
             self.heads += 1;
         }
         match b {
