@@ -181,29 +181,12 @@ impl Conn {
         B: ResponseBody,
     {
         let fd = stream.as_fd().as_raw_fd();
+        // Each stage that is large and not every connection's is boxed: a
+        // connection's task holds room for the largest stage it could be
+        // in, for its whole life, idle or not.
         #[cfg(feature = "tls")]
         if let (None, Some(acceptor)) = (&handed, self.shared.tls.clone()) {
-            self.info.tls = true;
-            let handshake = acceptor.accept(stream);
-            let tls = match self.bounded(handshake, |_, _, _| None).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    debug!(error = %e, "tls handshake failed");
-                    return Ending::Closed;
-                }
-                Err(ended) => return self.ended(ended),
-            };
-            self.ctl.set_state(ConnState::NoRequest);
-            // TLS cannot move to the next generation: it reconnects, paced.
-            self.ctl.pace_reconnect();
-            // ALPN decides; no sniffing after TLS.
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let transport = Transport::tls(tls);
-            return if h2 {
-                self.http2(transport, service, fd).await
-            } else {
-                self.http1(transport, service, fd).await
-            };
+            return Box::pin(self.run_tls(stream, acceptor, service, fd)).await;
         }
         self.handoff = self.shared.handoff.clone();
         let movable = self.handoff.is_some();
@@ -224,6 +207,42 @@ impl Conn {
         if h2 {
             self.handoff = None;
             self.ctl.pace_reconnect();
+            Box::pin(self.http2(transport, service, fd)).await
+        } else {
+            Box::pin(self.http1(transport, service, fd)).await
+        }
+    }
+
+    /// A TLS connection: the handshake, then the protocol ALPN chose.
+    #[cfg(feature = "tls")]
+    async fn run_tls<S, B>(
+        &mut self,
+        stream: Stream,
+        acceptor: tokio_rustls::TlsAcceptor,
+        service: S,
+        fd: RawFd,
+    ) -> Ending
+    where
+        S: HttpService<B>,
+        B: ResponseBody,
+    {
+        self.info.tls = true;
+        let handshake = acceptor.accept(stream);
+        let tls = match self.bounded(handshake, |_, _, _| None).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                debug!(error = %e, "tls handshake failed");
+                return Ending::Closed;
+            }
+            Err(ended) => return self.ended(ended),
+        };
+        self.ctl.set_state(ConnState::NoRequest);
+        // TLS cannot move to the next generation: it reconnects, paced.
+        self.ctl.pace_reconnect();
+        // ALPN decides; no sniffing after TLS.
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let transport = Transport::tls(tls);
+        if h2 {
             self.http2(transport, service, fd).await
         } else {
             self.http1(transport, service, fd).await
@@ -242,8 +261,7 @@ impl Conn {
         if !prefix.is_empty() {
             self.ctl.head_starts_now();
         }
-        self.http1(Transport::plain(stream, prefix), service, fd)
-            .await
+        Box::pin(self.http1(Transport::plain(stream, prefix), service, fd)).await
     }
 
     /// Whether this connection moves to a newer generation at its next boundary.

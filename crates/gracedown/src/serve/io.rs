@@ -221,7 +221,9 @@ impl Transport {
     pub(crate) async fn close(mut self, bound: Duration) {
         let _ = tokio::time::timeout(bound, self.shutdown()).await;
         let drain = async {
-            let mut sink = [0u8; 2048];
+            // On the heap: a connection's task holds this future's room all
+            // its life (as part of its own), and closing is rare.
+            let mut sink = vec![0u8; 2048];
             while let Ok(n) = self.read(&mut sink).await {
                 if n == 0 {
                     break;
