@@ -33,7 +33,9 @@ dir=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  [ -f "$dir/nginx.pid" ] && kill -TERM "$(cat "$dir/nginx.pid")" 2>/dev/null || true
+  for f in "$dir"/nginx.pid "$dir"/*/nginx.pid; do
+    [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
   rm -rf "$dir"
 }
@@ -145,8 +147,12 @@ for c in 10 100 1000 5000; do
   echo "$line"
 done
 
-# Memory per idle keep-alive connection: RSS of the server's processes with 5,000
-# idle connections (each made one request) minus without.
+# Memory per idle keep-alive connection, on servers started for it (a server
+# that has served load keeps freed memory, which would hide new connections'
+# cost): RSS of the server's processes with 5,000 idle connections (each made
+# one request) minus before. nginx allocates its connection slots at start
+# (`worker_connections`), so its slot size is measured apart: the RSS of the
+# same config with 20,000 and with 1,024 slots per worker.
 idle_memory() { # name port pids...
   local name=$1 port=$2; shift 2
   python3 - "$port" "$name" "$@" <<'PY'
@@ -173,9 +179,36 @@ after = rss()
 print(f"| {name} | {before} kB | {after} kB | {(after - before) * 1024 / len(socks):.0f} bytes |")
 PY
 }
+# A fresh nginx with `slots` connections per worker on `port`; prints its pids.
+fresh_nginx() { # name port slots
+  local d="$dir/$1"
+  mkdir -p "$d/body" "$d/proxy" "$d/fastcgi" "$d/uwsgi" "$d/scgi"
+  cp "$dir/cert.pem" "$dir/key.pem" "$d/"
+  sed -e "s#@PORT@#$2#; s#@TLS_PORT@#$(free_port)#; s#@DIR@#$d#g; s#worker_connections 20000#worker_connections $3#" \
+    scripts/ceiling/nginx.conf >"$d/nginx.conf"
+  /usr/sbin/nginx -c "$d/nginx.conf" -p "$d" -g 'daemon on;' 2>"$d/nginx.err"
+  wait_port "$2"
+}
+nginx_pids() { echo "$(cat "$dir/$1/nginx.pid") $(pgrep -P "$(cat "$dir/$1/nginx.pid")" | tr '\n' ' ')"; }
+rss_of() { local t=0 p; for p in $1; do t=$((t + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
+
 echo
-echo "| server | RSS idle | RSS with 5,000 idle keep-alive connections | per connection |"
+echo "| server (fresh) | RSS before | RSS with 5,000 idle keep-alive connections | per connection |"
 echo "| --- | --- | --- | --- |"
-idle_memory gracedown "$gd_port" "${pids[0]}"
-idle_memory "plain hyper" "$hy_port" "${pids[2]}"
-idle_memory nginx "$ng_port" $(pgrep -P "$(cat "$dir/nginx.pid")") "$(cat "$dir/nginx.pid")"
+port=$(free_port)
+target/release/gracedown serve --listen "127.0.0.1:$port" 2>"$dir/gd-mem.log" & pids+=($!)
+wait_port "$port"
+idle_memory gracedown "$port" "$!"
+port=$(free_port)
+target/release/examples/plain_hyper http1 "127.0.0.1:$port" 2>"$dir/hy-mem.log" & pids+=($!)
+wait_port "$port"
+idle_memory "plain hyper" "$port" "$!"
+port=$(free_port)
+fresh_nginx ng-mem "$port" 20000
+idle_memory nginx "$port" $(nginx_pids ng-mem)
+small=$(free_port)
+fresh_nginx ng-small "$small" 1024
+slot=$(( ($(rss_of "$(nginx_pids ng-mem)") - $(rss_of "$(nginx_pids ng-small)")) * 1024 / (2 * (20000 - 1024)) ))
+echo
+echo "nginx allocates about $slot bytes per connection slot at start (2 workers x 20,000 slots), not counted above."
+for d in ng-mem ng-small; do kill -TERM "$(cat "$dir/$d/nginx.pid")" 2>/dev/null || true; done
