@@ -28,7 +28,7 @@ pub const WATCHDOG_PID: &str = "WATCHDOG_PID";
 /// # Examples
 ///
 /// ```
-/// use gracedown::notify::Notifier;
+/// use gracedown_sockets::notify::Notifier;
 ///
 /// let notifier = Notifier::from_vars([("NOTIFY_SOCKET", "@supervisor")]);
 /// assert!(notifier.is_enabled());

@@ -173,7 +173,7 @@ pub struct Inherited {
 /// # Examples
 ///
 /// ```
-/// use gracedown::protocol::{self, ListenKey, Source};
+/// use gracedown_sockets::protocol::{self, ListenKey, Source};
 ///
 /// let env = [("SERVER_STARTER_PORT", "127.0.0.1:8080=4;/run/app.sock=5"),
 ///            ("SERVER_STARTER_GENERATION", "2")];
@@ -181,7 +181,7 @@ pub struct Inherited {
 /// assert_eq!(inherited.source, Source::ServerStarter { generation: Some(2) });
 /// assert_eq!(inherited.specs[0].key.port(), Some(8080));
 /// assert_eq!(inherited.specs[1].fd, 5);
-/// # Ok::<(), gracedown::Error>(())
+/// # Ok::<(), gracedown_sockets::Error>(())
 /// ```
 pub fn parse_env<I, K, V>(vars: I, pid: u32) -> Result<Inherited, Error>
 where
@@ -236,13 +236,13 @@ where
 /// # Examples
 ///
 /// ```
-/// use gracedown::protocol::{parse_server_starter_port, ListenKey};
+/// use gracedown_sockets::protocol::{parse_server_starter_port, ListenKey};
 ///
 /// let specs = parse_server_starter_port("80=3;[::1]:8080=4")?;
 /// assert_eq!(specs[0].key, ListenKey::Port(80));
 /// assert_eq!(specs[1].key.to_string(), "[::1]:8080");
 /// assert!(parse_server_starter_port("80x=3").is_err());
-/// # Ok::<(), gracedown::Error>(())
+/// # Ok::<(), gracedown_sockets::Error>(())
 /// ```
 pub fn parse_server_starter_port(value: &str) -> Result<Vec<ListenSpec>, Error> {
     value
@@ -258,12 +258,12 @@ pub fn parse_server_starter_port(value: &str) -> Result<Vec<ListenSpec>, Error> 
 /// # Examples
 ///
 /// ```
-/// use gracedown::protocol::{format_server_starter_port, parse_server_starter_port};
+/// use gracedown_sockets::protocol::{format_server_starter_port, parse_server_starter_port};
 ///
 /// let text = "127.0.0.1:8080=4;18082=5;[::1]:18083=6;/run/app/sock=7";
 /// let specs = parse_server_starter_port(text)?;
 /// assert_eq!(format_server_starter_port(&specs), text);
-/// # Ok::<(), gracedown::Error>(())
+/// # Ok::<(), gracedown_sockets::Error>(())
 /// ```
 pub fn format_server_starter_port(specs: &[ListenSpec]) -> String {
     let entries: Vec<String> = specs.iter().map(ToString::to_string).collect();

@@ -14,7 +14,7 @@ use crate::protocol::{self, Inherited, ListenSpec, Source};
 /// # Examples
 ///
 /// ```no_run
-/// use gracedown::listener::Listeners;
+/// use gracedown_sockets::listener::Listeners;
 ///
 /// let mut inherited = Listeners::from_env()?;
 /// // Serve every inherited socket, or bind 127.0.0.1:8080 when started by hand.

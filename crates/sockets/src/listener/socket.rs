@@ -75,7 +75,7 @@ impl Listener {
 /// A listener of your own; gracedown's `Server` makes it non-blocking.
 ///
 /// ```
-/// use gracedown::listener::Listener;
+/// use gracedown_sockets::listener::Listener;
 ///
 /// let std = std::net::TcpListener::bind("127.0.0.1:0")?; // blocking, as std makes it
 /// let listener = Listener::from(std);
@@ -108,13 +108,13 @@ impl AsFd for Listener {
 /// # Examples
 ///
 /// ```
-/// use gracedown::listener::ListenAddr;
+/// use gracedown_sockets::listener::ListenAddr;
 ///
 /// let tcp: ListenAddr = "127.0.0.1:8080".parse()?;
 /// let unix: ListenAddr = "/run/app.sock".parse()?;
 /// assert_eq!(tcp.to_string(), "127.0.0.1:8080");
 /// assert_eq!(unix.to_string(), "unix:/run/app.sock");
-/// # Ok::<(), gracedown::listener::ParseListenAddrError>(())
+/// # Ok::<(), gracedown_sockets::listener::ParseListenAddrError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ListenAddr {
