@@ -286,7 +286,9 @@ impl Conn {
             }
             Err(None) => return Ending::Closed,
         };
-        match handoff.hand_off(socket, prefix, fresh).await {
+        // Boxed: a handoff's future is large (its message buffer), and
+        // every connection's task would otherwise hold room for it.
+        match Box::pin(handoff.hand_off(socket, prefix, fresh)).await {
             // Our descriptor went without a FIN: the socket lives on there.
             Outcome::Forwarded => Ending::HandedOff,
             Outcome::Refused(socket) => {
@@ -359,10 +361,17 @@ impl Conn {
             let mut builder = hyper::server::conn::http1::Builder::new();
             // The drain rules bound the head (in total) and the idle time.
             builder.keep_alive(keep_alive).header_read_timeout(None);
-            let conn = builder
-                .serve_connection(TokioIo::new(io), adapter)
-                .with_upgrades();
-            let (result, detach) = self.drive_http1(conn).await;
+            // Pinned here and lent (moved into `drive_http1` instead, it
+            // would take its room twice in this task: argument and pin), and
+            // dropped at the end of this block, which hands the transport back.
+            let (result, detach) = {
+                let conn = pin!(
+                    builder
+                        .serve_connection(TokioIo::new(io), adapter)
+                        .with_upgrades()
+                );
+                self.drive_http1(conn).await
+            };
             if self.ctl.is_parked() {
                 // hyper, dropped, held half a head: it moves with the connection.
                 let Ok(returned) = back.await else {
@@ -440,12 +449,11 @@ impl Conn {
     /// result (or why the rules ended it) and the detach, if there was one.
     async fn drive_http1<F>(
         &mut self,
-        conn: F,
+        mut conn: Pin<&mut F>,
     ) -> (Result<Result<(), hyper::Error>, Ended>, Option<Detach>)
     where
         F: Future<Output = Result<(), hyper::Error>>,
     {
-        let mut conn = pin!(conn);
         let mut detach: Option<Detach> = None;
         let timeouts = *self.ctl.engine.timeouts();
         loop {
@@ -531,9 +539,8 @@ impl Conn {
             .enable_connect_protocol()
             .keep_alive_interval(Some(H2_PING_EVERY))
             .keep_alive_timeout(H2_PING_TIMEOUT);
-        let conn = builder.serve_connection(TokioIo::new(io), adapter);
         let result = {
-            let mut conn = pin!(conn);
+            let mut conn = pin!(builder.serve_connection(TokioIo::new(io), adapter));
             let mut goaway_at = None;
             loop {
                 let engine = &self.ctl.engine;
