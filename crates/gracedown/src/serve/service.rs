@@ -171,13 +171,19 @@ where
                 keep_alive_in_drain: self.keep_alive_in_drain,
             },
         };
-        // Run the service as far as it goes now, so that a handler that
-        // answers at once has dropped its request before hyper reads on:
-        // the request's head shares hyper's read buffer, and a buffer still
-        // shared when hyper reads again is reallocated, once per request.
-        // A future that is not done here is polled again by hyper, with its
-        // own waker, before anything waits on it: the no-op waker is never
-        // the one that must be woken.
+        // HTTP/1: run the service as far as it goes now, so that a handler
+        // that answers at once has dropped its request before hyper reads
+        // on: the request's head shares hyper's read buffer, and a buffer
+        // still shared when hyper reads again is reallocated, once per
+        // request. A future that is not done here is polled again by hyper,
+        // with its own waker, before anything waits on it: the no-op waker
+        // is never the one that must be woken. Not HTTP/2: there `call` runs
+        // on the connection's task and the future on a task of its own per
+        // stream, so a handler run here would hold up (or, panicking, take
+        // down) every other stream of the connection.
+        if self.proto == Proto::Http2 {
+            return respond;
+        }
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match Pin::new(&mut respond).poll(&mut cx) {
             Poll::Ready(output) => Respond::Done {
