@@ -125,7 +125,7 @@ fn read_key_file(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 fn parse(bytes: &[u8]) -> Option<Vec<Key>> {
-    if bytes.is_empty() || bytes.len() % TICKET_KEY_LEN != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(TICKET_KEY_LEN) {
         return None;
     }
     bytes

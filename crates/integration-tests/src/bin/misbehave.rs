@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         "idle-close" => idle_close(stream).await,
                         "reset-mid-response" => reset_mid_response(stream).await,
                         "never-answer" => never_answer(stream).await,
-                        "goaway-low" => goaway_low(stream, n % 2 == 0)
+                        "goaway-low" => goaway_low(stream, n.is_multiple_of(2))
                             .await
                             .map_err(std::io::Error::other),
                         "stall-once" => stall_once(stream, &answered).await,
