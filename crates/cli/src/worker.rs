@@ -22,6 +22,7 @@ use gracedown::serve::RequestBody;
 use gracedown::shutdown::Draining;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -87,8 +88,8 @@ pub(crate) async fn handle(
 /// The response body of every endpoint: one enum rather than a boxed body,
 /// so the common answer allocates nothing.
 pub(crate) enum ResponseBody {
-    /// A body known in full (taken when sent).
-    Full(Option<Bytes>),
+    /// A body known in full.
+    Full(Full<Bytes>),
     /// `/echo`: the request body, streamed back.
     Echo(RequestBody),
     /// `/stream`.
@@ -107,7 +108,9 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         // Every variant is Unpin.
         match self.get_mut() {
-            Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Self::Full(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(|never| match never {}))),
             Self::Echo(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map(|f| f.map(|f| f.map_err(BoxError::from))),
@@ -118,7 +121,7 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Full(data) => data.is_none(),
+            Self::Full(body) => body.is_end_stream(),
             Self::Echo(body) => body.is_end_stream(),
             Self::Chunks(body) => body.sent >= body.total,
             Self::Repeat(body) => body.left == 0,
@@ -127,7 +130,7 @@ impl Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Self::Full(body) => body.size_hint(),
             Self::Echo(body) => body.size_hint(),
             Self::Chunks(_) => SizeHint::default(),
             Self::Repeat(body) => SizeHint::with_exact(body.left),
@@ -223,7 +226,7 @@ impl Body for Repeat {
 }
 
 fn text(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::Full(Some(body)));
+    let mut response = Response::new(ResponseBody::Full(Full::new(body)));
     *response.status_mut() = status;
     response
         .headers_mut()

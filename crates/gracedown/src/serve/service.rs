@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tower_service::Service;
 
@@ -148,9 +149,7 @@ where
                     "bad request: the framing of an earlier message on this connection was not followed\n"
                 }
             };
-            return Respond::Done {
-                response: Some(Ok(refuse(StatusCode::BAD_REQUEST, text, guard))),
-            };
+            return Respond::done(Ok(refuse(StatusCode::BAD_REQUEST, text, guard)));
         }
         tracing::debug!(method = %req.method(), path = req.uri().path(), "request started");
         let connect = req.method() == Method::CONNECT;
@@ -160,16 +159,18 @@ where
             .insert(Draining::new(Arc::clone(&self.ctl)));
         parts.extensions.insert(self.info);
         let req = Request::from_parts(parts, RequestBody::new(body, self.body_timeout));
-        let mut respond = Respond::Ready {
-            service: self.inner.clone(),
-            req: Some(req),
-            after: After {
-                guard: Some(guard),
+        let mut respond = Respond {
+            stage: Stage::Ready {
+                service: self.inner.clone(),
+                req: Some(req),
+            },
+            after: Some(After {
+                guard,
                 ctl: Arc::clone(&self.ctl),
                 connect,
                 proto: self.proto,
                 keep_alive_in_drain: self.keep_alive_in_drain,
-            },
+            }),
         };
         // HTTP/1: run the service as far as it goes now, so that a handler
         // that answers at once has dropped its request before hyper reads
@@ -186,9 +187,7 @@ where
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match Pin::new(&mut respond).poll(&mut cx) {
-            Poll::Ready(output) => Respond::Done {
-                response: Some(output),
-            },
+            Poll::Ready(output) => Respond::done(output),
             Poll::Pending => respond,
         }
     }
@@ -197,7 +196,7 @@ where
 /// What is done with a response once the service has made it.
 #[derive(Debug)]
 pub(crate) struct After {
-    guard: Option<RequestGuard>,
+    guard: RequestGuard,
     ctl: Arc<ConnCtl>,
     connect: bool,
     proto: Proto,
@@ -205,7 +204,7 @@ pub(crate) struct After {
 }
 
 impl After {
-    fn respond<B>(&mut self, mut response: Response<B>) -> Response<Tracked<B>> {
+    fn respond<B>(self, mut response: Response<B>) -> Response<Tracked<B>> {
         let ctl = &self.ctl;
         let status = response.status();
         let upgrade = self.proto == Proto::Http1
@@ -223,7 +222,7 @@ impl After {
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
         }
-        let guard = self.guard.take();
+        let guard = self.guard;
         response.map(|body| Tracked::User {
             body,
             _guard: guard,
@@ -231,21 +230,45 @@ impl After {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The future of one request: the service made ready, called, and its
-    /// response marked for the drain; no allocation of its own.
-    #[project = RespondProj]
-    pub(crate) enum Respond<S, B>
-    where
-        S: Service<Request<RequestBody>, Response = Response<B>>,
-    {
-        /// Waiting for the service to be ready.
-        Ready { service: S, req: Option<Request<RequestBody>>, after: After },
-        /// The service's future runs (boxed: it is polled before hyper
-        /// has pinned this future).
-        Calling { future: Pin<Box<S::Future>>, after: After },
-        /// Answered (or taken).
-        Done { response: Option<Result<Response<Tracked<B>>, BoxError>> },
+/// The future of one request: the service made ready, called, and its
+/// response marked for the drain (by `after`, taken when it is).
+pub(crate) struct Respond<S, B>
+where
+    S: Service<Request<RequestBody>, Response = Response<B>>,
+{
+    stage: Stage<S, B>,
+    after: Option<After>,
+}
+
+enum Stage<S, B>
+where
+    S: Service<Request<RequestBody>, Response = Response<B>>,
+{
+    /// Waiting for the service to be ready.
+    Ready {
+        service: S,
+        req: Option<Request<RequestBody>>,
+    },
+    /// The service's future runs (boxed: it may be polled before hyper has
+    /// pinned this future, in `call`).
+    Calling(Pin<Box<S::Future>>),
+    /// Answered (taken once).
+    Done(Option<Result<Response<Tracked<B>>, BoxError>>),
+}
+
+// Never pinned structurally: the service is only borrowed, and its future is
+// boxed.
+impl<S, B> Unpin for Respond<S, B> where S: Service<Request<RequestBody>, Response = Response<B>> {}
+
+impl<S, B> Respond<S, B>
+where
+    S: Service<Request<RequestBody>, Response = Response<B>>,
+{
+    fn done(output: Result<Response<Tracked<B>>, BoxError>) -> Self {
+        Self {
+            stage: Stage::Done(Some(output)),
+            after: None,
+        }
     }
 }
 
@@ -254,12 +277,12 @@ where
     S: Service<Request<RequestBody>, Response = Response<B>>,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match self {
-            Self::Ready { .. } => "ready",
-            Self::Calling { .. } => "calling",
-            Self::Done { .. } => "done",
+        let stage = match self.stage {
+            Stage::Ready { .. } => "ready",
+            Stage::Calling(_) => "calling",
+            Stage::Done(_) => "done",
         };
-        f.debug_tuple("Respond").field(&state).finish()
+        f.debug_tuple("Respond").field(&stage).finish()
     }
 }
 
@@ -269,14 +292,11 @@ where
 {
     type Output = Result<Response<Tracked<B>>, BoxError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
         loop {
-            match self.as_mut().project() {
-                RespondProj::Ready {
-                    service,
-                    req,
-                    after,
-                } => {
+            match &mut this.stage {
+                Stage::Ready { service, req } => {
                     if let Err(e) = std::task::ready!(service.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
@@ -286,21 +306,17 @@ where
                         );
                     };
                     let future = Box::pin(service.call(req));
-                    let after = After {
-                        guard: after.guard.take(),
-                        ctl: Arc::clone(&after.ctl),
-                        connect: after.connect,
-                        proto: after.proto,
-                        keep_alive_in_drain: after.keep_alive_in_drain,
-                    };
-                    self.set(Self::Calling { future, after });
+                    this.stage = Stage::Calling(future);
                 }
-                RespondProj::Calling { future, after } => {
+                Stage::Calling(future) => {
                     let response =
                         std::task::ready!(future.as_mut().poll(cx)).map_err(Into::into)?;
+                    let Some(after) = this.after.take() else {
+                        return Poll::Ready(Err("request future polled after it was done".into()));
+                    };
                     return Poll::Ready(Ok(after.respond(response)));
                 }
-                RespondProj::Done { response } => {
+                Stage::Done(response) => {
                     return Poll::Ready(
                         response.take().unwrap_or_else(|| {
                             Err("request future polled after it was done".into())
@@ -315,7 +331,7 @@ where
 /// A response the server writes itself, closing the connection after it.
 fn refuse<B>(status: StatusCode, text: &'static str, guard: RequestGuard) -> Response<Tracked<B>> {
     let mut response = Response::new(Tracked::Refused {
-        text: Some(Bytes::from_static(text.as_bytes())),
+        text: Full::new(Bytes::from_static(text.as_bytes())),
         _guard: guard,
     });
     *response.status_mut() = status;
@@ -331,8 +347,8 @@ pin_project_lite::pin_project! {
     #[project = TrackedProj]
     #[derive(Debug)]
     pub(crate) enum Tracked<B> {
-        User { #[pin] body: B, _guard: Option<RequestGuard> },
-        Refused { text: Option<Bytes>, _guard: RequestGuard },
+        User { #[pin] body: B, _guard: RequestGuard },
+        Refused { #[pin] text: Full<Bytes>, _guard: RequestGuard },
     }
 }
 
@@ -351,25 +367,23 @@ where
             TrackedProj::User { body, .. } => body
                 .poll_frame(cx)
                 .map(|f| f.map(|f| f.map_err(Into::into))),
-            TrackedProj::Refused { text, .. } => {
-                Poll::Ready(text.take().map(|t| Ok(Frame::data(t))))
-            }
+            TrackedProj::Refused { text, .. } => text
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(|never| match never {}))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Self::User { body, .. } => body.is_end_stream(),
-            Self::Refused { text, .. } => text.is_none(),
+            Self::Refused { text, .. } => text.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::User { body, .. } => body.size_hint(),
-            Self::Refused { text, .. } => {
-                SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64))
-            }
+            Self::Refused { text, .. } => text.size_hint(),
         }
     }
 }
