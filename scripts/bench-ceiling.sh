@@ -19,13 +19,15 @@
 #
 # Needs: wrk, nghttp2-client (h2load), nginx-light, openssl, python3 (the test
 # command installs them). The open-file limit is raised to 20,000 when allowed.
-# Usage: scripts/bench-ceiling.sh [SECONDS (10)] [ROUNDS (3)] [--no-scale]
+# Usage: scripts/bench-ceiling.sh [SECONDS (10)] [ROUNDS (3)] [--no-scale | --memory]
+# (--memory: the memory table alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 rounds=${2:-3}
+mode=${3:-}
 scale=1
-[ "${3:-}" = "--no-scale" ] && scale=0
+[ "$mode" = --no-scale ] && scale=0
 ulimit -n 20000 2>/dev/null || echo "note: the open-file limit stays at $(ulimit -n)"
 cargo build --release -q -p gracedown-cli
 cargo build --release -q -p gracedown --features tls --example plain_hyper
@@ -104,6 +106,84 @@ measure() { # key command...
   cpus[$key]="${cpus[$key]:-} $(echo "$out" | awk '{print $2}')"
 }
 
+# Memory per idle keep-alive connection, on servers started for it (a server
+# that has served load keeps freed memory, which would hide new connections'
+# cost): RSS of the server's processes with 5,000 idle connections (each made
+# one request) minus before. nginx allocates its connection slots at start
+# (`worker_connections`), so its slot size is measured apart: the RSS of the
+# same config with 20,000 and with 1,024 slots per worker. Measured twice: as
+# the responses arrive, and after the connections have been quiet for 2 s
+# (gracedown's connections go dormant after 1 s: hyper's buffers are freed).
+idle_memory() { # name port pids...
+  local name=$1 port=$2; shift 2
+  python3 - "$port" "$name" "$@" <<'PY'
+import socket, sys, time
+port, name, pids = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+def rss():
+    total = 0
+    for p in pids:
+        for line in open(f"/proc/{p}/status"):
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+before = rss()
+socks = []
+for _ in range(5000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: m\r\n\r\n")
+    socks.append(s)
+for s in socks:
+    data = b""
+    while b"from pid" not in data:
+        data += s.recv(4096)
+after = rss()
+time.sleep(2)
+quiet = rss()
+per = lambda kb: f"{(kb - before) * 1024 / len(socks):.0f} bytes"
+print(f"| {name} | {before} kB | {after} kB | {per(after)} | {quiet} kB | {per(quiet)} |")
+PY
+}
+# A fresh nginx with `slots` connections per worker on `port`; prints its pids.
+fresh_nginx() { # name port slots
+  local d="$dir/$1"
+  mkdir -p "$d/body" "$d/proxy" "$d/fastcgi" "$d/uwsgi" "$d/scgi"
+  cp "$dir/cert.pem" "$dir/key.pem" "$d/"
+  sed -e "s#@PORT@#$2#; s#@TLS_PORT@#$(free_port)#; s#@DIR@#$d#g; s#worker_connections 20000#worker_connections $3#" \
+    scripts/ceiling/nginx.conf >"$d/nginx.conf"
+  /usr/sbin/nginx -c "$d/nginx.conf" -p "$d" -g 'daemon on;' 2>"$d/nginx.err"
+  wait_port "$2"
+}
+nginx_pids() { echo "$(cat "$dir/$1/nginx.pid") $(pgrep -P "$(cat "$dir/$1/nginx.pid")" | tr '\n' ' ')"; }
+rss_of() { local t=0 p; for p in $1; do t=$((t + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
+
+memory_table() {
+echo
+echo "| server (fresh) | RSS before | RSS with 5,000 keep-alive connections, just answered | per connection | RSS after 2 s quiet | per connection |"
+echo "| --- | --- | --- | --- | --- | --- |"
+port=$(free_port)
+target/release/gracedown serve --listen "127.0.0.1:$port" 2>"$dir/gd-mem.log" & pids+=($!)
+wait_port "$port"
+idle_memory gracedown "$port" "$!"
+port=$(free_port)
+target/release/examples/plain_hyper http1 "127.0.0.1:$port" 2>"$dir/hy-mem.log" & pids+=($!)
+wait_port "$port"
+idle_memory "plain hyper" "$port" "$!"
+port=$(free_port)
+fresh_nginx ng-mem "$port" 20000
+idle_memory nginx "$port" $(nginx_pids ng-mem)
+small=$(free_port)
+fresh_nginx ng-small "$small" 1024
+slot=$(( ($(rss_of "$(nginx_pids ng-mem)") - $(rss_of "$(nginx_pids ng-small)")) * 1024 / (2 * (20000 - 1024)) ))
+echo
+echo "nginx allocates about $slot bytes per connection slot at start (2 workers x 20,000 slots), not counted above."
+for d in ng-mem ng-small; do kill -TERM "$(cat "$dir/$d/nginx.pid")" 2>/dev/null || true; done
+}
+
+if [ "$mode" = --memory ]; then
+  memory_table
+  exit 0
+fi
+
 echo "# $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), $secs s per run, $rounds rounds, medians"
 for _ in $(seq "$rounds"); do
   for c in 10 200; do
@@ -146,69 +226,4 @@ for c in 10 100 1000 5000; do
   done
   echo "$line"
 done
-
-# Memory per idle keep-alive connection, on servers started for it (a server
-# that has served load keeps freed memory, which would hide new connections'
-# cost): RSS of the server's processes with 5,000 idle connections (each made
-# one request) minus before. nginx allocates its connection slots at start
-# (`worker_connections`), so its slot size is measured apart: the RSS of the
-# same config with 20,000 and with 1,024 slots per worker.
-idle_memory() { # name port pids...
-  local name=$1 port=$2; shift 2
-  python3 - "$port" "$name" "$@" <<'PY'
-import socket, sys
-port, name, pids = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-def rss():
-    total = 0
-    for p in pids:
-        for line in open(f"/proc/{p}/status"):
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total
-before = rss()
-socks = []
-for _ in range(5000):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET / HTTP/1.1\r\nHost: m\r\n\r\n")
-    socks.append(s)
-for s in socks:
-    data = b""
-    while b"from pid" not in data:
-        data += s.recv(4096)
-after = rss()
-print(f"| {name} | {before} kB | {after} kB | {(after - before) * 1024 / len(socks):.0f} bytes |")
-PY
-}
-# A fresh nginx with `slots` connections per worker on `port`; prints its pids.
-fresh_nginx() { # name port slots
-  local d="$dir/$1"
-  mkdir -p "$d/body" "$d/proxy" "$d/fastcgi" "$d/uwsgi" "$d/scgi"
-  cp "$dir/cert.pem" "$dir/key.pem" "$d/"
-  sed -e "s#@PORT@#$2#; s#@TLS_PORT@#$(free_port)#; s#@DIR@#$d#g; s#worker_connections 20000#worker_connections $3#" \
-    scripts/ceiling/nginx.conf >"$d/nginx.conf"
-  /usr/sbin/nginx -c "$d/nginx.conf" -p "$d" -g 'daemon on;' 2>"$d/nginx.err"
-  wait_port "$2"
-}
-nginx_pids() { echo "$(cat "$dir/$1/nginx.pid") $(pgrep -P "$(cat "$dir/$1/nginx.pid")" | tr '\n' ' ')"; }
-rss_of() { local t=0 p; for p in $1; do t=$((t + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
-
-echo
-echo "| server (fresh) | RSS before | RSS with 5,000 idle keep-alive connections | per connection |"
-echo "| --- | --- | --- | --- |"
-port=$(free_port)
-target/release/gracedown serve --listen "127.0.0.1:$port" 2>"$dir/gd-mem.log" & pids+=($!)
-wait_port "$port"
-idle_memory gracedown "$port" "$!"
-port=$(free_port)
-target/release/examples/plain_hyper http1 "127.0.0.1:$port" 2>"$dir/hy-mem.log" & pids+=($!)
-wait_port "$port"
-idle_memory "plain hyper" "$port" "$!"
-port=$(free_port)
-fresh_nginx ng-mem "$port" 20000
-idle_memory nginx "$port" $(nginx_pids ng-mem)
-small=$(free_port)
-fresh_nginx ng-small "$small" 1024
-slot=$(( ($(rss_of "$(nginx_pids ng-mem)") - $(rss_of "$(nginx_pids ng-small)")) * 1024 / (2 * (20000 - 1024)) ))
-echo
-echo "nginx allocates about $slot bytes per connection slot at start (2 workers x 20,000 slots), not counted above."
-for d in ng-mem ng-small; do kill -TERM "$(cat "$dir/$d/nginx.pid")" 2>/dev/null || true; done
+memory_table

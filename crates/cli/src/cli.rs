@@ -334,6 +334,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration, help_heading = LIMITS)]
     pub(crate) handshake_timeout: Duration,
 
+    /// How long an HTTP/1 connection stays quiet between requests before it
+    /// goes dormant: hyper's state and buffers (about 16 KiB) are dropped
+    /// until its next byte ("0s": as soon as it is seen quiet).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration, help_heading = LIMITS)]
+    pub(crate) dormant_after: Duration,
+
     /// At most this many open connections; beyond it accepting pauses and the
     /// longest-idle connection is closed when a client waits (default: no limit
     /// but the descriptor limit, where idle connections are reclaimed too).

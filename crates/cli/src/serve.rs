@@ -73,6 +73,7 @@ fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> 
         .send_timeout(args.send_timeout)
         .keepalive_timeout(args.keepalive_timeout)
         .handshake_timeout(args.handshake_timeout)
+        .dormant_after(args.dormant_after)
         .notify(Notifier::from_env())
         .reconnect_window(args.reconnect_window)
         .handoff(!args.no_handoff);

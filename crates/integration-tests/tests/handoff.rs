@@ -126,6 +126,31 @@ fn an_idle_connection_moves_to_the_next_generation_and_is_answered_there() {
 }
 
 #[test]
+fn a_dormant_connection_moves_to_the_next_generation_too() {
+    // Dormant at once after each response: hyper has let go of it, and the
+    // drain finds it waiting for its next byte with only its socket.
+    let setup = start_with(Impl::Ours, &["--dormant-after=0s"], "gracedown=trace");
+    let dormant = |l: &str| l.contains("http/1 connection dormant");
+    let mut client = connect(setup.addr);
+    for generation_now in 1..=3u32 {
+        if generation_now > 1 {
+            setup.restart_to(generation_now);
+            let drained = drain_line(&setup.proc, generation_now as usize - 1);
+            assert_eq!(count(&drained, "handed_off"), 1, "{drained}");
+        }
+        let response = exchange(&mut client, GET).expect("an answer on the same connection");
+        assert_eq!(
+            generation(&response),
+            generation_now.to_string(),
+            "{response:?}"
+        );
+        setup
+            .proc
+            .wait_for_count("the connection dormant", generation_now as usize, dormant);
+    }
+}
+
+#[test]
 fn half_a_request_head_travels_with_the_connection() {
     let setup = start_with(Impl::Ours, &[], "gracedown=debug");
     let mut client = connect(setup.addr);

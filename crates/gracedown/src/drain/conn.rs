@@ -48,6 +48,7 @@ pub(crate) enum Proto {
 const UPGRADING: u8 = 1;
 const RECLAIM: u8 = 1 << 1;
 const PARKED: u8 = 1 << 2;
+const DORMANT: u8 = 1 << 3;
 
 /// The tracker of one connection; see the module docs.
 #[derive(Debug)]
@@ -88,6 +89,9 @@ pub(crate) struct Snapshot {
     pub(crate) write_blocked_since: u64,
     pub(crate) upgrading: bool,
     pub(crate) reclaim: bool,
+    /// No hyper connection serves it: it waits for its first byte (or the
+    /// TLS handshake), or went dormant between HTTP/1 requests.
+    pub(crate) dormant: bool,
     /// How long after the drain's start this connection is told to
     /// reconnect (paced reconnection; 0 for connections that move or close).
     pub(crate) pace: u64,
@@ -106,7 +110,8 @@ impl ConnCtl {
             head_since: AtomicU64::new(0),
             write_blocked_since: AtomicU64::new(0),
             io: AtomicU8::new(IoMode::Normal as u8),
-            flags: AtomicU8::new(0),
+            // Nothing of hyper's until its first byte.
+            flags: AtomicU8::new(DORMANT),
             pace: AtomicU64::new(0),
             refuse_from: AtomicU64::new(0),
             refusal: AtomicU8::new(0),
@@ -153,6 +158,7 @@ impl ConnCtl {
             write_blocked_since: self.write_blocked_since.load(Ordering::Acquire),
             upgrading: flags & UPGRADING != 0,
             reclaim: flags & RECLAIM != 0,
+            dormant: flags & DORMANT != 0,
             pace: self.pace.load(Ordering::Relaxed),
         }
     }
@@ -261,6 +267,16 @@ impl ConnCtl {
 
     pub(crate) fn is_parked(&self) -> bool {
         self.flags.load(Ordering::Acquire) & PARKED != 0
+    }
+
+    /// The connection lets go of hyper until its next byte (`true`), or
+    /// hyper serves it (`false`).
+    pub(crate) fn set_dormant(&self, dormant: bool) {
+        if dormant {
+            self.flags.fetch_or(DORMANT, Ordering::AcqRel);
+        } else {
+            self.flags.fetch_and(!DORMANT, Ordering::AcqRel);
+        }
     }
 
     /// Request number `from` (1-based) and every later one on this

@@ -36,6 +36,9 @@ pub(crate) struct Timeouts {
     /// Once draining: the window over which TLS and HTTP/2 connections are
     /// told to reconnect, each at its own moment.
     pub(crate) reconnect_window: Duration,
+    /// HTTP/1, quiet between requests this long: the connection goes
+    /// dormant (hyper and its buffers are dropped until the next byte).
+    pub(crate) dormant_after: Duration,
 }
 
 impl Timeouts {
@@ -50,8 +53,20 @@ impl Timeouts {
         goaway_ack: Duration::from_secs(5),
         linger: Duration::from_secs(2),
         reconnect_window: Duration::from_secs(1),
+        dormant_after: Duration::from_secs(1),
     };
+
+    /// The longest a connection's task waits without reading its verdict
+    /// again: the shortest bound an event inside the connection can start
+    /// (see [`Earliest`]).
+    fn horizon(&self) -> Duration {
+        self.header.min(self.keepalive).min(self.send)
+    }
 }
+
+/// The shortest horizon dormancy brings (a `dormant_after` of zero would
+/// otherwise wake a busy connection's task in a loop).
+const DORMANT_HORIZON_MIN: Duration = Duration::from_millis(10);
 
 impl Default for Timeouts {
     fn default() -> Self {
@@ -64,6 +79,9 @@ impl Default for Timeouts {
 pub(crate) enum Reason {
     /// Quiet between requests for the keep-alive bound.
     KeepAlive,
+    /// HTTP/1, quiet between requests for the dormancy bound: hyper lets go
+    /// of the connection, which waits for its next byte with no buffers.
+    Dormant,
     /// A request head (or the first one) took too long.
     HeaderTimeout,
     /// The client stopped reading a response.
@@ -117,8 +135,7 @@ struct Earliest {
 }
 
 impl Earliest {
-    fn new(now: u64, t: &Timeouts) -> Self {
-        let horizon = t.header.min(t.keepalive).min(t.send);
+    fn new(now: u64, horizon: Duration) -> Self {
         Self {
             now,
             at: now.saturating_add(ns(horizon)),
@@ -142,7 +159,9 @@ impl Earliest {
 /// The rule for an HTTP/1 connection. `handoff`: a newer generation can take
 /// connections that are between requests; `detached`: when the connection
 /// was detached, if it was (then only the deadline, the send bound and the
-/// linger bound apply while hyper stops).
+/// linger bound apply while hyper stops). A dormant connection (see
+/// [`Reason::Dormant`]) gets the same rules but the dormancy bound; its task
+/// is woken by the next byte, so it needs no horizon.
 pub(crate) fn http1(
     now: u64,
     phase: Phase,
@@ -154,7 +173,17 @@ pub(crate) fn http1(
     if matches!(phase, Phase::Forced { .. }) {
         return Verdict::Close(Reason::Deadline);
     }
-    let mut next = Earliest::new(now, t);
+    // A paced connection's drain starts at its own moment.
+    let drain = phase.drain_since().map(|d| d.saturating_add(s.pace));
+    // While hyper serves, a request may end at any moment without waking
+    // the task, which must then look again within the dormancy bound.
+    // Draining, or detached, a connection ends soon: it does not go dormant.
+    let dormancy = !s.dormant && drain.is_none() && detached.is_none();
+    let horizon = match dormancy {
+        true => t.horizon().min(t.dormant_after.max(DORMANT_HORIZON_MIN)),
+        false => t.horizon(),
+    };
+    let mut next = Earliest::new(now, horizon);
     if s.write_blocked_since != 0 && next.reached(s.write_blocked_since.saturating_add(ns(t.send)))
     {
         return Verdict::Close(Reason::SendTimeout);
@@ -174,8 +203,6 @@ pub(crate) fn http1(
     if s.reclaim {
         return Verdict::Detach(Reason::Reclaim);
     }
-    // A paced connection's drain starts at its own moment.
-    let drain = phase.drain_since().map(|d| d.saturating_add(s.pace));
     if s.head_since != 0 {
         if handoff && drain.is_some() {
             // Half a head: it moves with the connection.
@@ -214,10 +241,12 @@ pub(crate) fn http1(
         ),
     };
     if next.reached(at) {
-        Verdict::Detach(reason)
-    } else {
-        next.wait()
+        return Verdict::Detach(reason);
     }
+    if dormancy && !first && next.reached(s.idle_since.saturating_add(ns(t.dormant_after))) {
+        return Verdict::Detach(Reason::Dormant);
+    }
+    next.wait()
 }
 
 /// The rule for an HTTP/2 connection; `goaway_at`: when its GOAWAY was sent.
@@ -231,7 +260,7 @@ pub(crate) fn http2(
     if matches!(phase, Phase::Forced { .. }) {
         return Verdict::Close(Reason::Deadline);
     }
-    let mut next = Earliest::new(now, t);
+    let mut next = Earliest::new(now, t.horizon());
     if s.write_blocked_since != 0 && next.reached(s.write_blocked_since.saturating_add(ns(t.send)))
     {
         return Verdict::Close(Reason::SendTimeout);
@@ -294,6 +323,7 @@ mod tests {
             write_blocked_since: 0,
             upgrading: false,
             reclaim: false,
+            dormant: false,
             pace: 0,
         }
     }
@@ -316,7 +346,8 @@ mod tests {
 
     #[test]
     fn idle_keepalive_closes_at_its_bound_and_not_before() {
-        let s = quiet(10 * S, 3);
+        let mut s = quiet(10 * S, 3);
+        s.dormant = true;
         // The first wait ends at the horizon (the shortest bound that an
         // event inside the connection can start), then the bound is waited for.
         assert_eq!(
@@ -330,6 +361,74 @@ mod tests {
         assert_eq!(
             http1(85 * S, Phase::Serving, &s, &T, false, None),
             Verdict::Detach(Reason::KeepAlive)
+        );
+    }
+
+    #[test]
+    fn a_quiet_connection_goes_dormant_once_then_keeps_its_keepalive_bound() {
+        let mut s = quiet(10 * S, 3);
+        // A request's end does not wake the task: it looks again within the
+        // dormancy bound, and at the bound the connection goes dormant.
+        assert_eq!(
+            http1(10 * S, Phase::Serving, &s, &T, false, None),
+            Verdict::Wait(Some(11 * S))
+        );
+        assert_eq!(
+            http1(11 * S, Phase::Serving, &s, &T, false, None),
+            Verdict::Detach(Reason::Dormant)
+        );
+        s.dormant = true;
+        assert_eq!(
+            http1(11 * S, Phase::Serving, &s, &T, false, None),
+            Verdict::Wait(Some(71 * S)),
+            "dormant: no dormancy horizon (the next byte wakes the task)"
+        );
+        assert_eq!(
+            http1(85 * S, Phase::Serving, &s, &T, false, None),
+            Verdict::Detach(Reason::KeepAlive)
+        );
+        // Draining with a newer generation: a dormant connection moves.
+        assert_eq!(
+            http1(90 * S, draining(89 * S), &s, &T, true, None),
+            Verdict::Detach(Reason::Drain)
+        );
+    }
+
+    #[test]
+    fn dormancy_never_cuts_a_request_or_a_head_and_never_spins() {
+        let t = Timeouts {
+            dormant_after: Duration::ZERO,
+            ..T
+        };
+        let mut busy = quiet(10 * S, 3);
+        busy.in_flight = 1;
+        assert_eq!(
+            http1(10 * S, Phase::Serving, &busy, &t, false, None),
+            Verdict::Wait(Some(10 * S + ns(DORMANT_HORIZON_MIN))),
+            "a zero bound still waits the minimum horizon while a request runs"
+        );
+        let mut head = quiet(10 * S, 3);
+        head.head_since = 11 * S;
+        assert_eq!(
+            http1(12 * S, Phase::Serving, &head, &t, false, None),
+            Verdict::Wait(Some(12 * S + ns(DORMANT_HORIZON_MIN)))
+        );
+        let mut fresh = quiet(10 * S, 0);
+        fresh.dormant = true;
+        assert_eq!(
+            http1(12 * S, Phase::Serving, &fresh, &t, false, None),
+            Verdict::Wait(Some(70 * S)),
+            "waiting for its first byte, a connection has no hyper yet: its byte wakes the task"
+        );
+        fresh.dormant = false;
+        assert_eq!(
+            http1(12 * S, Phase::Serving, &fresh, &t, false, None),
+            Verdict::Wait(Some(12 * S + ns(DORMANT_HORIZON_MIN))),
+            "hyper waits for the first request: it could end any time"
+        );
+        assert_eq!(
+            http1(10 * S, Phase::Serving, &quiet(10 * S, 1), &t, false, None),
+            Verdict::Detach(Reason::Dormant)
         );
     }
 
@@ -435,8 +534,8 @@ mod tests {
         );
         assert_eq!(
             http1(10 * S, Phase::Serving, &s, &T, true, None),
-            Verdict::Wait(Some(69 * S)),
-            "not before the drain"
+            Verdict::Wait(Some(11 * S)),
+            "not before the drain (looked at again within the dormancy bound)"
         );
     }
 
@@ -455,6 +554,11 @@ mod tests {
         s.write_blocked_since = 10 * S;
         assert_eq!(
             http1(20 * S, Phase::Serving, &s, &T, false, None),
+            Verdict::Wait(Some(21 * S)),
+            "the request may end any time: its task looks within the dormancy bound"
+        );
+        assert_eq!(
+            http1(69 * S + S / 2, Phase::Serving, &s, &T, false, None),
             Verdict::Wait(Some(70 * S))
         );
         assert_eq!(

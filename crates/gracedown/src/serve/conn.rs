@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Sleep;
 use tracing::{debug, trace};
 
@@ -45,72 +45,97 @@ enum Ending {
     HandedOff,
 }
 
+/// Where a connection's task goes after a stage.
+enum Step {
+    /// The connection ended.
+    End(Ending),
+    /// HTTP/1 let go of hyper at a boundary, quiet, nothing waiting in the
+    /// socket: the connection waits for its next byte without hyper.
+    Dormant(Transport),
+}
+
+/// How a dormant connection's wait ended.
+enum Woken {
+    /// Bytes of a request arrived: they wait in front of the transport.
+    Request,
+    /// The client closed the connection.
+    Closed,
+    /// A rule ended it (a bound, the drain, the deadline).
+    Rule(Reason),
+}
+
+impl From<Ending> for Step {
+    fn from(ending: Ending) -> Self {
+        Self::End(ending)
+    }
+}
+
+/// An accepted (or handed-over) connection, and what its task keeps until
+/// it ends. Boxed: the connection's task keeps only a pointer to it until its
+/// first stage has taken it apart.
+pub(crate) struct Accepted<M> {
+    pub(crate) stream: Stream,
+    /// A connection an older generation handed over: the bytes it had read
+    /// from it already (served first), and whether it had sent no request
+    /// yet (then it may still turn out to be h2c).
+    pub(crate) handed: Option<(Bytes, bool)>,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) local: Option<SocketAddr>,
+    pub(crate) make_service: M,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) registration: Registration,
+    /// A place under [`crate::serve::Server::max_connections`].
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// The drain waits until every connection's task dropped its copy.
+    pub(crate) alive: mpsc::Sender<()>,
+}
+
 /// Serves one accepted stream until it closes, or until the deadline forces it.
-pub(crate) async fn serve<M, S, B>(
-    stream: Stream,
-    peer: Option<SocketAddr>,
-    local: Option<SocketAddr>,
-    make_service: M,
-    shared: Arc<Shared>,
-    registration: Registration,
-) where
+pub(crate) async fn serve<M, S, B>(accepted: Box<Accepted<M>>)
+where
     M: MakeService<S>,
     S: HttpService<B>,
     B: ResponseBody,
 {
-    serve_with(
+    // The first stage is boxed, and dropped when it ends: the task itself
+    // holds only what a dormant connection needs, all its life.
+    let Some((mut conn, service, mut transport)) = Box::pin(start(accepted)).await else {
+        return;
+    };
+    let ending = loop {
+        let step = match conn.dormant(&mut transport).await {
+            Woken::Request => Box::pin(conn.http1(transport, service.clone(), true)).await,
+            Woken::Closed => break Ending::Closed,
+            Woken::Rule(reason) => break Box::pin(conn.end_dormant(transport, reason)).await,
+        };
+        match step {
+            Step::End(ending) => break ending,
+            Step::Dormant(next) => transport = next,
+        }
+    };
+    conn.finish(ending);
+}
+
+/// Makes the connection's service and runs its first stage; returns what
+/// a connection that went dormant keeps, or `None` when the connection
+/// ended (it is counted then).
+async fn start<M, S, B>(accepted: Box<Accepted<M>>) -> Option<(Conn, S, Transport)>
+where
+    M: MakeService<S>,
+    S: HttpService<B>,
+    B: ResponseBody,
+{
+    let Accepted {
         stream,
-        None,
+        handed,
         peer,
         local,
         make_service,
         shared,
         registration,
-    )
-    .await;
-}
-
-/// Serves a plain connection handed over by an older generation: `handed`
-/// is the bytes it had already read (served first), and whether it has sent
-/// no request yet (then it may still turn out to be h2c).
-pub(crate) async fn serve_handed<M, S, B>(
-    stream: Stream,
-    handed: (Bytes, bool),
-    peer: Option<SocketAddr>,
-    local: Option<SocketAddr>,
-    make_service: M,
-    shared: Arc<Shared>,
-    registration: Registration,
-) where
-    M: MakeService<S>,
-    S: HttpService<B>,
-    B: ResponseBody,
-{
-    serve_with(
-        stream,
-        Some(handed),
-        peer,
-        local,
-        make_service,
-        shared,
-        registration,
-    )
-    .await;
-}
-
-async fn serve_with<M, S, B>(
-    stream: Stream,
-    handed: Option<(Bytes, bool)>,
-    peer: Option<SocketAddr>,
-    local: Option<SocketAddr>,
-    make_service: M,
-    shared: Arc<Shared>,
-    registration: Registration,
-) where
-    M: MakeService<S>,
-    S: HttpService<B>,
-    B: ResponseBody,
-{
+        permit,
+        alive,
+    } = *accepted;
     let ctl = Arc::clone(&registration.ctl);
     let mut conn = Conn {
         waiter: Waiter::new(&ctl.engine),
@@ -122,31 +147,34 @@ async fn serve_with<M, S, B>(
             local,
             tls: false,
         },
-    };
-    let ending = match make(make_service, peer).await {
-        Ok(service) => match handed {
-            None => conn.run(stream, None, service).await,
-            // Fresh: told apart from h2c as if just accepted (never TLS:
-            // only plain connections are handed over).
-            Some((prefix, true)) => conn.run(stream, Some(prefix), service).await,
-            Some((prefix, false)) => conn.run_handed(stream, prefix, service).await,
+        _held: Held {
+            _registration: registration,
+            _permit: permit,
+            _alive: alive,
         },
+    };
+    let service = match make(make_service, peer).await {
+        Ok(service) => service,
         Err(e) => {
             debug!(error = %e, "the service factory failed; connection closed");
-            Ending::Closed
+            conn.finish(Ending::Closed);
+            return None;
         }
     };
-    let engine = &conn.ctl.engine;
-    match ending {
-        Ending::Forced(state) => {
-            debug!(state = %state, "connection force-closed at the drain deadline");
-            engine.count_forced(state);
+    let step = match handed {
+        None => conn.run(stream, None, service.clone()).await,
+        // Fresh: told apart from h2c as if just accepted (never TLS: only
+        // plain connections are handed over).
+        Some((prefix, true)) => conn.run(stream, Some(prefix), service.clone()).await,
+        Some((prefix, false)) => conn.run_handed(stream, prefix, service.clone()).await,
+    };
+    match step {
+        Step::End(ending) => {
+            conn.finish(ending);
+            None
         }
-        Ending::HandedOff => engine.count_handed_off(),
-        Ending::Closed if engine.is_draining() => engine.count_drained(),
-        Ending::Closed => {}
+        Step::Dormant(transport) => Some((conn, service, transport)),
     }
-    drop(registration);
 }
 
 struct Conn {
@@ -157,6 +185,16 @@ struct Conn {
     handoff: Option<Arc<Link>>,
     info: ConnectionInfo,
     waiter: Waiter,
+    _held: Held,
+}
+
+/// What a connection holds until it ends, and then releases: its place in
+/// the engine's registry and under the connection limit, and the drain's
+/// count of live connection tasks.
+struct Held {
+    _registration: Registration,
+    _permit: Option<OwnedSemaphorePermit>,
+    _alive: mpsc::Sender<()>,
 }
 
 /// A detach: why, when (engine time), and how many requests had started.
@@ -173,20 +211,33 @@ struct Detach {
 struct Ended(Reason, ConnState);
 
 impl Conn {
+    /// Counts how the connection ended, then lets go of it (its registry
+    /// entry, its place under the limit).
+    fn finish(self, ending: Ending) {
+        let engine = &self.ctl.engine;
+        match ending {
+            Ending::Forced(state) => {
+                debug!(state = %state, "connection force-closed at the drain deadline");
+                engine.count_forced(state);
+            }
+            Ending::HandedOff => engine.count_handed_off(),
+            Ending::Closed if engine.is_draining() => engine.count_drained(),
+            Ending::Closed => {}
+        }
+    }
+
     /// Serves a connection that has sent no request yet; `handed`: it was
     /// handed over while quiet, with these bytes already read from it.
-    async fn run<S, B>(&mut self, stream: Stream, handed: Option<Bytes>, service: S) -> Ending
+    async fn run<S, B>(&mut self, stream: Stream, handed: Option<Bytes>, service: S) -> Step
     where
         S: HttpService<B>,
         B: ResponseBody,
     {
-        let fd = stream.as_fd().as_raw_fd();
         // Each stage that is large and not every connection's is boxed: a
-        // connection's task holds room for the largest stage it could be
-        // in, for its whole life, idle or not.
+        // stage's future holds room for the largest stage it could go to.
         #[cfg(feature = "tls")]
         if let (None, Some(acceptor)) = (&handed, self.shared.tls.clone()) {
-            return Box::pin(self.run_tls(stream, acceptor, service, fd)).await;
+            return Box::pin(self.run_tls(stream, acceptor, service)).await;
         }
         self.handoff = self.shared.handoff.clone();
         let movable = self.handoff.is_some();
@@ -195,21 +246,21 @@ impl Conn {
         let rule = move |now, phase, ctl: &ConnCtl| first_request_rule(now, phase, ctl, movable);
         let h2 = match self.bounded(sniff(&mut stream, &mut sniffed), rule).await {
             Ok(Some(h2)) => h2,
-            Ok(None) => return Ending::Closed,
+            Ok(None) => return Ending::Closed.into(),
             Err(Ended(Reason::Drain, _)) => {
                 // Quiet since it was accepted, and a newer generation takes it.
                 let transport = Transport::plain(stream, sniffed.freeze());
-                return self.hand_off(transport).await;
+                return self.hand_off(transport).await.into();
             }
-            Err(ended) => return self.ended(ended),
+            Err(ended) => return self.ended(ended).into(),
         };
         let transport = Transport::plain(stream, sniffed.freeze());
         if h2 {
             self.handoff = None;
             self.ctl.pace_reconnect();
-            Box::pin(self.http2(transport, service, fd)).await
+            Box::pin(self.http2(transport, service)).await.into()
         } else {
-            Box::pin(self.http1(transport, service, fd)).await
+            Box::pin(self.http1(transport, service, true)).await
         }
     }
 
@@ -220,8 +271,7 @@ impl Conn {
         stream: Stream,
         acceptor: tokio_rustls::TlsAcceptor,
         service: S,
-        fd: RawFd,
-    ) -> Ending
+    ) -> Step
     where
         S: HttpService<B>,
         B: ResponseBody,
@@ -232,9 +282,9 @@ impl Conn {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 debug!(error = %e, "tls handshake failed");
-                return Ending::Closed;
+                return Ending::Closed.into();
             }
-            Err(ended) => return self.ended(ended),
+            Err(ended) => return self.ended(ended).into(),
         };
         self.ctl.set_state(ConnState::NoRequest);
         // TLS cannot move to the next generation: it reconnects, paced.
@@ -243,25 +293,24 @@ impl Conn {
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let transport = Transport::tls(tls);
         if h2 {
-            self.http2(transport, service, fd).await
+            self.http2(transport, service).await.into()
         } else {
-            self.http1(transport, service, fd).await
+            self.http1(transport, service, true).await
         }
     }
 
     /// A connection an older generation handed over: plain HTTP/1.1, at a
     /// message boundary, `prefix` read from it already.
-    async fn run_handed<S, B>(&mut self, stream: Stream, prefix: Bytes, service: S) -> Ending
+    async fn run_handed<S, B>(&mut self, stream: Stream, prefix: Bytes, service: S) -> Step
     where
         S: HttpService<B>,
         B: ResponseBody,
     {
-        let fd = stream.as_fd().as_raw_fd();
         self.handoff = self.shared.handoff.clone();
         if !prefix.is_empty() {
             self.ctl.head_starts_now();
         }
-        Box::pin(self.http1(Transport::plain(stream, prefix), service, fd)).await
+        Box::pin(self.http1(Transport::plain(stream, prefix), service, true)).await
     }
 
     /// Whether this connection moves to a newer generation at its next boundary.
@@ -346,13 +395,17 @@ impl Conn {
         }
     }
 
-    async fn http1<S, B>(&mut self, mut transport: Transport, service: S, fd: RawFd) -> Ending
+    /// Serves HTTP/1 with hyper until the connection ends or goes dormant;
+    /// `keep_alive: false` closes after the next response.
+    async fn http1<S, B>(&mut self, mut transport: Transport, service: S, keep_alive: bool) -> Step
     where
         S: HttpService<B>,
         B: ResponseBody,
     {
         let timeouts = *self.ctl.engine.timeouts();
-        let mut keep_alive = true;
+        let fd = transport.as_fd().as_raw_fd();
+        let mut keep_alive = keep_alive;
+        self.ctl.set_dormant(false);
         loop {
             let movable = self.handoff.is_some().then_some(MAX_PREFIX);
             let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), true, movable);
@@ -375,13 +428,13 @@ impl Conn {
             if self.ctl.is_parked() {
                 // hyper, dropped, held half a head: it moves with the connection.
                 let Ok(returned) = back.await else {
-                    return Ending::Closed;
+                    return Ending::Closed.into();
                 };
                 if returned.head.is_none() {
                     returned.transport.close(timeouts.linger).await;
-                    return Ending::Closed;
+                    return Ending::Closed.into();
                 }
-                return self.hand_off(returned.into_transport()).await;
+                return self.hand_off(returned.into_transport()).await.into();
             }
             if let Err(Ended(reason, state)) = result {
                 debug!(?reason, state = %state, "http/1 connection closed by a bound");
@@ -394,13 +447,14 @@ impl Conn {
                     }
                     Reason::Deadline => Ending::Forced(state),
                     _ => Ending::Closed,
-                };
+                }
+                .into();
             }
             if self.ctl.is_upgrading() {
-                return self.upgraded(back, fd).await;
+                return self.upgraded(back, fd).await.into();
             }
             let Ok(returned) = back.await else {
-                return Ending::Closed;
+                return Ending::Closed.into();
             };
             // Picked up again only when hyper stopped at a boundary this
             // detach chose, with every byte it read parsed, no request
@@ -417,15 +471,16 @@ impl Conn {
                     debug!(error = %e, "http/1 connection ended with an error");
                 }
                 returned.close(timeouts.linger).await;
-                return Ending::Closed;
+                return Ending::Closed.into();
             }
-            if detach.is_some_and(|d| d.reason == Reason::Reclaim) {
-                return Ending::Closed;
+            let reason = detach.map(|d| d.reason);
+            if reason == Some(Reason::Reclaim) {
+                return Ending::Closed.into();
             }
-            if detach.is_some_and(|d| d.reason == Reason::Drain) && self.moving() {
+            if reason == Some(Reason::Drain) && self.moving() {
                 // At a boundary, every byte read parsed: what comes next
                 // (in the socket, or read already) starts a request there.
-                return self.hand_off(returned).await;
+                return self.hand_off(returned).await.into();
             }
             // What is in the socket now starts a new request.
             match returned.read_now() {
@@ -436,11 +491,14 @@ impl Conn {
                     keep_alive = !self.ctl.engine.is_draining();
                     transport = returned;
                 }
+                ReadNow::Nothing if reason == Some(Reason::Dormant) => {
+                    return Step::Dormant(returned);
+                }
                 ReadNow::Nothing => {
                     returned.close(timeouts.linger).await;
-                    return Ending::Closed;
+                    return Ending::Closed.into();
                 }
-                ReadNow::Closed => return Ending::Closed,
+                ReadNow::Closed => return Ending::Closed.into(),
             }
         }
     }
@@ -521,12 +579,11 @@ impl Conn {
         }
     }
 
-    async fn http2<S, B>(&mut self, transport: Transport, service: S, fd: RawFd) -> Ending
+    async fn http2<S, B>(&mut self, transport: Transport, service: S) -> Ending
     where
         S: HttpService<B>,
         B: ResponseBody,
     {
-        let _ = fd;
         self.ctl.set_state(ConnState::Http2);
         let timeouts = *self.ctl.engine.timeouts();
         let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), false, None);
@@ -588,6 +645,74 @@ impl Conn {
                 {
                     returned.transport.close(timeouts.linger).await;
                 }
+                Ending::Closed
+            }
+        }
+    }
+
+    /// A dormant HTTP/1 connection: it keeps its socket (and TLS state) and
+    /// its tracker, and nothing of hyper's, until its next byte (then hyper
+    /// serves it again), one of its bounds, or the drain.
+    ///
+    /// Nothing is kept across the wait but a poll of the socket's readiness
+    /// and of the waiter, and the stages after it are boxed: this is the
+    /// state a quiet keep-alive connection spends its life in.
+    async fn dormant(&mut self, transport: &mut Transport) -> Woken {
+        self.ctl.set_dormant(true);
+        self.shared.trim.released();
+        trace!("http/1 connection dormant");
+        loop {
+            let engine = &self.ctl.engine;
+            let verdict = http1(
+                engine.now(),
+                engine.phase(),
+                &self.ctl.snapshot(),
+                engine.timeouts(),
+                self.moving(),
+                None,
+            );
+            let at = match verdict {
+                Verdict::Wait(at) => at,
+                Verdict::Detach(reason) | Verdict::GoAway(reason) | Verdict::Close(reason) => {
+                    return Woken::Rule(reason);
+                }
+            };
+            self.waiter.set(at);
+            let readable = std::future::poll_fn(|cx| {
+                if transport.poll_read_ready(cx).is_ready() {
+                    return Poll::Ready(true);
+                }
+                self.waiter
+                    .poll(cx, at.is_some(), &self.ctl)
+                    .map(|()| false)
+            })
+            .await;
+            if readable {
+                match transport.read_now() {
+                    ReadNow::Data => {
+                        trace!("dormant http/1 connection woken by a request");
+                        self.ctl.head_starts_now();
+                        self.ctl.set_io_mode(IoMode::Normal);
+                        return Woken::Request;
+                    }
+                    ReadNow::Nothing => {}
+                    ReadNow::Closed => return Woken::Closed,
+                }
+            }
+        }
+    }
+
+    /// A dormant connection's end by a rule: moved to a newer generation,
+    /// closed (lingering, or at once when its descriptor is wanted), or
+    /// force-closed.
+    async fn end_dormant(&self, transport: Transport, reason: Reason) -> Ending {
+        match reason {
+            Reason::Deadline => Ending::Forced(self.ctl.state()),
+            Reason::Drain if self.moving() => self.hand_off(transport).await,
+            Reason::Reclaim => Ending::Closed,
+            reason => {
+                trace!(?reason, "dormant http/1 connection closed by a bound");
+                transport.close(self.ctl.engine.timeouts().linger).await;
                 Ending::Closed
             }
         }
@@ -670,17 +795,23 @@ impl Waiter {
 
     /// Returns at engine time `at`, or when the connection is poked.
     async fn until(&mut self, at: Option<u64>, ctl: &ConnCtl) {
+        self.set(at);
+        std::future::poll_fn(|cx| self.poll(cx, at.is_some(), ctl)).await;
+    }
+
+    /// Sets the time [`Waiter::poll`] waits for, if any.
+    fn set(&mut self, at: Option<u64>) {
         if let Some(at) = at {
             let deadline = self.engine.instant(at);
             self.sleep.as_mut().reset(deadline.into());
         }
-        let sleep = &mut self.sleep;
-        std::future::poll_fn(|cx| {
-            if at.is_some() && sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            ctl.poll_poked(cx)
-        })
-        .await;
+    }
+
+    /// Ready at the time set (when `timed`), or once the connection is poked.
+    fn poll(&mut self, cx: &mut Context<'_>, timed: bool, ctl: &ConnCtl) -> Poll<()> {
+        if timed && self.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        ctl.poll_poked(cx)
     }
 }

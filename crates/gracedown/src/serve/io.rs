@@ -69,6 +69,16 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Ready when the socket is readable (or closed, or failed).
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Tcp(s) => s.poll_read_ready(cx),
+            Self::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+}
+
 impl AsFd for Stream {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
@@ -185,6 +195,17 @@ impl Transport {
         }
     }
 
+    /// Ready when the socket under the transport is readable. Under TLS
+    /// that may be a record with no request bytes: [`Transport::read_now`]
+    /// tells.
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.kind {
+            Kind::Plain(s) => s.poll_read_ready(cx),
+            #[cfg(feature = "tls")]
+            Kind::Tls(s) => s.get_ref().0.poll_read_ready(cx),
+        }
+    }
+
     /// Whether bytes already read are waiting in front of the socket.
     pub(crate) fn has_prefix(&self) -> bool {
         !self.prefix.is_empty()
@@ -231,6 +252,16 @@ impl Transport {
             }
         };
         let _ = tokio::time::timeout(bound, drain).await;
+    }
+}
+
+impl AsFd for Transport {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.kind {
+            Kind::Plain(s) => s.as_fd(),
+            #[cfg(feature = "tls")]
+            Kind::Tls(s) => s.get_ref().0.as_fd(),
+        }
     }
 }
 

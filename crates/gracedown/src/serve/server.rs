@@ -20,6 +20,7 @@ use gracedown_sockets::handoff::Moving;
 
 use super::link::Link;
 use super::service::{HttpService, MakeService, ResponseBody, Shared as SharedService};
+use super::trim::Trim;
 use crate::drain::{ConnState, DrainReport, Engine, Phase, Timeouts};
 use crate::error::Error;
 use crate::listener::{ListenAddr, Listener};
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     /// The link to gracedown's start_server, when this worker hands
     /// connections off (see [`Server::handoff`]).
     pub(crate) handoff: Option<Arc<Link>>,
+    /// Hands freed memory back when connections go dormant.
+    pub(crate) trim: Arc<Trim>,
 }
 
 impl Shared {
@@ -76,6 +79,17 @@ impl Shared {
 /// | open connections | unlimited | [`Server::max_connections`] |
 ///
 /// A bound below a millisecond is taken as a millisecond.
+///
+/// # Dormant connections
+///
+/// An HTTP/1 connection quiet between requests for a while (1 s,
+/// [`Server::dormant_after`]) lets go of hyper: its state and buffers (about
+/// 16 KiB) are dropped, and the connection waits for its next byte with its
+/// socket and a small tracker only; its bounds and the drain apply as before,
+/// and its next request is served by a fresh hyper connection. With glibc,
+/// freed memory is handed back to the system after a batch of connections
+/// went dormant (`malloc_trim`), so a burst of clients that then stay
+/// connected does not keep the burst's memory.
 ///
 /// When descriptors run out (`EMFILE`), or a client waits at the connection
 /// limit, the connections that have been quiet the longest are closed to make
@@ -260,6 +274,15 @@ impl Server {
         self
     }
 
+    /// How long an HTTP/1 connection stays quiet between requests before it
+    /// goes dormant, keeping only its socket (see [Dormant
+    /// connections](Server#dormant-connections); default 1 s, `Duration::ZERO`:
+    /// as soon as its task sees it quiet).
+    pub fn dormant_after(mut self, after: Duration) -> Self {
+        self.timeouts.dormant_after = after;
+        self
+    }
+
     /// At most this many connections are open at once; beyond it accepting
     /// pauses (new clients wait in the kernel's queue), and a client that
     /// waits makes the longest-idle connection close. Default: no limit
@@ -384,6 +407,7 @@ impl Server {
                 tokio_rustls::TlsAcceptor::from(tls.server_config())
             }),
             handoff: link.clone().filter(|l| l.hands_off()),
+            trim: Arc::default(),
         });
         let limit = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         // Every connection task holds a clone of `alive`; when the last one
@@ -535,21 +559,17 @@ where
         };
         debug!(peer = ?peer, buffered = prefix.len(), "connection handed over");
         let registration = engine.register(ConnState::NoRequest);
-        let (make_service, shared) = (make_service.clone(), Arc::clone(&shared));
-        tokio::spawn(async move {
-            let handed = (prefix, fresh);
-            conn::serve_handed(
-                stream,
-                handed,
-                peer,
-                local,
-                make_service,
-                shared,
-                registration,
-            )
-            .await;
-            drop(alive);
-        });
+        tokio::spawn(conn::serve(Box::new(conn::Accepted {
+            stream,
+            handed: Some((prefix, fresh)),
+            peer,
+            local,
+            make_service: make_service.clone(),
+            shared: Arc::clone(&shared),
+            registration,
+            permit: None,
+            alive,
+        })));
     }
 }
 
@@ -668,17 +688,18 @@ impl<M> Acceptor<M> {
                         Some(peer) => debug!(peer = %peer, "connection accepted"),
                         None => debug!(peer = "unix", "connection accepted"),
                     }
-                    let (make_service, shared, alive) = (
-                        self.make_service.clone(),
-                        Arc::clone(&self.shared),
-                        self.alive.clone(),
-                    );
                     // Owned by `alive`: the drain waits for this task to drop it.
-                    tokio::spawn(async move {
-                        conn::serve(stream, peer, local, make_service, shared, registration).await;
-                        drop(permit);
-                        drop(alive);
-                    });
+                    tokio::spawn(conn::serve(Box::new(conn::Accepted {
+                        stream,
+                        handed: None,
+                        peer,
+                        local,
+                        make_service: self.make_service.clone(),
+                        shared: Arc::clone(&self.shared),
+                        registration,
+                        permit,
+                        alive: self.alive.clone(),
+                    })));
                 }
                 Err(e) if is_connection_error(&e) => {
                     debug!(error = %e, "accept: connection error, ignored");
