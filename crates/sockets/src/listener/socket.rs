@@ -19,11 +19,18 @@ pub enum Listener {
     Unix(std::os::unix::net::UnixListener),
 }
 
+/// The accept queue asked for; Linux caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 65_535;
+
 impl Listener {
     /// Binds `addr`: the fallback when no superdaemon passed sockets.
     ///
     /// TCP listeners get `SO_REUSEADDR` (the standard library sets it), unix
-    /// listeners refuse to replace an existing file.
+    /// listeners refuse to replace an existing file. The accept queue is as
+    /// long as the system allows (`net.core.somaxconn`, as Go and
+    /// Server::Starter ask for), not the standard library's 128: a burst of
+    /// clients, such as every connection of a restarted peer reconnecting at
+    /// once, would otherwise see SYNs dropped and retried a second later.
     ///
     /// # Errors
     ///
@@ -39,6 +46,8 @@ impl Listener {
                 Self::Unix(std::os::unix::net::UnixListener::bind(path).map_err(bind_error)?)
             }
         };
+        // Listening again only sets the queue's length; the kernel caps it.
+        rustix::net::listen(&listener, LISTEN_BACKLOG).map_err(|e| bind_error(e.into()))?;
         listener.set_nonblocking().map_err(bind_error)?;
         Ok(listener)
     }
@@ -159,6 +168,24 @@ impl FromStr for ListenAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fallback_listener_queues_a_burst_beyond_the_standard_librarys_128() {
+        // Nobody accepts: every connection has to fit in the accept queue,
+        // and one that does not stays unconnected (its SYN is dropped).
+        let listener = Listener::bind(&"127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let Ok(ListenAddr::Tcp(addr)) = listener.local_addr() else {
+            panic!("a TCP listener")
+        };
+        let bound = std::time::Duration::from_secs(10);
+        let queued: Vec<std::net::TcpStream> = (0..300)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&addr, bound)
+                    .unwrap_or_else(|e| panic!("connection {i} not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(queued.len(), 300);
+    }
 
     #[test]
     fn parses_each_shape() {
