@@ -659,9 +659,9 @@ impl Conn {
     /// state a quiet keep-alive connection spends its life in.
     async fn dormant(&mut self, transport: &mut Transport) -> Woken {
         self.ctl.set_dormant(true);
-        self.shared.trim.released();
+        self.shared.trim.enter();
         trace!("http/1 connection dormant");
-        loop {
+        let woken = loop {
             let engine = &self.ctl.engine;
             let verdict = http1(
                 engine.now(),
@@ -674,7 +674,7 @@ impl Conn {
             let at = match verdict {
                 Verdict::Wait(at) => at,
                 Verdict::Detach(reason) | Verdict::GoAway(reason) | Verdict::Close(reason) => {
-                    return Woken::Rule(reason);
+                    break Woken::Rule(reason);
                 }
             };
             self.waiter.set(at);
@@ -693,13 +693,15 @@ impl Conn {
                         trace!("dormant http/1 connection woken by a request");
                         self.ctl.head_starts_now();
                         self.ctl.set_io_mode(IoMode::Normal);
-                        return Woken::Request;
+                        break Woken::Request;
                     }
                     ReadNow::Nothing => {}
-                    ReadNow::Closed => return Woken::Closed,
+                    ReadNow::Closed => break Woken::Closed,
                 }
             }
-        }
+        };
+        self.shared.trim.leave();
+        woken
     }
 
     /// A dormant connection's end by a rule: moved to a newer generation,

@@ -5,37 +5,43 @@
 //! allocations resident: after a burst of connections that then go quiet,
 //! the process would keep the burst's memory. `malloc_trim` hands whole free
 //! pages back. It takes the allocator's locks while it walks the heap, so it
-//! runs on a blocking thread, once a batch of connections went dormant, a
-//! moment after the batch (a burst is trimmed once), and at most once per
-//! [`GAP`]. Other allocators (musl, jemalloc as the global allocator) return
+//! runs on a blocking thread, once the number of dormant connections grew by
+//! a batch, a moment after the batch (a burst is trimmed once), and at most
+//! once per [`GAP`]. Other allocators (musl, jemalloc as the global allocator) return
 //! memory on their own; there this does nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Dormant connections (each about 16 KiB of hyper buffers freed) before a trim.
-const BATCH: usize = 64;
+/// More dormant connections than at the last trim (or the fewest since),
+/// each having freed about 16 KiB of hyper buffers, before a trim: a server
+/// whose connections only come and go (as many wake as fall dormant) reuses
+/// what it freed and is not trimmed.
+const BATCH: usize = 256;
 /// How long after a batch the trim runs: the rest of a burst goes first.
 const SETTLE: Duration = Duration::from_millis(100);
 /// The least time between two trims.
 const GAP: Duration = Duration::from_secs(1);
 
-/// Counts connections that went dormant and trims the heap after a batch.
+/// Counts dormant connections and trims the heap when their number grew by
+/// a batch.
 #[derive(Debug, Default)]
 pub(crate) struct Trim {
-    pending: AtomicUsize,
+    /// Connections dormant now.
+    dormant: AtomicUsize,
+    /// Dormant connections at the last trim, or the fewest since.
+    floor: AtomicUsize,
     scheduled: AtomicBool,
 }
 
 impl Trim {
     /// A connection went dormant: its hyper buffers were freed. Called on
     /// the runtime.
-    pub(crate) fn released(self: &Arc<Self>) {
-        if !cfg!(all(target_os = "linux", target_env = "gnu")) {
-            return;
-        }
-        if self.pending.fetch_add(1, Ordering::Relaxed) + 1 < BATCH
+    pub(crate) fn enter(self: &Arc<Self>) {
+        let dormant = self.dormant.fetch_add(1, Ordering::Relaxed) + 1;
+        if !cfg!(all(target_os = "linux", target_env = "gnu"))
+            || dormant < self.floor.load(Ordering::Relaxed) + BATCH
             || self.scheduled.swap(true, Ordering::AcqRel)
         {
             return;
@@ -44,19 +50,29 @@ impl Trim {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(SETTLE).await;
-                this.pending.store(0, Ordering::Relaxed);
+                this.floor
+                    .store(this.dormant.load(Ordering::Relaxed), Ordering::Relaxed);
                 let _ = tokio::task::spawn_blocking(trim).await;
                 tokio::time::sleep(GAP).await;
                 this.scheduled.store(false, Ordering::Release);
-                // A batch that filled during the gap found the trim scheduled
+                // A batch that grew during the gap found the trim scheduled
                 // and left it to this task.
-                if this.pending.load(Ordering::Relaxed) < BATCH
+                if this.dormant.load(Ordering::Relaxed) < this.floor.load(Ordering::Relaxed) + BATCH
                     || this.scheduled.swap(true, Ordering::AcqRel)
                 {
                     return;
                 }
             }
         });
+    }
+
+    /// A dormant connection woke up or ended.
+    pub(crate) fn leave(&self) {
+        let dormant = self
+            .dormant
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        self.floor.fetch_min(dormant, Ordering::Relaxed);
     }
 }
 
@@ -72,3 +88,47 @@ fn trim() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim() {}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_of_new_dormant_connections_trims_once_and_churn_does_not() {
+        let trim = Arc::new(Trim::default());
+        for _ in 0..BATCH - 1 {
+            trim.enter();
+        }
+        assert!(!trim.scheduled.load(Ordering::Acquire), "below a batch");
+        trim.enter();
+        assert!(
+            trim.scheduled.load(Ordering::Acquire),
+            "a batch schedules a trim"
+        );
+        // The trim runs, then the gap passes with nothing new.
+        tokio::time::sleep(SETTLE + GAP + Duration::from_millis(10)).await;
+        assert_eq!(trim.floor.load(Ordering::Relaxed), BATCH);
+        assert!(!trim.scheduled.load(Ordering::Acquire), "done");
+        // Connections waking and falling dormant again: no growth, no trim.
+        for _ in 0..3 * BATCH {
+            trim.leave();
+            trim.enter();
+        }
+        assert!(
+            !trim.scheduled.load(Ordering::Acquire),
+            "churn is not trimmed"
+        );
+        // Half of them wake, then a batch more than the fewest falls dormant.
+        for _ in 0..BATCH / 2 {
+            trim.leave();
+        }
+        assert_eq!(trim.floor.load(Ordering::Relaxed), BATCH / 2);
+        for _ in 0..BATCH {
+            trim.enter();
+        }
+        assert!(
+            trim.scheduled.load(Ordering::Acquire),
+            "growth from the fewest"
+        );
+    }
+}
