@@ -113,7 +113,8 @@ measure() { # key command...
 # (`worker_connections`), so its slot size is measured apart: the RSS of the
 # same config with 20,000 and with 1,024 slots per worker. Measured twice: as
 # the responses arrive, and after the connections have been quiet for 2 s
-# (gracedown's connections go dormant after 1 s: hyper's buffers are freed).
+# (gracedown's connections go dormant after 1 s: hyper's buffers are freed; a
+# second gracedown row lets them go dormant as soon as they are quiet).
 idle_memory() { # name port pids...
   local name=$1 port=$2; shift 2
   python3 - "$port" "$name" "$@" <<'PY'
@@ -164,6 +165,10 @@ port=$(free_port)
 target/release/gracedown serve --listen "127.0.0.1:$port" 2>"$dir/gd-mem.log" & pids+=($!)
 wait_port "$port"
 idle_memory gracedown "$port" "$!"
+port=$(free_port)
+target/release/gracedown serve --listen "127.0.0.1:$port" --dormant-after 0s 2>"$dir/gd-mem0.log" & pids+=($!)
+wait_port "$port"
+idle_memory "gracedown --dormant-after 0s" "$port" "$!"
 port=$(free_port)
 target/release/examples/plain_hyper http1 "127.0.0.1:$port" 2>"$dir/hy-mem.log" & pids+=($!)
 wait_port "$port"

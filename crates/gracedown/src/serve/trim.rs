@@ -6,8 +6,8 @@
 //! the process would keep the burst's memory. `malloc_trim` hands whole free
 //! pages back. It takes the allocator's locks while it walks the heap, so it
 //! runs on a blocking thread, once the number of dormant connections grew by
-//! a batch, a moment after the batch (a burst is trimmed once), and at most
-//! once per [`GAP`]. Other allocators (musl, jemalloc as the global allocator) return
+//! a batch, when the burst that grew it is over (a burst is trimmed once),
+//! and at most once per [`GAP`]. Other allocators (musl, jemalloc as the global allocator) return
 //! memory on their own; there this does nothing.
 
 use std::sync::Arc;
@@ -19,7 +19,8 @@ use std::time::Duration;
 /// whose connections only come and go (as many wake as fall dormant) reuses
 /// what it freed and is not trimmed.
 const BATCH: usize = 256;
-/// How long after a batch the trim runs: the rest of a burst goes first.
+/// How long no connection must fall dormant before the trim runs (the rest
+/// of a burst goes first; at most [`GAP`] is waited for that).
 const SETTLE: Duration = Duration::from_millis(100);
 /// The least time between two trims.
 const GAP: Duration = Duration::from_secs(1);
@@ -49,7 +50,15 @@ impl Trim {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(SETTLE).await;
+                // A burst first: until none fell dormant for a while (bounded).
+                let started = tokio::time::Instant::now();
+                loop {
+                    let seen = this.dormant.load(Ordering::Relaxed);
+                    tokio::time::sleep(SETTLE).await;
+                    if this.dormant.load(Ordering::Relaxed) <= seen || started.elapsed() >= GAP {
+                        break;
+                    }
+                }
                 this.floor
                     .store(this.dormant.load(Ordering::Relaxed), Ordering::Relaxed);
                 let _ = tokio::task::spawn_blocking(trim).await;
@@ -106,7 +115,7 @@ mod tests {
             "a batch schedules a trim"
         );
         // The trim runs, then the gap passes with nothing new.
-        tokio::time::sleep(SETTLE + GAP + Duration::from_millis(10)).await;
+        tokio::time::sleep(2 * SETTLE + GAP + Duration::from_millis(10)).await;
         assert_eq!(trim.floor.load(Ordering::Relaxed), BATCH);
         assert!(!trim.scheduled.load(Ordering::Acquire), "done");
         // Connections waking and falling dormant again: no growth, no trim.
