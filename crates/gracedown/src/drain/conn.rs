@@ -25,6 +25,11 @@ pub(crate) enum IoMode {
     Detach = 1,
     /// Every read and write fails: the connection is being force-closed.
     Abort = 2,
+    /// As [`IoMode::Detach`], but only at a message boundary: a read that
+    /// finds a request head started (pipelined, or split across reads)
+    /// returns to [`IoMode::Normal`] and reads on. For going dormant, which
+    /// must never cut a request.
+    DetachAtBoundary = 3,
 }
 
 /// Why a request is refused before the service sees it.
@@ -235,6 +240,7 @@ impl ConnCtl {
         match self.io.load(Ordering::Acquire) {
             0 => IoMode::Normal,
             1 => IoMode::Detach,
+            3 => IoMode::DetachAtBoundary,
             _ => IoMode::Abort,
         }
     }

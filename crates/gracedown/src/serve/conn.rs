@@ -104,6 +104,9 @@ where
     };
     let ending = loop {
         let step = match conn.dormant(&mut transport).await {
+            // Keep-alive as for any idle connection: in a drain the service
+            // adapter answers `Connection: close`, or keeps a connection
+            // that can move to the next generation alive until it moves.
             Woken::Request => Box::pin(conn.http1(transport, service.clone(), true)).await,
             Woken::Closed => break Ending::Closed,
             Woken::Rule(reason) => break Box::pin(conn.end_dormant(transport, reason)).await,
@@ -519,6 +522,12 @@ impl Conn {
                 // hyper waits for the rest of a head; dropped with this future.
                 return (Ok(Ok(())), detach);
             }
+            if detach.is_some_and(|d| d.reason == Reason::Dormant)
+                && self.ctl.io_mode() == IoMode::Normal
+            {
+                // A request had started when hyper read: it serves on.
+                detach = None;
+            }
             let engine = &self.ctl.engine;
             let now = engine.now();
             let verdict = http1(
@@ -533,7 +542,11 @@ impl Conn {
                 Verdict::Wait(at) => at,
                 Verdict::Detach(reason) => {
                     trace!(?reason, "http/1 connection detached at its boundary");
-                    self.ctl.set_io_mode(IoMode::Detach);
+                    // Going dormant never cuts a request that has started.
+                    self.ctl.set_io_mode(match reason {
+                        Reason::Dormant => IoMode::DetachAtBoundary,
+                        _ => IoMode::Detach,
+                    });
                     detach = Some(Detach {
                         reason,
                         at: now,

@@ -437,19 +437,50 @@ impl AsyncRead for ConnIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let requests = this.ctl.requests();
+        let head_pending = this
+            .framing
+            .as_ref()
+            .is_some_and(|f| f.head_pending(requests));
         match this.ctl.io_mode() {
-            IoMode::Normal => {}
+            IoMode::Normal => {
+                if head_pending {
+                    // The next head started in bytes read with the previous
+                    // request (whose start cleared the stamp): hyper reads
+                    // for the rest of it now, so it is bounded from now on
+                    // and the connection is not quiet.
+                    this.ctl.head_bytes_arrived();
+                }
+            }
             // Bytes already read (a request that raced a close) go to hyper first.
             IoMode::Detach if this.inner.as_ref().is_some_and(Transport::has_prefix) => {}
             // hyper is mid-response (its reads also watch for the client's
             // end while it writes): the end-of-file waits until the response
             // is flushed, and the flush wakes this read again.
-            IoMode::Detach if !this.flushed || this.ctl.in_flight() > 0 => {
+            IoMode::Detach | IoMode::DetachAtBoundary
+                if !this.flushed || this.ctl.in_flight() > 0 =>
+            {
                 this.held_read = Some(cx.waker().clone());
                 return Poll::Pending;
             }
+            IoMode::DetachAtBoundary => {
+                let at_boundary = !head_pending
+                    && !this.inner.as_ref().is_some_and(Transport::has_prefix)
+                    && this
+                        .framing
+                        .as_ref()
+                        .is_some_and(|f| f.at_boundary(requests));
+                if at_boundary {
+                    this.detached_at_boundary = true;
+                    return Poll::Ready(Ok(()));
+                }
+                // A request has started: no detach; hyper reads on.
+                this.ctl.set_io_mode(IoMode::Normal);
+                if head_pending {
+                    this.ctl.head_bytes_arrived();
+                }
+            }
             IoMode::Detach => {
-                let requests = this.ctl.requests();
                 let half_head = this.head.is_some()
                     && this
                         .framing
@@ -574,7 +605,7 @@ impl AsyncWrite for ConnIo {
         let this = self.get_mut();
         match this.ctl.io_mode() {
             // The connection's task closes the socket itself (or passes it on).
-            IoMode::Detach | IoMode::Abort => Poll::Ready(Ok(())),
+            IoMode::Detach | IoMode::DetachAtBoundary | IoMode::Abort => Poll::Ready(Ok(())),
             IoMode::Normal => this.inner()?.poll_shutdown(cx),
         }
     }
@@ -594,5 +625,103 @@ impl Drop for ConnIo {
                 head,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drain::{ConnState, Engine, Proto, Timeouts};
+
+    const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    /// A connection's `ConnIo` as hyper holds it, over one end of a socket
+    /// pair; the other end is the client.
+    fn conn_io() -> (
+        ConnIo,
+        oneshot::Receiver<Returned>,
+        Arc<ConnCtl>,
+        UnixStream,
+    ) {
+        let engine = Engine::new(Timeouts::DEFAULT);
+        let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
+        let (server, client) = UnixStream::pair().expect("socket pair");
+        let transport = Transport::plain(Stream::Unix(server), Bytes::new());
+        let (io, back) = ConnIo::new(transport, Arc::clone(&ctl), true, None);
+        (io, back, ctl, client)
+    }
+
+    /// Reads until a read completes (bounded), yielding to the runtime between tries.
+    async fn read_ready(io: &mut ConnIo) -> io::Result<usize> {
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                if let Some(read) = read_once(io) {
+                    return read;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("a read completes in time")
+    }
+
+    /// One read as hyper makes it: `None` while it would wait.
+    fn read_once(io: &mut ConnIo) -> Option<io::Result<usize>> {
+        let mut buf = [0u8; 256];
+        let mut read = ReadBuf::new(&mut buf);
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(io).poll_read(&mut cx, &mut read) {
+            Poll::Pending => None,
+            Poll::Ready(result) => Some(result.map(|()| read.filled().len())),
+        }
+    }
+
+    #[tokio::test]
+    async fn going_dormant_never_cuts_a_head_that_came_with_the_previous_request() {
+        let (mut io, _back, ctl, mut client) = conn_io();
+        // Request 1 and the start of request 2's head in one segment.
+        let mut wire = REQUEST.to_vec();
+        wire.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        client.write_all(&wire).await.expect("send");
+        let read = read_ready(&mut io).await.expect("read");
+        assert_eq!(read, wire.len());
+        // hyper dispatches request 1 (which clears the head stamp) and answers it.
+        drop(ctl.begin(Proto::Http1));
+        assert_eq!(ctl.snapshot().head_since, 0);
+        // The rules choose dormancy; hyper then reads for the rest of request 2's head.
+        ctl.set_io_mode(IoMode::DetachAtBoundary);
+        assert!(
+            read_once(&mut io).is_none(),
+            "hyper waits for the rest of the head: no end-of-file"
+        );
+        assert_eq!(ctl.io_mode(), IoMode::Normal, "the detach is given up");
+        assert_ne!(
+            ctl.snapshot().head_since,
+            0,
+            "the head is bounded from now on"
+        );
+        client.write_all(b"Host: x\r\n\r\n").await.expect("send");
+        let rest = read_ready(&mut io).await.expect("read");
+        assert_eq!(rest, 11, "the rest of request 2");
+    }
+
+    #[tokio::test]
+    async fn going_dormant_at_a_boundary_is_an_end_of_file_and_hands_the_socket_back() {
+        let (mut io, back, ctl, mut client) = conn_io();
+        client.write_all(REQUEST).await.expect("send");
+        let read = read_ready(&mut io).await.expect("read");
+        assert_eq!(read, REQUEST.len());
+        drop(ctl.begin(Proto::Http1));
+        ctl.set_io_mode(IoMode::DetachAtBoundary);
+        let eof = read_once(&mut io)
+            .expect("an end-of-file at once")
+            .expect("read");
+        assert_eq!(eof, 0);
+        drop(io);
+        let returned = back.await.expect("the transport comes back");
+        assert!(
+            returned.at_boundary,
+            "every byte the client sent was parsed"
+        );
     }
 }

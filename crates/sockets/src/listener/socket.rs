@@ -173,6 +173,14 @@ mod tests {
     fn a_fallback_listener_queues_a_burst_beyond_the_standard_librarys_128() {
         // Nobody accepts: every connection has to fit in the accept queue,
         // and one that does not stays unconnected (its SYN is dropped).
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if somaxconn < 300 {
+            // This system allows no longer queue than std's: nothing to tell apart.
+            return;
+        }
         let listener = Listener::bind(&"127.0.0.1:0".parse().expect("addr")).expect("bind");
         let Ok(ListenAddr::Tcp(addr)) = listener.local_addr() else {
             panic!("a TCP listener")
