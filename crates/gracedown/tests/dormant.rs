@@ -9,14 +9,10 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::time::Duration;
 
-use bytes::Bytes;
-use gracedown::serve::{RequestBody, service_fn};
 use gracedown::shutdown::ConnState;
-use http_body_util::Full;
-use support::{WAIT, start, tls_pair};
+use support::{WAIT, hello, start, tls_pair};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -26,21 +22,6 @@ use tracing::span;
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 const DORMANT: &str = "http/1 connection dormant";
 const WOKEN: &str = "dormant http/1 connection woken by a request";
-
-fn hello() -> impl tower::Service<
-    http::Request<RequestBody>,
-    Response = http::Response<Full<Bytes>>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
-    service_fn(|_req: http::Request<RequestBody>| async {
-        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
-            b"hello\n",
-        ))))
-    })
-}
 
 /// Forwards the message of every event on this thread.
 struct Events(mpsc::UnboundedSender<String>);
@@ -120,6 +101,17 @@ async fn exchange(
     String::from_utf8_lossy(&wire).into_owned()
 }
 
+/// A connection that made one request and then went dormant.
+async fn dormant_connection(
+    addr: std::net::SocketAddr,
+    events: &mut mpsc::UnboundedReceiver<String>,
+) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).await.expect("connect");
+    exchange(&mut conn, GET, 1).await;
+    seen(events, DORMANT).await;
+    conn
+}
+
 /// Reads until the server closes; `Err` if it does not within the bound.
 async fn closed_by_server(conn: &mut TcpStream) -> Result<(), tokio::time::error::Elapsed> {
     let mut chunk = [0u8; 256];
@@ -167,9 +159,7 @@ async fn a_dormant_connection_keeps_its_keepalive_bound() {
         },
         hello(),
     );
-    let mut conn = TcpStream::connect(server.addr).await.expect("connect");
-    exchange(&mut conn, GET, 1).await;
-    seen(&mut events, DORMANT).await;
+    let mut conn = dormant_connection(server.addr, &mut events).await;
     closed_by_server(&mut conn)
         .await
         .expect("the keep-alive bound closes a dormant connection");
@@ -188,9 +178,7 @@ async fn a_dormant_connection_drains_like_an_idle_one() {
         },
         hello(),
     );
-    let mut conn = TcpStream::connect(server.addr).await.expect("connect");
-    exchange(&mut conn, GET, 1).await;
-    seen(&mut events, DORMANT).await;
+    let mut conn = dormant_connection(server.addr, &mut events).await;
     let report = server.report().await;
     assert_eq!(report.at_signal(ConnState::Idle), 1, "{report}");
     assert_eq!(
@@ -213,9 +201,7 @@ async fn a_request_to_a_dormant_connection_during_the_drain_is_answered_with_clo
         },
         hello(),
     );
-    let mut conn = TcpStream::connect(server.addr).await.expect("connect");
-    exchange(&mut conn, GET, 1).await;
-    seen(&mut events, DORMANT).await;
+    let mut conn = dormant_connection(server.addr, &mut events).await;
     server.drain();
     seen(&mut events, "draining").await;
     let response = exchange(&mut conn, GET, 1).await;
@@ -246,9 +232,7 @@ async fn a_dormant_connection_outliving_the_deadline_is_forced_as_idle() {
         },
         hello(),
     );
-    let mut conn = TcpStream::connect(server.addr).await.expect("connect");
-    exchange(&mut conn, GET, 1).await;
-    seen(&mut events, DORMANT).await;
+    let _conn = dormant_connection(server.addr, &mut events).await;
     let report = server.report().await;
     assert_eq!(report.forced(ConnState::Idle), 1, "{report}");
 }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use gracedown::serve::{RequestBody, service_fn};
 use gracedown::shutdown::{ConnState, Draining};
 use http_body_util::Full;
-use support::{WAIT, start};
+use support::{WAIT, hello, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -21,21 +21,6 @@ use tokio::sync::mpsc;
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
 type Response = http::Response<Full<Bytes>>;
-
-fn hello() -> impl tower::Service<
-    http::Request<RequestBody>,
-    Response = Response,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
-    service_fn(|_req: http::Request<RequestBody>| async {
-        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
-            b"hello\n",
-        ))))
-    })
-}
 
 /// Sends a request and reads until the end of the `hello` response.
 async fn exchange(

@@ -108,3 +108,19 @@ pub fn tls_pair(alpn: &[&[u8]]) -> (gracedown::tls::TlsConfig, tokio_rustls::Tls
         tokio_rustls::TlsConnector::from(Arc::new(client)),
     )
 }
+
+/// A service answering every request with `hello\n`.
+pub fn hello() -> impl tower::Service<
+    http::Request<gracedown::serve::RequestBody>,
+    Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    gracedown::serve::service_fn(|_req: http::Request<gracedown::serve::RequestBody>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from_static(b"hello\n"),
+        )))
+    })
+}
