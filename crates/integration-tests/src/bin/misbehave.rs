@@ -136,14 +136,26 @@ async fn stall_once(mut stream: TcpStream, answered: &AtomicU64) -> std::io::Res
     Ok(())
 }
 
-async fn goaway_low(stream: TcpStream, refuse: bool) -> Result<(), h2::Error> {
-    let mut conn = h2::server::handshake(stream).await?;
+async fn goaway_low(mut stream: TcpStream, refuse: bool) -> Result<(), h2::Error> {
     if refuse {
-        // No stream accepted yet: GOAWAY's last stream id is 0.
-        conn.abrupt_shutdown(h2::Reason::NO_ERROR);
-        while conn.accept().await.is_some() {}
+        {
+            let mut conn = h2::server::handshake(&mut stream).await?;
+            // No stream accepted yet: GOAWAY's last stream id is 0.
+            conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+            while conn.accept().await.is_some() {}
+        }
+        // A lingering close, as a real server's: closing with the client's
+        // HEADERS unread would send RST, and the client could lose the GOAWAY
+        // ahead of it (then nothing proves the stream unprocessed).
+        let _ = stream.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let linger = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        });
+        let _ = linger.await;
         return Ok(());
     }
+    let mut conn = h2::server::handshake(stream).await?;
     while let Some(request) = conn.accept().await {
         let (_, mut respond) = request?;
         let response = http::Response::new(());
