@@ -111,9 +111,10 @@ measure() { # key command...
 # cost): RSS of the server's processes with 5,000 idle connections (each made
 # one request) minus before. nginx allocates its connection slots at start
 # (`worker_connections`), so its slot size is measured apart: the RSS of the
-# same config with 20,000 and with 1,024 slots per worker. Measured twice: as
-# the responses arrive, and after the connections have been quiet for 2 s
-# (gracedown's connections go dormant after 1 s: hyper's buffers are freed; a
+# same config with 20,000 and with 1,024 slots per worker. Measured three
+# times: as the responses arrive, and after the connections have been quiet
+# for 2 s and for 5 s (gracedown's connections go dormant after 1 s: hyper's
+# buffers are freed, and jemalloc gives the pages back over about a second; a
 # second gracedown row lets them go dormant as soon as they are quiet).
 idle_memory() { # name port pids...
   local name=$1 port=$2; shift 2
@@ -140,8 +141,10 @@ for s in socks:
 after = rss()
 time.sleep(2)
 quiet = rss()
+time.sleep(3)
+later = rss()
 per = lambda kb: f"{(kb - before) * 1024 / len(socks):.0f} bytes"
-print(f"| {name} | {before} kB | {after} kB | {per(after)} | {quiet} kB | {per(quiet)} |")
+print(f"| {name} | {before} kB | {after} kB | {per(after)} | {quiet} kB | {per(quiet)} | {later} kB | {per(later)} |")
 PY
 }
 # A fresh nginx with `slots` connections per worker on `port`; prints its pids.
@@ -159,8 +162,8 @@ rss_of() { local t=0 p; for p in $1; do t=$((t + $(awk '/^VmRSS:/ {print $2}' "/
 
 memory_table() {
 echo
-echo "| server (fresh) | RSS before | RSS with 5,000 keep-alive connections, just answered | per connection | RSS after 2 s quiet | per connection |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| server (fresh) | RSS before | RSS with 5,000 keep-alive connections, just answered | per connection | RSS after 2 s quiet | per connection | after 5 s quiet | per connection |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 port=$(free_port)
 target/release/gracedown serve --listen "127.0.0.1:$port" 2>"$dir/gd-mem.log" & pids+=($!)
 wait_port "$port"

@@ -7,8 +7,9 @@
 //! pages back. It takes the allocator's locks while it walks the heap, so it
 //! runs on a blocking thread, once the number of dormant connections grew by
 //! a batch, when the burst that grew it is over (a burst is trimmed once),
-//! and at most once per [`GAP`]. Other allocators (musl, jemalloc as the global allocator) return
-//! memory on their own; there this does nothing.
+//! and at most once per [`GAP`]. Where the global allocator is another one
+//! (jemalloc in the `gracedown` binary), that allocator returns memory on its
+//! own and the trim only walks glibc's small heap.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
