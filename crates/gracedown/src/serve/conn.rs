@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Sleep;
@@ -22,6 +22,7 @@ use super::io::{ConnIo, ReadNow, Returned, Stream, Transport, force_shutdown};
 use super::link::{Link, Outcome};
 use super::server::Shared;
 use super::service::{Adapter, HttpService, MakeService, ResponseBody, make};
+use super::streams::{Inline, Streams};
 use crate::drain::{
     ConnCtl, ConnState, Engine, IoMode, Phase, Proto, Reason, Registration, Verdict, http1, http2,
 };
@@ -601,7 +602,8 @@ impl Conn {
         let timeouts = *self.ctl.engine.timeouts();
         let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), false, None);
         let adapter = self.adapter(service, Proto::Http2);
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        let streams = Streams::default();
+        let mut builder = hyper::server::conn::http2::Builder::new(streams.clone());
         // PING a connection that has sent nothing for a while, so a peer
         // that vanished (no FIN, no RST) is noticed even with a stream open.
         builder
@@ -610,7 +612,10 @@ impl Conn {
             .keep_alive_interval(Some(H2_PING_EVERY))
             .keep_alive_timeout(H2_PING_TIMEOUT);
         let result = {
-            let mut conn = pin!(builder.serve_connection(TokioIo::new(io), adapter));
+            let mut conn = pin!(Inline::new(
+                builder.serve_connection(TokioIo::new(io), adapter),
+                streams,
+            ));
             let mut goaway_at = None;
             loop {
                 let engine = &self.ctl.engine;
@@ -628,7 +633,7 @@ impl Conn {
                         // Two-phase GOAWAY: hyper sends GOAWAY(2^31-1) + PING,
                         // then the real last stream id once the PING is acknowledged.
                         trace!(?reason, "http/2 connection told to go away");
-                        conn.as_mut().graceful_shutdown();
+                        conn.as_mut().conn().graceful_shutdown();
                         goaway_at = Some(now);
                         continue;
                     }

@@ -15,6 +15,7 @@ mod link;
 mod server;
 mod service;
 mod service_fn;
+mod streams;
 mod trim;
 
 pub use body::{BodyError, RequestBody};

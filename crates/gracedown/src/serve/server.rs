@@ -99,6 +99,18 @@ impl Shared {
 /// limit, the connections that have been quiet the longest are closed to make
 /// room (HTTP/2 with GOAWAY), and the log says so once per episode.
 ///
+/// # HTTP/2 streams
+///
+/// A stream whose handler answers at once (its future is ready the first
+/// time it is polled) is answered on its connection's task, without a task
+/// of its own: the answers to the streams of one read leave in one write.
+/// A stream that waits (on a body, a database, a timer) goes on as a task of
+/// its own, as with hyper's usual executor, and holds up no other stream.
+/// A handler that panics costs its own stream only, either way. A handler
+/// that does long work without waiting holds up the other streams of its
+/// connection while it runs: such work belongs on
+/// `tokio::task::spawn_blocking` in any case.
+///
 /// # Drain rules
 ///
 /// When the shutdown future resolves, the server stops accepting and closes

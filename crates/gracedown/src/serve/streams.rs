@@ -1,0 +1,178 @@
+//! HTTP/2 streams answered on their connection's task.
+//!
+//! hyper hands every request stream of an HTTP/2 connection to an executor.
+//! Spawned as a task of its own, a stream that is answered at once costs a
+//! task, a trip through the scheduler (which often wakes a parked worker
+//! thread, a system call and a context switch) and a wake-up back to the
+//! connection's task to write the answer: more than the request itself.
+//!
+//! Here the executor only queues a new stream, and the connection's task
+//! polls it once, right after hyper accepted it. A stream that is done then
+//! never becomes a task, and its answer leaves in the connection's next
+//! write together with the others of the same read. A stream that waits (a
+//! handler that awaits a database, a body still to be read or written) is
+//! spawned as before and goes on in parallel with its connection. A handler
+//! that panics in that first poll costs its own stream only, as it would on
+//! a task of its own: the panic is caught and the stream dropped, which
+//! resets it.
+//!
+//! A stream that queues its answer wakes the connection (h2 does, so that
+//! the connection writes it). On the connection's own task that wake would
+//! only schedule the task again once its poll is over, and a task woken
+//! while it runs is queued where the other worker thread may be unparked
+//! for it: a system call and a context switch per request at one stream at
+//! a time. So while the connection's task polls, wakes through the
+//! connection are taken as "go round again" instead ([`Wakes`]).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+
+use atomic_waker::AtomicWaker;
+
+type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How many times one poll of the connection goes round (the connection,
+/// then its new streams) before it yields to other tasks.
+const ROUNDS: usize = 4;
+
+/// The waker the connection and its inline streams are polled with.
+#[derive(Debug, Default)]
+struct Wakes {
+    /// [`POLLING`] and [`WOKEN`].
+    state: AtomicU8,
+    /// The connection's task.
+    task: AtomicWaker,
+}
+
+/// The connection's task is polling the connection or its streams.
+const POLLING: u8 = 1;
+/// Something woke the connection while [`POLLING`].
+const WOKEN: u8 = 2;
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.state.fetch_or(WOKEN, Ordering::AcqRel) & POLLING == 0 {
+            self.task.wake();
+        }
+    }
+}
+
+/// hyper's executor for one connection's streams: it queues each for
+/// [`Inline`].
+#[derive(Clone, Default)]
+pub(crate) struct Streams {
+    queue: Arc<Mutex<Vec<Stream>>>,
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams").finish_non_exhaustive()
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for Streams
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, stream: F) {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::pin(stream));
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A hyper HTTP/2 connection that polls the streams its executor
+    /// queued, once each, on its own task.
+    pub(crate) struct Inline<C> {
+        #[pin]
+        conn: C,
+        streams: Streams,
+        // Swapped with the queue, so that taking new streams allocates
+        // nothing once the connection has seen a batch.
+        taken: Vec<Stream>,
+        wakes: Arc<Wakes>,
+        waker: Waker,
+    }
+}
+
+impl<C> Inline<C> {
+    pub(crate) fn new(conn: C, streams: Streams) -> Self {
+        let wakes = Arc::new(Wakes::default());
+        Self {
+            conn,
+            streams,
+            taken: Vec::new(),
+            waker: Waker::from(Arc::clone(&wakes)),
+            wakes,
+        }
+    }
+
+    /// hyper's connection (for its graceful shutdown).
+    pub(crate) fn conn(self: Pin<&mut Self>) -> Pin<&mut C> {
+        self.project().conn
+    }
+}
+
+impl<C: Future> Future for Inline<C> {
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let mut this = self.project();
+        let wakes = &**this.wakes;
+        wakes.task.register(cx.waker());
+        wakes.state.store(POLLING, Ordering::Release);
+        let mut inner = Context::from_waker(this.waker);
+        for _ in 0..ROUNDS {
+            let polled = this.conn.as_mut().poll(&mut inner);
+            std::mem::swap(
+                &mut *this
+                    .streams
+                    .queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+                this.taken,
+            );
+            if let Poll::Ready(output) = polled {
+                wakes.state.store(0, Ordering::Release);
+                // Streams accepted as the connection ended run on their own.
+                for stream in this.taken.drain(..) {
+                    tokio::spawn(stream);
+                }
+                return Poll::Ready(output);
+            }
+            for mut stream in this.taken.drain(..) {
+                let first =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll(&mut inner)));
+                if let Ok(Poll::Pending) = first {
+                    // It waits: on a task of its own from now on. Its next
+                    // poll there registers that task's waker.
+                    tokio::spawn(stream);
+                }
+                // Done, or panicked (the panic hook has reported it):
+                // dropped, and with it the stream's reply (hyper resets it).
+            }
+            // Round again only when something woke the connection meanwhile
+            // (an answer queued, more to read); a wake that comes as the
+            // poll ends is seen by the swap.
+            if wakes.state.fetch_and(!WOKEN, Ordering::AcqRel) & WOKEN == 0 {
+                if wakes.state.swap(0, Ordering::AcqRel) & WOKEN == 0 {
+                    return Poll::Pending;
+                }
+                wakes.state.store(POLLING, Ordering::Release);
+            }
+        }
+        wakes.state.store(0, Ordering::Release);
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
