@@ -66,16 +66,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .notify(Notifier::from_env());
     // Handlers first: a stop signal after "ready" drains instead of killing.
     let signals = Signals::install()?;
-    eprintln!(
+    say(&format!(
         "worker ready pid={} generation={}",
         std::process::id(),
         generation.map_or_else(|| "none".to_owned(), |g| g.to_string())
-    );
+    ));
     // Made per connection, so that `ConnectInfo<SocketAddr>` works.
     let make = router.into_make_service_with_connect_info::<SocketAddr>();
     let report = server.serve_make_service(make, signals.stopped()).await?;
-    eprintln!("drain complete {report}");
+    say(&format!("drain complete {report}"));
     Ok(())
+}
+
+/// One line on stderr in one write: start_server and the other generations
+/// write to the same stderr, and `eprintln!` writes a line in pieces.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
 
 async fn hello(State(app): State<App>) -> String {

@@ -2,7 +2,8 @@
 //! at once, and go on as tasks of their own when they wait: a waiting
 //! stream holds up no other stream of its connection, a request body that
 //! arrives later is read, a handler that panics after it waited costs its
-//! own stream, and a connection with many streams at once answers them all.
+//! own stream, a connection with many streams at once answers them all, and
+//! a `CONNECT` stream answered after a wait carries the application's writes.
 
 mod support;
 
@@ -13,16 +14,43 @@ use bytes::Bytes;
 use gracedown::serve::{RequestBody, service_fn};
 use h2::client::SendRequest;
 use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use support::{WAIT, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+/// Chunks the server writes into a `CONNECT` tunnel, and their size.
+const TUNNEL_CHUNKS: usize = 8;
+const TUNNEL_CHUNK: usize = 4096;
+
 /// `/wait` answers once the test releases it, `/wait-then-panic` panics
-/// then, `POST /echo` answers with the request body, anything else at once.
+/// then, `POST /echo` answers with the request body, `CONNECT` (after the
+/// gate too) opens a tunnel the server writes [`TUNNEL_CHUNKS`] chunks into,
+/// anything else at once.
 async fn handler(
     gate: Arc<Semaphore>,
-    req: http::Request<RequestBody>,
+    mut req: http::Request<RequestBody>,
 ) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    if req.method() == http::Method::CONNECT {
+        let permit = gate.acquire().await.expect("the gate stays open");
+        permit.forget();
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let mut tunnel = TokioIo::new(upgraded);
+            for _ in 0..TUNNEL_CHUNKS {
+                if tunnel.write_all(&[b'x'; TUNNEL_CHUNK]).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tunnel.flush().await;
+            // Open until the client closes its side.
+            let mut sink = [0u8; 64];
+            while matches!(tunnel.read(&mut sink).await, Ok(n) if n > 0) {}
+        });
+        return Ok(http::Response::new(Full::new(Bytes::new())));
+    }
     let body = match req.uri().path() {
         "/wait" | "/wait-then-panic" => {
             let permit = gate.acquire().await.expect("the gate stays open");
@@ -198,4 +226,48 @@ async fn many_streams_at_once_on_one_connection_are_all_answered() {
     drop(client);
     driver.abort();
     assert_eq!(server.report().await.forced_total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_stream_answered_after_a_wait_carries_the_applications_writes() {
+    let gate = Arc::new(Semaphore::new(0));
+    let server = start(
+        |s| s,
+        service_fn({
+            let gate = Arc::clone(&gate);
+            move |req| handler(Arc::clone(&gate), req)
+        }),
+    );
+    let (client, driver) = connect(server.addr).await;
+    let mut ready = client.ready().await.expect("ready");
+    let connect = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri("x:443")
+        .body(())
+        .expect("request");
+    let (response, _send) = ready.send_request(connect, false).expect("send");
+    // Answered from the handler's own task (it waited), so the task that
+    // carries the tunnel's writes is handed over from there.
+    gate.add_permits(1);
+    let response = tokio::time::timeout(WAIT, response)
+        .await
+        .expect("answer in time")
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = 0;
+    while received < TUNNEL_CHUNKS * TUNNEL_CHUNK {
+        let chunk = tokio::time::timeout(WAIT, body.data())
+            .await
+            .expect("the tunnel's bytes in time (not at the next PING)")
+            .expect("the tunnel is open")
+            .expect("data");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        received += chunk.len();
+    }
+    assert_eq!(received, TUNNEL_CHUNKS * TUNNEL_CHUNK);
+
+    drop((ready, _send, body));
+    driver.abort();
+    server.report().await;
 }

@@ -179,9 +179,11 @@ where
         // request. A future that is not done here is polled again by hyper,
         // with its own waker, before anything waits on it: the no-op waker
         // is never the one that must be woken. Not HTTP/2: there `call` runs
-        // on the connection's task and the future on a task of its own per
-        // stream, so a handler run here would hold up (or, panicking, take
-        // down) every other stream of the connection.
+        // inside hyper's poll of the connection, and a handler run here would
+        // take every other stream of the connection down with it if it
+        // panicked. The stream's future is polled right after `call`, on the
+        // connection's task too, but in a poll of its own that catches a
+        // panic (`streams.rs`).
         if self.proto == Proto::Http2 {
             return respond;
         }

@@ -22,13 +22,18 @@
 //! while it runs is queued where the other worker thread may be unparked
 //! for it: a system call and a context switch per request at one stream at
 //! a time. So while the connection's task polls, wakes through the
-//! connection are taken as "go round again" instead ([`Wakes`]).
+//! connection are taken as "go round again" instead ([`Shared`]'s waker).
+//!
+//! hyper also hands the executor work from inside a stream (the task that
+//! carries an upgraded `CONNECT` stream's writes), from any thread: queuing
+//! wakes the connection, and once the connection has ended, work is spawned
+//! directly.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
 use atomic_waker::AtomicWaker;
@@ -39,21 +44,46 @@ type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// then its new streams) before it yields to other tasks.
 const ROUNDS: usize = 4;
 
-/// The waker the connection and its inline streams are polled with.
-#[derive(Debug, Default)]
-struct Wakes {
+/// The connection's task is polling the connection or its streams.
+const POLLING: u8 = 1;
+/// Something woke the connection while [`POLLING`].
+const WOKEN: u8 = 2;
+
+/// What the executor and the connection share; also the waker the
+/// connection and its inline streams are polled with.
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
     /// [`POLLING`] and [`WOKEN`].
     state: AtomicU8,
     /// The connection's task.
     task: AtomicWaker,
 }
 
-/// The connection's task is polling the connection or its streams.
-const POLLING: u8 = 1;
-/// Something woke the connection while [`POLLING`].
-const WOKEN: u8 = 2;
+#[derive(Default)]
+struct Queue {
+    streams: Vec<Stream>,
+    /// The connection has ended (or was dropped): nothing polls the queue.
+    closed: bool,
+}
 
-impl Wake for Wakes {
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Spawns what is queued, and anything queued from now on.
+    fn close(&self) {
+        let streams = {
+            let mut queue = self.queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.streams)
+        };
+        streams.into_iter().for_each(spawn);
+    }
+}
+
+impl Wake for Shared {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -65,11 +95,18 @@ impl Wake for Wakes {
     }
 }
 
+/// On a task of its own (dropped when no runtime is left to run it).
+fn spawn(stream: Stream) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        drop(runtime.spawn(stream));
+    }
+}
+
 /// hyper's executor for one connection's streams: it queues each for
 /// [`Inline`].
 #[derive(Clone, Default)]
 pub(crate) struct Streams {
-    queue: Arc<Mutex<Vec<Stream>>>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Streams {
@@ -83,10 +120,19 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, stream: F) {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Box::pin(stream));
+        let stream: Stream = Box::pin(stream);
+        {
+            let mut queue = self.shared.queue();
+            if !queue.closed {
+                queue.streams.push(stream);
+                drop(queue);
+                // Called from the connection's poll this only marks a round
+                // more; from a stream's task it wakes the connection.
+                self.shared.wake_by_ref();
+                return;
+            }
+        }
+        spawn(stream);
     }
 }
 
@@ -100,20 +146,23 @@ pin_project_lite::pin_project! {
         // Swapped with the queue, so that taking new streams allocates
         // nothing once the connection has seen a batch.
         taken: Vec<Stream>,
-        wakes: Arc<Wakes>,
         waker: Waker,
+    }
+
+    impl<C> PinnedDrop for Inline<C> {
+        fn drop(this: Pin<&mut Self>) {
+            this.streams.shared.close();
+        }
     }
 }
 
 impl<C> Inline<C> {
     pub(crate) fn new(conn: C, streams: Streams) -> Self {
-        let wakes = Arc::new(Wakes::default());
         Self {
             conn,
+            waker: Waker::from(Arc::clone(&streams.shared)),
             streams,
             taken: Vec::new(),
-            waker: Waker::from(Arc::clone(&wakes)),
-            wakes,
         }
     }
 
@@ -128,35 +177,33 @@ impl<C: Future> Future for Inline<C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let mut this = self.project();
-        let wakes = &**this.wakes;
-        wakes.task.register(cx.waker());
-        wakes.state.store(POLLING, Ordering::Release);
+        let shared = &*this.streams.shared;
+        shared.task.register(cx.waker());
+        shared.state.store(POLLING, Ordering::Release);
         let mut inner = Context::from_waker(this.waker);
         for _ in 0..ROUNDS {
             let polled = this.conn.as_mut().poll(&mut inner);
-            std::mem::swap(
-                &mut *this
-                    .streams
-                    .queue
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner),
-                this.taken,
-            );
             if let Poll::Ready(output) = polled {
-                wakes.state.store(0, Ordering::Release);
+                shared.state.store(0, Ordering::Release);
                 // Streams accepted as the connection ended run on their own.
-                for stream in this.taken.drain(..) {
-                    tokio::spawn(stream);
-                }
+                shared.close();
                 return Poll::Ready(output);
             }
-            for mut stream in this.taken.drain(..) {
-                let first =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll(&mut inner)));
-                if let Ok(Poll::Pending) = first {
-                    // It waits: on a task of its own from now on. Its next
+            std::mem::swap(&mut shared.queue().streams, this.taken);
+            for stream in this.taken.drain(..) {
+                // The stream is dropped inside too: a response body whose
+                // drop panics costs its stream only.
+                let waiting = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    let mut stream = stream;
+                    match stream.as_mut().poll(&mut inner) {
+                        Poll::Ready(()) => None,
+                        Poll::Pending => Some(stream),
+                    }
+                }));
+                if let Ok(Some(stream)) = waiting {
+                    // It waits: on a task of its own from now on. Its first
                     // poll there registers that task's waker.
-                    tokio::spawn(stream);
+                    spawn(stream);
                 }
                 // Done, or panicked (the panic hook has reported it):
                 // dropped, and with it the stream's reply (hyper resets it).
@@ -164,14 +211,14 @@ impl<C: Future> Future for Inline<C> {
             // Round again only when something woke the connection meanwhile
             // (an answer queued, more to read); a wake that comes as the
             // poll ends is seen by the swap.
-            if wakes.state.fetch_and(!WOKEN, Ordering::AcqRel) & WOKEN == 0 {
-                if wakes.state.swap(0, Ordering::AcqRel) & WOKEN == 0 {
+            if shared.state.fetch_and(!WOKEN, Ordering::AcqRel) & WOKEN == 0 {
+                if shared.state.swap(0, Ordering::AcqRel) & WOKEN == 0 {
                     return Poll::Pending;
                 }
-                wakes.state.store(POLLING, Ordering::Release);
+                shared.state.store(POLLING, Ordering::Release);
             }
         }
-        wakes.state.store(0, Ordering::Release);
+        shared.state.store(0, Ordering::Release);
         cx.waker().wake_by_ref();
         Poll::Pending
     }
