@@ -20,7 +20,9 @@
 # Needs: wrk, nghttp2-client (h2load), nginx-light, openssl, python3 (the test
 # command installs them). The open-file limit is raised to 20,000 when allowed.
 # Usage: scripts/bench-ceiling.sh [SECONDS (10)] [ROUNDS (3)] [--no-scale | --memory]
-# (--memory: the memory table alone)
+# (--memory: the memory table alone). The scale curve is also drawn as an SVG
+# chart, written to $CEILING_CHART (default target/ceiling-scale.svg;
+# BENCHMARKS.md's is docs/perf/scale.svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -232,6 +234,12 @@ for c in 10 100 1000 5000; do
   for s in gd hy ng; do
     port_var="${s}_port"; line="$line $(wrk_run "${!port_var}" "$c" | awk '{printf "%s, %s", $1, $3}') |"
   done
-  echo "$line"
+  echo "$line" | tee -a "$dir/scale.md"
 done
+# The chart beside the table: throughput and p99 against connections.
+chart=${CEILING_CHART:-target/ceiling-scale.svg}
+{ echo "| connections | gracedown | plain hyper | nginx |"; cat "$dir/scale.md"; } |
+  python3 scripts/ceiling/chart.py "$chart"
+echo
+echo "Chart: $chart"
 memory_table
