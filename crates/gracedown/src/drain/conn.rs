@@ -215,13 +215,15 @@ impl ConnCtl {
 
     /// A request head starts arriving now (picked up again at a boundary).
     pub(crate) fn head_starts_now(&self) {
-        self.head_since.store(self.engine.now(), Ordering::Release);
+        self.head_since
+            .store(self.engine.stamp(), Ordering::Release);
     }
 
     /// Bytes of a request head arrived while no request is in flight.
     pub(crate) fn head_bytes_arrived(&self) {
         if self.head_since.load(Ordering::Relaxed) == 0 {
-            self.head_since.store(self.engine.now(), Ordering::Release);
+            self.head_since
+                .store(self.engine.stamp(), Ordering::Release);
         }
     }
 
@@ -325,7 +327,7 @@ impl Drop for RequestGuard {
     fn drop(&mut self) {
         let ctl = &self.ctl;
         if ctl.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            ctl.idle_since.store(ctl.engine.now(), Ordering::Release);
+            ctl.idle_since.store(ctl.engine.stamp(), Ordering::Release);
             if self.proto == Proto::Http1 && !ctl.is_upgrading() {
                 ctl.set_state(ConnState::Idle);
             }

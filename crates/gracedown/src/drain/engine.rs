@@ -51,6 +51,8 @@ impl Phase {
 pub(crate) struct Engine {
     timeouts: Timeouts,
     epoch: Instant,
+    /// `epoch` on the system's monotonic clock, in nanoseconds (for [`Engine::stamp`]).
+    epoch_ns: u64,
     phase: watch::Sender<Phase>,
     draining: AtomicBool,
     /// Draining, a newer generation takes this one's plain HTTP/1.1
@@ -70,6 +72,7 @@ impl Engine {
         Arc::new(Self {
             timeouts,
             epoch: Instant::now(),
+            epoch_ns: monotonic_ns(rustix::time::ClockId::Monotonic),
             phase: watch::Sender::new(Phase::Serving),
             draining: AtomicBool::new(false),
             handing_off: AtomicBool::new(false),
@@ -90,6 +93,17 @@ impl Engine {
     /// Engine time: nanoseconds since the engine was made, never 0.
     pub(crate) fn now(&self) -> u64 {
         self.at(Instant::now())
+    }
+
+    /// Engine time for the stamps a request leaves (its end, the next
+    /// head's first bytes): the system's coarse clock, which costs a read of
+    /// memory where [`Engine::now`] reads the time stamp counter. It lags
+    /// `now` by less than a clock tick (1 to 10 ms), so a bound measured from
+    /// a stamp ends up to a tick early and never late; the rules read `now`.
+    pub(crate) fn stamp(&self) -> u64 {
+        monotonic_ns(rustix::time::ClockId::MonotonicCoarse)
+            .saturating_sub(self.epoch_ns)
+            .max(1)
     }
 
     pub(crate) fn at(&self, instant: Instant) -> u64 {
@@ -284,10 +298,34 @@ impl Drop for Registration {
     }
 }
 
+/// A clock's reading in nanoseconds (`Instant` is `CLOCK_MONOTONIC` on Linux).
+fn monotonic_ns(clock: rustix::time::ClockId) -> u64 {
+    let t = rustix::time::clock_gettime(clock);
+    u64::try_from(t.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::drain::conn::Proto;
+
+    #[test]
+    fn a_stamp_is_never_ahead_of_now_and_lags_it_by_less_than_a_tick() {
+        let engine = Engine::new(Timeouts::DEFAULT);
+        let mut last = 0;
+        for _ in 0..1_000 {
+            let stamp = engine.stamp();
+            let now = engine.now();
+            assert!(stamp <= now, "stamp {stamp} ahead of now {now}");
+            // A tick is 1 to 10 ms; 50 ms leaves room for a descheduled thread.
+            assert!(now - stamp < 50_000_000, "stamp {stamp} lags now {now}");
+            assert!(stamp >= last, "stamps go forward: {last} then {stamp}");
+            last = stamp;
+        }
+    }
 
     #[test]
     fn registry_counts_states_and_forgets_closed_connections() {
