@@ -3,7 +3,8 @@
 //! stream holds up no other stream of its connection, a request body that
 //! arrives later is read, a handler that panics after it waited costs its
 //! own stream, a connection with many streams at once answers them all, and
-//! a `CONNECT` stream answered after a wait carries the application's writes.
+//! a `CONNECT` stream answered after a wait carries the application's writes;
+//! and `Server::http2_inline_streams(false)` gives every stream its own task.
 
 mod support;
 
@@ -66,6 +67,8 @@ async fn handler(
             Ok(body) => body.to_bytes(),
             Err(e) => Bytes::from(e.to_string()),
         },
+        // Which task answered: the connection's, or one of the stream's own.
+        "/task" => Bytes::from(format!("{:?}", tokio::task::try_id())),
         _ => Bytes::from_static(b"now\n"),
     };
     Ok(http::Response::new(Full::new(body)))
@@ -202,16 +205,28 @@ async fn a_handler_that_panics_after_it_waited_resets_its_stream_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_at_once_on_one_connection_are_all_answered() {
+    many_streams(|s| s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_task_per_stream_many_streams_at_once_are_all_answered_too() {
+    many_streams(|s| s.http2_inline_streams(false)).await;
+}
+
+/// 96 streams at once on one connection, every fourth one waiting until
+/// the others are sent: all answered.
+async fn many_streams(
+    configure: impl FnOnce(gracedown::serve::Server) -> gracedown::serve::Server,
+) {
     let gate = Arc::new(Semaphore::new(0));
     let server = start(
-        |s| s,
+        configure,
         service_fn({
             let gate = Arc::clone(&gate);
             move |req| handler(Arc::clone(&gate), req)
         }),
     );
     let (mut client, driver) = connect(server.addr).await;
-    // As many as the client may open at once, every fourth one waiting.
     let mut responses = Vec::new();
     for i in 0..96 {
         let path = if i % 4 == 0 { "/wait" } else { "/" };
@@ -270,4 +285,35 @@ async fn a_connect_stream_answered_after_a_wait_carries_the_applications_writes(
     drop((ready, _send, body));
     driver.abort();
     server.report().await;
+}
+
+/// The task that answers `/task` twice on one connection.
+async fn answering_tasks(
+    configure: impl FnOnce(gracedown::serve::Server) -> gracedown::serve::Server,
+) -> (String, String) {
+    let server = start(
+        configure,
+        service_fn(|req| handler(Arc::new(Semaphore::new(0)), req)),
+    );
+    let (mut client, driver) = connect(server.addr).await;
+    let first = body_of(send(&mut client, "/task").await)
+        .await
+        .expect("answered");
+    let second = body_of(send(&mut client, "/task").await)
+        .await
+        .expect("answered");
+    drop(client);
+    driver.abort();
+    server.report().await;
+    (first, second)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_answered_at_once_run_on_the_connections_task_unless_the_server_says_otherwise() {
+    let (first, second) = answering_tasks(|s| s).await;
+    assert!(first.starts_with("Some("), "{first}");
+    assert_eq!(first, second, "both on the connection's task");
+    let (first, second) = answering_tasks(|s| s.http2_inline_streams(false)).await;
+    assert!(first.starts_with("Some("), "{first}");
+    assert_ne!(first, second, "a task of its own each");
 }

@@ -602,7 +602,7 @@ impl Conn {
         let timeouts = *self.ctl.engine.timeouts();
         let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), false, None);
         let adapter = self.adapter(service, Proto::Http2);
-        let streams = Streams::default();
+        let streams = Streams::new(self.shared.inline_streams);
         let mut builder = hyper::server::conn::http2::Builder::new(streams.clone());
         // PING a connection that has sent nothing for a while, so a peer
         // that vanished (no FIN, no RST) is noticed even with a stream open.

@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     pub(crate) handoff: Option<Arc<Link>>,
     /// Hands freed memory back when connections go dormant.
     pub(crate) trim: Arc<Trim>,
+    /// HTTP/2 streams are first polled on their connection's task (see
+    /// [`Server::http2_inline_streams`]).
+    pub(crate) inline_streams: bool,
 }
 
 impl Shared {
@@ -109,7 +112,8 @@ impl Shared {
 /// A handler that panics costs its own stream only, either way. A handler
 /// that does long work without waiting holds up the other streams of its
 /// connection while it runs: such work belongs on
-/// `tokio::task::spawn_blocking` in any case.
+/// `tokio::task::spawn_blocking` in any case, or the server can give every
+/// stream a task of its own ([`Server::http2_inline_streams`]).
 ///
 /// # Drain rules
 ///
@@ -176,6 +180,7 @@ pub struct Server {
     max_connections: Option<usize>,
     notifier: Notifier,
     handoff: bool,
+    inline_streams: bool,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
 }
@@ -190,6 +195,7 @@ impl Server {
             max_connections: None,
             notifier: Notifier::none(),
             handoff: true,
+            inline_streams: true,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -202,6 +208,18 @@ impl Server {
     /// and this changes nothing.
     pub fn handoff(mut self, enabled: bool) -> Self {
         self.handoff = enabled;
+        self
+    }
+
+    /// Whether an HTTP/2 stream is first polled on its connection's task
+    /// (default `true`; see [HTTP/2 streams](Server#http2-streams)). `false`
+    /// gives every stream a task of its own from the start, as hyper's
+    /// `TokioExecutor` does: for handlers that compute for long without
+    /// waiting and whose clients multiplex many requests on one connection,
+    /// which then run in parallel, at the cost of a task, a scheduling and a
+    /// write per request.
+    pub fn http2_inline_streams(mut self, enabled: bool) -> Self {
+        self.inline_streams = enabled;
         self
     }
 
@@ -424,6 +442,7 @@ impl Server {
             }),
             handoff: link.clone().filter(|l| l.hands_off()),
             trim: Arc::default(),
+            inline_streams: self.inline_streams,
         });
         let limit = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         // Every connection task holds a clone of `alive`; when the last one

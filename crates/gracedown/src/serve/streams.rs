@@ -14,7 +14,8 @@
 //! spawned as before and goes on in parallel with its connection. A handler
 //! that panics in that first poll costs its own stream only, as it would on
 //! a task of its own: the panic is caught and the stream dropped, which
-//! resets it.
+//! resets it. `Server::http2_inline_streams(false)` spawns every stream at
+//! once instead.
 //!
 //! A stream that queues its answer wakes the connection (h2 does, so that
 //! the connection writes it). On the connection's own task that wake would
@@ -103,10 +104,22 @@ fn spawn(stream: Stream) {
 }
 
 /// hyper's executor for one connection's streams: it queues each for
-/// [`Inline`].
-#[derive(Clone, Default)]
+/// [`Inline`] (or spawns it, when the server gives every stream a task).
+#[derive(Clone)]
 pub(crate) struct Streams {
     shared: Arc<Shared>,
+}
+
+impl Streams {
+    /// `inline`: streams are first polled on the connection's task.
+    pub(crate) fn new(inline: bool) -> Self {
+        let shared = Shared::default();
+        // A closed queue spawns every stream at once.
+        shared.queue().closed = !inline;
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
 }
 
 impl std::fmt::Debug for Streams {
