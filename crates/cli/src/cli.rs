@@ -306,6 +306,11 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub(crate) no_handoff: bool,
 
+    /// Give every HTTP/2 stream a task of its own from the start, instead of
+    /// answering streams that are ready at once on their connection's task.
+    #[arg(long)]
+    pub(crate) http2_stream_tasks: bool,
+
     /// Worker threads for the runtime (default: one per core).
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<std::num::NonZeroUsize>,

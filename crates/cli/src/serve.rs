@@ -76,7 +76,8 @@ fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> 
         .dormant_after(args.dormant_after)
         .notify(Notifier::from_env())
         .reconnect_window(args.reconnect_window)
-        .handoff(!args.no_handoff);
+        .handoff(!args.no_handoff)
+        .http2_inline_streams(!args.http2_stream_tasks);
     if let Some(max) = args.max_connections {
         server = server.max_connections(max.get());
     }
