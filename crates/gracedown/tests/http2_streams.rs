@@ -74,6 +74,22 @@ async fn handler(
     Ok(http::Response::new(Full::new(body)))
 }
 
+/// A server for [`handler`] (made by `configure`), and the gate its
+/// waiting requests pass once the test adds permits.
+fn serve(
+    configure: impl FnOnce(gracedown::serve::Server) -> gracedown::serve::Server,
+) -> (support::Running, Arc<Semaphore>) {
+    let gate = Arc::new(Semaphore::new(0));
+    let server = start(
+        configure,
+        service_fn({
+            let gate = Arc::clone(&gate);
+            move |req| handler(Arc::clone(&gate), req)
+        }),
+    );
+    (server, gate)
+}
+
 async fn connect(addr: std::net::SocketAddr) -> (SendRequest<Bytes>, tokio::task::JoinHandle<()>) {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let (client, connection) = tokio::time::timeout(WAIT, h2::client::handshake(tcp))
@@ -123,14 +139,7 @@ async fn body_of(response: h2::client::ResponseFuture) -> Result<String, h2::Err
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_waits_holds_up_no_other_stream_of_its_connection() {
-    let gate = Arc::new(Semaphore::new(0));
-    let server = start(
-        |s| s,
-        service_fn({
-            let gate = Arc::clone(&gate);
-            move |req| handler(Arc::clone(&gate), req)
-        }),
-    );
+    let (server, gate) = serve(|s| s);
     let (mut client, driver) = connect(server.addr).await;
     let waiting = send(&mut client, "/wait").await;
     for _ in 0..50 {
@@ -148,10 +157,7 @@ async fn a_stream_that_waits_holds_up_no_other_stream_of_its_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_body_that_comes_after_the_head_is_read() {
-    let server = start(
-        |s| s,
-        service_fn(|req| handler(Arc::new(Semaphore::new(0)), req)),
-    );
+    let (server, _) = serve(|s| s);
     let (client, driver) = connect(server.addr).await;
     let mut ready = client.ready().await.expect("ready");
     let (response, mut body) = ready
@@ -175,14 +181,7 @@ async fn a_request_body_that_comes_after_the_head_is_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_panics_after_it_waited_resets_its_stream_only() {
-    let gate = Arc::new(Semaphore::new(0));
-    let server = start(
-        |s| s,
-        service_fn({
-            let gate = Arc::clone(&gate);
-            move |req| handler(Arc::clone(&gate), req)
-        }),
-    );
+    let (server, gate) = serve(|s| s);
     let (mut client, driver) = connect(server.addr).await;
     let panicking = send(&mut client, "/wait-then-panic").await;
     let waiting = send(&mut client, "/wait").await;
@@ -218,14 +217,7 @@ async fn with_a_task_per_stream_many_streams_at_once_are_all_answered_too() {
 async fn many_streams(
     configure: impl FnOnce(gracedown::serve::Server) -> gracedown::serve::Server,
 ) {
-    let gate = Arc::new(Semaphore::new(0));
-    let server = start(
-        configure,
-        service_fn({
-            let gate = Arc::clone(&gate);
-            move |req| handler(Arc::clone(&gate), req)
-        }),
-    );
+    let (server, gate) = serve(configure);
     let (mut client, driver) = connect(server.addr).await;
     let mut responses = Vec::new();
     for i in 0..96 {
@@ -245,14 +237,7 @@ async fn many_streams(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_stream_answered_after_a_wait_carries_the_applications_writes() {
-    let gate = Arc::new(Semaphore::new(0));
-    let server = start(
-        |s| s,
-        service_fn({
-            let gate = Arc::clone(&gate);
-            move |req| handler(Arc::clone(&gate), req)
-        }),
-    );
+    let (server, gate) = serve(|s| s);
     let (client, driver) = connect(server.addr).await;
     let mut ready = client.ready().await.expect("ready");
     let connect = http::Request::builder()
@@ -291,10 +276,7 @@ async fn a_connect_stream_answered_after_a_wait_carries_the_applications_writes(
 async fn answering_tasks(
     configure: impl FnOnce(gracedown::serve::Server) -> gracedown::serve::Server,
 ) -> (String, String) {
-    let server = start(
-        configure,
-        service_fn(|req| handler(Arc::new(Semaphore::new(0)), req)),
-    );
+    let (server, _) = serve(configure);
     let (mut client, driver) = connect(server.addr).await;
     let first = body_of(send(&mut client, "/task").await)
         .await
