@@ -137,11 +137,19 @@ impl ConnCtl {
     /// Ready once poked since the last time it was ready.
     pub(crate) fn poll_poked(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.waker.register(cx.waker());
-        if self.poked.load(Ordering::Acquire) && self.poked.swap(false, Ordering::AcqRel) {
+        if self.take_poke() {
             Poll::Ready(())
         } else {
             Poll::Pending
         }
+    }
+
+    /// Whether poked since the last time this or [`ConnCtl::poll_poked`]
+    /// said so, without registering a waker: for a task whose waker
+    /// `poll_poked` holds already (a poke leaves its mark until it is
+    /// taken, even after the wake took that waker).
+    pub(crate) fn take_poke(&self) -> bool {
+        self.poked.load(Ordering::Acquire) && self.poked.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn state(&self) -> ConnState {

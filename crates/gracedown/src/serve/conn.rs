@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -50,6 +50,11 @@ enum Ending {
 enum Step {
     /// The connection ended.
     End(Ending),
+    /// HTTP/1 from here on, the task's own stage: its first request (after
+    /// the h2c check, the TLS handshake or a handover), or the next one of a
+    /// dormant connection. Not nested in the stage that found it, so that
+    /// hyper is polled through as few futures as possible.
+    Http1(Transport),
     /// HTTP/1 let go of hyper at a boundary, quiet, nothing waiting in the
     /// socket: the connection waits for its next byte without hyper.
     Dormant(Transport),
@@ -100,30 +105,30 @@ where
 {
     // The first stage is boxed, and dropped when it ends: the task itself
     // holds only what a dormant connection needs, all its life.
-    let Some((mut conn, service, mut transport)) = Box::pin(start(accepted)).await else {
+    let Some((mut conn, service, mut step)) = Box::pin(start(accepted)).await else {
         return;
     };
     let ending = loop {
-        let step = match conn.dormant(&mut transport).await {
+        step = match step {
+            Step::End(ending) => break ending,
             // Keep-alive as for any idle connection: in a drain the service
             // adapter answers `Connection: close`, or keeps a connection
             // that can move to the next generation alive until it moves.
-            Woken::Request => Box::pin(conn.http1(transport, service.clone(), true)).await,
-            Woken::Closed => break Ending::Closed,
-            Woken::Rule(reason) => break Box::pin(conn.end_dormant(transport, reason)).await,
+            Step::Http1(transport) => Box::pin(conn.http1(transport, service.clone())).await,
+            Step::Dormant(mut transport) => match conn.dormant(&mut transport).await {
+                Woken::Request => Step::Http1(transport),
+                Woken::Closed => break Ending::Closed,
+                Woken::Rule(reason) => break Box::pin(conn.end_dormant(transport, reason)).await,
+            },
         };
-        match step {
-            Step::End(ending) => break ending,
-            Step::Dormant(next) => transport = next,
-        }
     };
     conn.finish(ending);
 }
 
-/// Makes the connection's service and runs its first stage; returns what
-/// a connection that went dormant keeps, or `None` when the connection
-/// ended (it is counted then).
-async fn start<M, S, B>(accepted: Box<Accepted<M>>) -> Option<(Conn, S, Transport)>
+/// Makes the connection's service and runs its first stage; returns the
+/// connection, its service and where it goes next, or `None` when the
+/// service could not be made (the connection is counted then).
+async fn start<M, S, B>(accepted: Box<Accepted<M>>) -> Option<(Conn, S, Step)>
 where
     M: MakeService<S>,
     S: HttpService<B>,
@@ -170,15 +175,9 @@ where
         // Fresh: told apart from h2c as if just accepted (never TLS: only
         // plain connections are handed over).
         Some((prefix, true)) => conn.run(stream, Some(prefix), service.clone()).await,
-        Some((prefix, false)) => conn.run_handed(stream, prefix, service.clone()).await,
+        Some((prefix, false)) => conn.run_handed(stream, prefix),
     };
-    match step {
-        Step::End(ending) => {
-            conn.finish(ending);
-            None
-        }
-        Step::Dormant(transport) => Some((conn, service, transport)),
-    }
+    Some((conn, service, step))
 }
 
 struct Conn {
@@ -264,7 +263,7 @@ impl Conn {
             self.ctl.pace_reconnect();
             Box::pin(self.http2(transport, service)).await.into()
         } else {
-            Box::pin(self.http1(transport, service, true)).await
+            Step::Http1(transport)
         }
     }
 
@@ -299,22 +298,18 @@ impl Conn {
         if h2 {
             self.http2(transport, service).await.into()
         } else {
-            self.http1(transport, service, true).await
+            Step::Http1(transport)
         }
     }
 
     /// A connection an older generation handed over: plain HTTP/1.1, at a
     /// message boundary, `prefix` read from it already.
-    async fn run_handed<S, B>(&mut self, stream: Stream, prefix: Bytes, service: S) -> Step
-    where
-        S: HttpService<B>,
-        B: ResponseBody,
-    {
+    fn run_handed(&mut self, stream: Stream, prefix: Bytes) -> Step {
         self.handoff = self.shared.handoff.clone();
         if !prefix.is_empty() {
             self.ctl.head_starts_now();
         }
-        Box::pin(self.http1(Transport::plain(stream, prefix), service, true)).await
+        Step::Http1(Transport::plain(stream, prefix))
     }
 
     /// Whether this connection moves to a newer generation at its next boundary.
@@ -399,16 +394,15 @@ impl Conn {
         }
     }
 
-    /// Serves HTTP/1 with hyper until the connection ends or goes dormant;
-    /// `keep_alive: false` closes after the next response.
-    async fn http1<S, B>(&mut self, mut transport: Transport, service: S, keep_alive: bool) -> Step
+    /// Serves HTTP/1 with hyper until the connection ends or goes dormant.
+    async fn http1<S, B>(&mut self, mut transport: Transport, service: S) -> Step
     where
         S: HttpService<B>,
         B: ResponseBody,
     {
         let timeouts = *self.ctl.engine.timeouts();
         let fd = transport.as_fd().as_raw_fd();
-        let mut keep_alive = keep_alive;
+        let mut keep_alive = true;
         self.ctl.set_dormant(false);
         loop {
             let movable = self.handoff.is_some().then_some(MAX_PREFIX);
@@ -563,10 +557,16 @@ impl Conn {
             // waiting too, the connection is detached before hyper reads,
             // and the request is served on after the boundary (that path
             // must not depend on which future the runtime happens to poll).
-            tokio::select! {
-                biased;
-                () = self.waiter.until(at, &self.ctl) => {}
-                result = conn.as_mut() => return (Ok(result), detach),
+            self.waiter.set(at);
+            let done = std::future::poll_fn(|cx| {
+                if self.waiter.poll(cx, at.is_some(), &self.ctl).is_ready() {
+                    return Poll::Ready(None);
+                }
+                conn.as_mut().poll(cx).map(Some)
+            })
+            .await;
+            if let Some(result) = done {
+                return (Ok(result), detach);
             }
         }
     }
@@ -799,10 +799,17 @@ async fn sniff(stream: &mut Stream, read: &mut BytesMut) -> Option<bool> {
 
 /// What a connection's task waits on between verdicts: a time, and its
 /// tracker's pokes (the phase changed, a request ended in a drain, ...).
-/// Polled on every wake-up of the connection, so it takes no lock.
+/// Polled on every wake-up of the connection, so it takes no lock, and
+/// registers its waker only when it changed or a wait was set: a task's
+/// waker stays the same, and what holds it wakes it once it is due.
 struct Waiter {
     sleep: Pin<Box<Sleep>>,
     engine: Arc<Engine>,
+    /// The waker the pokes (and the time, when `timed` is set) are
+    /// registered with.
+    registered: Option<Waker>,
+    /// The time set last is registered with `registered`.
+    timed: bool,
 }
 
 impl Waiter {
@@ -810,6 +817,8 @@ impl Waiter {
         Self {
             sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             engine: Arc::clone(engine),
+            registered: None,
+            timed: false,
         }
     }
 
@@ -824,14 +833,116 @@ impl Waiter {
         if let Some(at) = at {
             let deadline = self.engine.instant(at);
             self.sleep.as_mut().reset(deadline.into());
+            self.timed = false;
         }
     }
 
     /// Ready at the time set (when `timed`), or once the connection is poked.
     fn poll(&mut self, cx: &mut Context<'_>, timed: bool, ctl: &ConnCtl) -> Poll<()> {
-        if timed && self.sleep.as_mut().poll(cx).is_ready() {
+        let same = self
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        if !same {
+            self.registered = Some(cx.waker().clone());
+            self.timed = false;
+        }
+        if timed {
+            let ready = if self.timed {
+                self.sleep.is_elapsed()
+            } else {
+                self.sleep.as_mut().poll(cx).is_ready()
+            };
+            if ready {
+                self.timed = false;
+                return Poll::Ready(());
+            }
+            self.timed = true;
+        }
+        let poked = if same {
+            ctl.take_poke()
+        } else {
+            ctl.poll_poked(cx).is_ready()
+        };
+        if poked {
+            // The poke's wake took the waker: registered again next time.
+            self.registered = None;
             return Poll::Ready(());
         }
-        ctl.poll_poked(cx)
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::drain::Timeouts;
+
+    /// A task's waker that counts its wakes.
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counted() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (Arc::clone(&count), Waker::from(count))
+    }
+
+    fn wakes(count: &Count) -> usize {
+        count.0.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn every_poke_wakes_the_waiter_though_it_registers_only_when_it_must() {
+        let engine = Engine::new(Timeouts::DEFAULT);
+        let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
+        let mut waiter = Waiter::new(&engine);
+        let (count, waker) = counted();
+        let mut cx = Context::from_waker(&waker);
+        for round in 1..=3 {
+            assert!(waiter.poll(&mut cx, false, &ctl).is_pending());
+            assert!(waiter.poll(&mut cx, false, &ctl).is_pending());
+            ctl.poke();
+            assert_eq!(wakes(&count), round, "poke {round} woke the task");
+            assert!(waiter.poll(&mut cx, false, &ctl).is_ready());
+        }
+        // A poke while nobody waits is kept for the next wait.
+        ctl.poke();
+        assert!(waiter.poll(&mut cx, false, &ctl).is_ready());
+        // Another task's waker is registered in its place.
+        let (other, other_waker) = counted();
+        assert!(waiter.poll(&mut cx, false, &ctl).is_pending());
+        let mut other_cx = Context::from_waker(&other_waker);
+        assert!(waiter.poll(&mut other_cx, false, &ctl).is_pending());
+        ctl.poke();
+        assert_eq!((wakes(&count), wakes(&other)), (3, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_time_set_wakes_the_waiter_once_it_has_passed() {
+        let engine = Engine::new(Timeouts::DEFAULT);
+        let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
+        let mut waiter = Waiter::new(&engine);
+        let (count, waker) = counted();
+        let mut cx = Context::from_waker(&waker);
+        for round in 1..=3 {
+            // The engine's time of a second from now on the runtime's
+            // (paused) clock.
+            let at = tokio::time::Instant::now() + Duration::from_secs(1);
+            waiter.set(Some(engine.at(at.into_std())));
+            assert!(waiter.poll(&mut cx, true, &ctl).is_pending());
+            assert!(waiter.poll(&mut cx, true, &ctl).is_pending());
+            tokio::time::advance(Duration::from_secs(2)).await;
+            assert_eq!(wakes(&count), round, "time {round} woke the task");
+            assert!(waiter.poll(&mut cx, true, &ctl).is_ready());
+        }
     }
 }

@@ -159,38 +159,52 @@ where
             .insert(Draining::new(Arc::clone(&self.ctl)));
         parts.extensions.insert(self.info);
         let req = Request::from_parts(parts, RequestBody::new(body, self.body_timeout));
-        let mut respond = Respond {
-            stage: Stage::Ready {
-                service: self.inner.clone(),
-                req: Some(req),
-            },
-            after: Some(After {
-                guard,
-                ctl: Arc::clone(&self.ctl),
-                connect,
-                proto: self.proto,
-                keep_alive_in_drain: self.keep_alive_in_drain,
-            }),
+        let after = After {
+            guard,
+            ctl: Arc::clone(&self.ctl),
+            connect,
+            proto: self.proto,
+            keep_alive_in_drain: self.keep_alive_in_drain,
         };
+        let mut service = self.inner.clone();
         // HTTP/1: run the service as far as it goes now, so that a handler
         // that answers at once has dropped its request before hyper reads
         // on: the request's head shares hyper's read buffer, and a buffer
         // still shared when hyper reads again is reallocated, once per
-        // request. A future that is not done here is polled again by hyper,
-        // with its own waker, before anything waits on it: the no-op waker
-        // is never the one that must be woken. Not HTTP/2: there `call` runs
-        // inside hyper's poll of the connection, and a handler run here would
-        // take every other stream of the connection down with it if it
-        // panicked. The stream's future is polled right after `call`, on the
+        // request. What is not done here is polled again by hyper, with its
+        // own waker, before anything waits on it: the no-op waker is never
+        // the one that must be woken. Not HTTP/2: there `call` runs inside
+        // hyper's poll of the connection, and a handler run here would take
+        // every other stream of the connection down with it if it panicked.
+        // The stream's future is polled right after `call`, on the
         // connection's task too, but in a poll of its own that catches a
         // panic (`streams.rs`).
-        if self.proto == Proto::Http2 {
-            return respond;
-        }
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match Pin::new(&mut respond).poll(&mut cx) {
-            Poll::Ready(output) => Respond::done(output),
-            Poll::Pending => respond,
+        let ready = match self.proto {
+            Proto::Http1 => service.poll_ready(&mut cx),
+            Proto::Http2 => Poll::Pending,
+        };
+        match ready {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Respond::done(Err(e.into())),
+            Poll::Pending => {
+                return Respond {
+                    stage: Stage::Ready {
+                        service,
+                        req: Some(req),
+                    },
+                    after: Some(after),
+                };
+            }
+        }
+        let mut future = Box::pin(service.call(req));
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(response)) => Respond::done(Ok(after.respond(response))),
+            Poll::Ready(Err(e)) => Respond::done(Err(e.into())),
+            Poll::Pending => Respond {
+                stage: Stage::Calling(future),
+                after: Some(after),
+            },
         }
     }
 }
