@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 
 use atomic_waker::AtomicWaker;
 
@@ -102,6 +102,16 @@ pub(crate) struct Snapshot {
     pub(crate) pace: u64,
 }
 
+impl Wake for ConnCtl {
+    fn wake(self: Arc<Self>) {
+        self.poke();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.poke();
+    }
+}
+
 impl ConnCtl {
     pub(crate) fn new(engine: Arc<Engine>, key: usize, initial: ConnState) -> Self {
         let now = engine.now();
@@ -132,6 +142,12 @@ impl ConnCtl {
     pub(crate) fn poke(&self) {
         self.poked.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// A waker that pokes the connection: for a wait (a timer) whose end
+    /// the connection's task learns of as of a poke.
+    pub(crate) fn poker(self: &Arc<Self>) -> Waker {
+        Waker::from(Arc::clone(self))
     }
 
     /// Ready once poked since the last time it was ready.

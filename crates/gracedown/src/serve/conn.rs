@@ -24,7 +24,7 @@ use super::server::Shared;
 use super::service::{Adapter, HttpService, MakeService, ResponseBody, make};
 use super::streams::{Inline, Streams};
 use crate::drain::{
-    ConnCtl, ConnState, Engine, IoMode, Phase, Proto, Reason, Registration, Verdict, http1, http2,
+    ConnCtl, ConnState, IoMode, Phase, Proto, Reason, Registration, Verdict, http1, http2,
 };
 
 /// HTTP/2: a PING after this long without a frame from the client, and the
@@ -147,7 +147,7 @@ where
     } = *accepted;
     let ctl = Arc::clone(&registration.ctl);
     let mut conn = Conn {
-        waiter: Waiter::new(&ctl.engine),
+        waiter: Waiter::new(&ctl),
         ctl,
         shared,
         handoff: None,
@@ -380,7 +380,7 @@ impl Conn {
             };
             tokio::select! {
                 output = fut.as_mut() => return Ok(output),
-                () = self.waiter.until(at, &self.ctl) => {}
+                () = self.waiter.until(at) => {}
             }
         }
     }
@@ -559,7 +559,7 @@ impl Conn {
             // must not depend on which future the runtime happens to poll).
             self.waiter.set(at);
             let done = std::future::poll_fn(|cx| {
-                if self.waiter.poll(cx, at.is_some(), &self.ctl).is_ready() {
+                if self.waiter.poll(cx).is_ready() {
                     return Poll::Ready(None);
                 }
                 conn.as_mut().poll(cx).map(Some)
@@ -588,7 +588,7 @@ impl Conn {
                     }
                     return Ending::Closed;
                 }
-                () = self.waiter.until(None, &self.ctl) => {}
+                () = self.waiter.until(None) => {}
             }
         }
     }
@@ -643,7 +643,7 @@ impl Conn {
                 };
                 tokio::select! {
                     result = conn.as_mut() => break Ok(result),
-                    () = self.waiter.until(at, &self.ctl) => {}
+                    () = self.waiter.until(at) => {}
                 }
             }
         };
@@ -700,9 +700,7 @@ impl Conn {
                 if transport.poll_read_ready(cx).is_ready() {
                     return Poll::Ready(true);
                 }
-                self.waiter
-                    .poll(cx, at.is_some(), &self.ctl)
-                    .map(|()| false)
+                self.waiter.poll(cx).map(|()| false)
             })
             .await;
             if readable {
@@ -799,70 +797,64 @@ async fn sniff(stream: &mut Stream, read: &mut BytesMut) -> Option<bool> {
 
 /// What a connection's task waits on between verdicts: a time, and its
 /// tracker's pokes (the phase changed, a request ended in a drain, ...).
-/// Polled on every wake-up of the connection, so it takes no lock, and
-/// registers its waker only when it changed or a wait was set: a task's
-/// waker stays the same, and what holds it wakes it once it is due.
+/// Polled on every wake-up of the connection, so it takes no lock, and in
+/// the steady state reads one flag: the time, once set, pokes the tracker
+/// when it has come, and the task's waker is registered with the tracker
+/// only when it changed (a task's waker stays the same).
 struct Waiter {
     sleep: Pin<Box<Sleep>>,
-    engine: Arc<Engine>,
-    /// The waker the pokes (and the time, when `timed` is set) are
-    /// registered with.
+    ctl: Arc<ConnCtl>,
+    /// The waker the tracker's pokes wake.
     registered: Option<Waker>,
-    /// The time set last is registered with `registered`.
-    timed: bool,
 }
 
 impl Waiter {
-    fn new(engine: &Arc<Engine>) -> Self {
+    fn new(ctl: &Arc<ConnCtl>) -> Self {
         Self {
             sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
-            engine: Arc::clone(engine),
+            ctl: Arc::clone(ctl),
             registered: None,
-            timed: false,
         }
     }
 
     /// Returns at engine time `at`, or when the connection is poked.
-    async fn until(&mut self, at: Option<u64>, ctl: &ConnCtl) {
+    async fn until(&mut self, at: Option<u64>) {
         self.set(at);
-        std::future::poll_fn(|cx| self.poll(cx, at.is_some(), ctl)).await;
+        std::future::poll_fn(|cx| self.poll(cx)).await;
     }
 
-    /// Sets the time [`Waiter::poll`] waits for, if any.
+    /// Sets the time [`Waiter::poll`] waits for, if any (a time set before
+    /// and not come yet may still end a wait, as a poke does: early, never
+    /// late).
     fn set(&mut self, at: Option<u64>) {
-        if let Some(at) = at {
-            let deadline = self.engine.instant(at);
-            self.sleep.as_mut().reset(deadline.into());
-            self.timed = false;
+        let Some(at) = at else {
+            return;
+        };
+        let deadline = self.ctl.engine.instant(at);
+        self.sleep.as_mut().reset(deadline.into());
+        // Registered now, with a waker that pokes: a wait past its time ends.
+        let poker = self.ctl.poker();
+        if self
+            .sleep
+            .as_mut()
+            .poll(&mut Context::from_waker(&poker))
+            .is_ready()
+        {
+            self.ctl.poke();
         }
     }
 
-    /// Ready at the time set (when `timed`), or once the connection is poked.
-    fn poll(&mut self, cx: &mut Context<'_>, timed: bool, ctl: &ConnCtl) -> Poll<()> {
+    /// Ready once the time set has come, or the connection was poked.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let same = self
             .registered
             .as_ref()
             .is_some_and(|waker| waker.will_wake(cx.waker()));
-        if !same {
-            self.registered = Some(cx.waker().clone());
-            self.timed = false;
-        }
-        if timed {
-            let ready = if self.timed {
-                self.sleep.is_elapsed()
-            } else {
-                self.sleep.as_mut().poll(cx).is_ready()
-            };
-            if ready {
-                self.timed = false;
-                return Poll::Ready(());
-            }
-            self.timed = true;
-        }
         let poked = if same {
-            ctl.take_poke()
+            self.ctl.take_poke()
         } else {
-            ctl.poll_poked(cx).is_ready()
+            self.registered = Some(cx.waker().clone());
+            self.ctl.poll_poked(cx).is_ready()
         };
         if poked {
             // The poke's wake took the waker: registered again next time.
@@ -880,7 +872,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::drain::Timeouts;
+    use crate::drain::{Engine, Timeouts};
 
     /// A task's waker that counts its wakes.
     struct Count(AtomicUsize);
@@ -904,24 +896,24 @@ mod tests {
     async fn every_poke_wakes_the_waiter_though_it_registers_only_when_it_must() {
         let engine = Engine::new(Timeouts::DEFAULT);
         let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
-        let mut waiter = Waiter::new(&engine);
+        let mut waiter = Waiter::new(&ctl);
         let (count, waker) = counted();
         let mut cx = Context::from_waker(&waker);
         for round in 1..=3 {
-            assert!(waiter.poll(&mut cx, false, &ctl).is_pending());
-            assert!(waiter.poll(&mut cx, false, &ctl).is_pending());
+            assert!(waiter.poll(&mut cx).is_pending());
+            assert!(waiter.poll(&mut cx).is_pending());
             ctl.poke();
             assert_eq!(wakes(&count), round, "poke {round} woke the task");
-            assert!(waiter.poll(&mut cx, false, &ctl).is_ready());
+            assert!(waiter.poll(&mut cx).is_ready());
         }
         // A poke while nobody waits is kept for the next wait.
         ctl.poke();
-        assert!(waiter.poll(&mut cx, false, &ctl).is_ready());
+        assert!(waiter.poll(&mut cx).is_ready());
         // Another task's waker is registered in its place.
         let (other, other_waker) = counted();
-        assert!(waiter.poll(&mut cx, false, &ctl).is_pending());
+        assert!(waiter.poll(&mut cx).is_pending());
         let mut other_cx = Context::from_waker(&other_waker);
-        assert!(waiter.poll(&mut other_cx, false, &ctl).is_pending());
+        assert!(waiter.poll(&mut other_cx).is_pending());
         ctl.poke();
         assert_eq!((wakes(&count), wakes(&other)), (3, 1));
     }
@@ -930,7 +922,7 @@ mod tests {
     async fn every_time_set_wakes_the_waiter_once_it_has_passed() {
         let engine = Engine::new(Timeouts::DEFAULT);
         let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
-        let mut waiter = Waiter::new(&engine);
+        let mut waiter = Waiter::new(&ctl);
         let (count, waker) = counted();
         let mut cx = Context::from_waker(&waker);
         for round in 1..=3 {
@@ -938,11 +930,15 @@ mod tests {
             // (paused) clock.
             let at = tokio::time::Instant::now() + Duration::from_secs(1);
             waiter.set(Some(engine.at(at.into_std())));
-            assert!(waiter.poll(&mut cx, true, &ctl).is_pending());
-            assert!(waiter.poll(&mut cx, true, &ctl).is_pending());
+            assert!(waiter.poll(&mut cx).is_pending());
+            assert!(waiter.poll(&mut cx).is_pending());
             tokio::time::advance(Duration::from_secs(2)).await;
             assert_eq!(wakes(&count), round, "time {round} woke the task");
-            assert!(waiter.poll(&mut cx, true, &ctl).is_ready());
+            assert!(waiter.poll(&mut cx).is_ready());
         }
+        // A time that has come when it is set ends the next wait at once.
+        waiter.set(Some(0));
+        assert!(waiter.poll(&mut cx).is_ready());
+        assert!(waiter.poll(&mut cx).is_pending());
     }
 }
