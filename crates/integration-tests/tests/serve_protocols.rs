@@ -68,3 +68,74 @@ fn test_endpoints_sleep_stream_echo_and_reject_bad_queries() {
         "bad query parameter `ms`: `soon` is not a number from 0 to 600000\n"
     );
 }
+
+/// The server's end of `client`'s connection in `/proc/net/tcp`: its timer
+/// (`tr`: 2 is the keep-alive timer) and that timer's ticks left.
+fn server_timer(server: std::net::SocketAddr, client: &std::net::TcpStream) -> (u8, u64) {
+    let client_port = client.local_addr().expect("client address").port();
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let port = |addr: &str| {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    table
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let mine =
+                port(fields.get(1)?)? == server.port() && port(fields.get(2)?)? == client_port;
+            let (kind, when) = fields.get(5)?.split_once(':')?;
+            mine.then(|| {
+                (
+                    u8::from_str_radix(kind, 16).ok(),
+                    u64::from_str_radix(when, 16).ok(),
+                )
+            })
+        })
+        .and_then(|(kind, when)| Some((kind?, when?)))
+        .unwrap_or_else(|| panic!("no server socket for client port {client_port}:\n{table}"))
+}
+
+/// [`server_timer`] once the server's segments are acknowledged (until then
+/// its retransmission timer, 1, runs), or after [`TEST_WAIT`].
+fn settled_timer(server: std::net::SocketAddr, client: &std::net::TcpStream) -> (u8, u64) {
+    let since = std::time::Instant::now();
+    loop {
+        let timer = server_timer(server, client);
+        if timer.0 != 1 || since.elapsed() > TEST_WAIT {
+            return timer;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn http2_connections_are_probed_by_tcp_keepalive_and_http1_ones_are_not() {
+    let worker = spawn_worker(&[]);
+    // Handshaken: the server serves HTTP/2 on it (its SETTINGS came).
+    let h2 = crate::support::h2raw::Conn::handshake(
+        std::net::TcpStream::connect(worker.addr).expect("connect"),
+    );
+    let mut h1 = std::net::TcpStream::connect(worker.addr).expect("connect");
+    h1.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let response = read_response_from(&mut h1).expect("a response");
+    assert_eq!(response.status, 200);
+    let ticks_per_second = 100; // USER_HZ on Linux
+    let (kind, when) = settled_timer(worker.addr, &h2.stream);
+    assert_eq!(
+        kind, 2,
+        "the keep-alive timer runs on the HTTP/2 connection"
+    );
+    assert!(
+        (20 * ticks_per_second..=30 * ticks_per_second).contains(&when),
+        "the first probe is due in about 30 s, not {when} ticks"
+    );
+    assert_eq!(
+        settled_timer(worker.addr, &h1),
+        (0, 0),
+        "a quiet HTTP/1 connection has no timer"
+    );
+}

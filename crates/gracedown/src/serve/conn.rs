@@ -27,10 +27,13 @@ use crate::drain::{
     ConnCtl, ConnState, IoMode, Phase, Proto, Reason, Registration, Verdict, http1, http2,
 };
 
-/// HTTP/2: a PING after this long without a frame from the client, and the
-/// connection closes when its acknowledgement takes longer than the second.
-const H2_PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// HTTP/2 over TCP: the kernel probes a connection after this long without a
+/// segment from the client, then every [`PROBE_EVERY`]; after [`PROBES`]
+/// unanswered probes the connection fails (a peer that vanished is noticed
+/// in 50 s, even with a stream open and nothing to send).
+const PROBE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+const PROBES: u32 = 2;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4) that marks h2c with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -599,18 +602,13 @@ impl Conn {
         B: ResponseBody,
     {
         self.ctl.set_state(ConnState::Http2);
+        probe_vanished_peer(transport.as_fd());
         let timeouts = *self.ctl.engine.timeouts();
         let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), false, None);
         let adapter = self.adapter(service, Proto::Http2);
         let streams = Streams::new(self.shared.inline_streams);
         let mut builder = hyper::server::conn::http2::Builder::new(streams.clone());
-        // PING a connection that has sent nothing for a while, so a peer
-        // that vanished (no FIN, no RST) is noticed even with a stream open.
-        builder
-            .timer(TokioTimer::new())
-            .enable_connect_protocol()
-            .keep_alive_interval(Some(H2_PING_EVERY))
-            .keep_alive_timeout(H2_PING_TIMEOUT);
+        builder.timer(TokioTimer::new()).enable_connect_protocol();
         let result = {
             let mut conn = pin!(Inline::new(
                 builder.serve_connection(TokioIo::new(io), adapter),
@@ -745,6 +743,24 @@ impl Conn {
             body_timeout: self.ctl.engine.timeouts().body,
             keep_alive_in_drain: false,
         }
+    }
+}
+
+/// Turns on TCP keep-alive probes for a long-lived connection (HTTP/2), so
+/// that a peer that vanished (no FIN, no RST) is noticed while the
+/// connection waits, as Go's net/http does for every connection. The
+/// kernel's probes, rather than HTTP/2 PINGs: hyper's keep-alive reads the
+/// clock and polls a timer on every frame (0.6 µs of a 13 µs request at
+/// `h2load -m1`), the kernel's cost nothing until the connection is quiet.
+/// A unix socket has none; nothing is done.
+fn probe_vanished_peer(fd: std::os::fd::BorrowedFd<'_>) {
+    use rustix::net::sockopt;
+    let set = sockopt::set_tcp_keepidle(fd, PROBE_AFTER)
+        .and_then(|()| sockopt::set_tcp_keepintvl(fd, PROBE_EVERY))
+        .and_then(|()| sockopt::set_tcp_keepcnt(fd, PROBES))
+        .and_then(|()| sockopt::set_socket_keepalive(fd, true));
+    if let Err(e) = set {
+        trace!(error = %e, "no tcp keep-alive on this connection");
     }
 }
 

@@ -83,6 +83,11 @@ impl Shared {
 ///
 /// A bound below a millisecond is taken as a millisecond.
 ///
+/// An HTTP/2 connection over TCP (plain or TLS) has the kernel's keep-alive
+/// probes on: quiet for 30 s, it is probed every 10 s, and two unanswered
+/// probes end it, so a client that vanished without a FIN or RST is noticed
+/// even while a stream waits (HTTP/1 connections wait in the bounds above).
+///
 /// # Dormant connections
 ///
 /// An HTTP/1 connection quiet between requests for a while (1 s,
