@@ -150,22 +150,22 @@ impl ConnCtl {
         Waker::from(Arc::clone(self))
     }
 
+    /// The two halves of [`ConnCtl::poke`], the second returned, for a test
+    /// of a task that polls between them.
+    #[cfg(test)]
+    pub(crate) fn poke_in_halves(&self) -> impl FnOnce() + '_ {
+        self.poked.store(true, Ordering::Release);
+        move || self.waker.wake()
+    }
+
     /// Ready once poked since the last time it was ready.
     pub(crate) fn poll_poked(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.waker.register(cx.waker());
-        if self.take_poke() {
+        if self.poked.load(Ordering::Acquire) && self.poked.swap(false, Ordering::AcqRel) {
             Poll::Ready(())
         } else {
             Poll::Pending
         }
-    }
-
-    /// Whether poked since the last time this or [`ConnCtl::poll_poked`]
-    /// said so, without registering a waker: for a task whose waker
-    /// `poll_poked` holds already (a poke leaves its mark until it is
-    /// taken, even after the wake took that waker).
-    pub(crate) fn take_poke(&self) -> bool {
-        self.poked.load(Ordering::Acquire) && self.poked.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn state(&self) -> ConnState {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -28,12 +28,21 @@ use crate::drain::{
 };
 
 /// HTTP/2 over TCP: the kernel probes a connection after this long without a
-/// segment from the client, then every [`PROBE_EVERY`]; after [`PROBES`]
-/// unanswered probes the connection fails (a peer that vanished is noticed
-/// in 50 s, even with a stream open and nothing to send).
+/// segment from the client, then every [`PROBE_EVERY`], and gives up when
+/// the probes have gone unanswered for [`unacknowledged_for`] (a peer that
+/// vanished is noticed in about a minute, even with a stream open and
+/// nothing to send).
 const PROBE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// The kernel's count of unanswered probes (the user timeout set with them
+/// decides when it gives up; this keeps a bound if that option is refused).
 const PROBES: u32 = 2;
+/// How long sent bytes may go unacknowledged (or the client's window stay
+/// shut) before the kernel gives up on a connection: the send bound, and at
+/// least as long as the probes take.
+fn unacknowledged_for(send: std::time::Duration) -> std::time::Duration {
+    send.max(PROBE_AFTER + PROBE_EVERY * PROBES)
+}
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4) that marks h2c with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -602,8 +611,8 @@ impl Conn {
         B: ResponseBody,
     {
         self.ctl.set_state(ConnState::Http2);
-        probe_vanished_peer(transport.as_fd());
         let timeouts = *self.ctl.engine.timeouts();
+        probe_vanished_peer(transport.as_fd(), unacknowledged_for(timeouts.send));
         let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), false, None);
         let adapter = self.adapter(service, Proto::Http2);
         let streams = Streams::new(self.shared.inline_streams);
@@ -748,17 +757,21 @@ impl Conn {
 
 /// Turns on TCP keep-alive probes for a long-lived connection (HTTP/2), so
 /// that a peer that vanished (no FIN, no RST) is noticed while the
-/// connection waits, as Go's net/http does for every connection. The
-/// kernel's probes, rather than HTTP/2 PINGs: hyper's keep-alive reads the
-/// clock and polls a timer on every frame (0.6 µs of a 13 µs request at
-/// `h2load -m1`), the kernel's cost nothing until the connection is quiet.
-/// A unix socket has none; nothing is done.
-fn probe_vanished_peer(fd: std::os::fd::BorrowedFd<'_>) {
+/// connection waits, as Go's net/http does for every connection, and bounds
+/// how long sent bytes may go unacknowledged (`TCP_USER_TIMEOUT`: a peer that
+/// vanished with bytes in flight, which probes do not cover). The kernel's
+/// probes, rather than HTTP/2 PINGs: hyper's keep-alive reads the clock and
+/// polls a timer on every frame (0.6 µs of a 13 µs request at `h2load
+/// -m1`), the kernel's cost nothing until the connection is quiet. A unix
+/// socket has neither; nothing is done.
+fn probe_vanished_peer(fd: std::os::fd::BorrowedFd<'_>, unacknowledged: std::time::Duration) {
     use rustix::net::sockopt;
+    let ms = u32::try_from(unacknowledged.as_millis()).unwrap_or(u32::MAX);
     let set = sockopt::set_tcp_keepidle(fd, PROBE_AFTER)
         .and_then(|()| sockopt::set_tcp_keepintvl(fd, PROBE_EVERY))
         .and_then(|()| sockopt::set_tcp_keepcnt(fd, PROBES))
-        .and_then(|()| sockopt::set_socket_keepalive(fd, true));
+        .and_then(|()| sockopt::set_socket_keepalive(fd, true))
+        .and_then(|()| sockopt::set_tcp_user_timeout(fd, ms));
     if let Err(e) = set {
         trace!(error = %e, "no tcp keep-alive on this connection");
     }
@@ -813,15 +826,17 @@ async fn sniff(stream: &mut Stream, read: &mut BytesMut) -> Option<bool> {
 
 /// What a connection's task waits on between verdicts: a time, and its
 /// tracker's pokes (the phase changed, a request ended in a drain, ...).
-/// Polled on every wake-up of the connection, so it takes no lock, and in
-/// the steady state reads one flag: the time, once set, pokes the tracker
-/// when it has come, and the task's waker is registered with the tracker
-/// only when it changed (a task's waker stays the same).
+/// Polled on every wake-up of the connection, so it takes no lock and
+/// touches little: the time, once set, pokes the tracker when it comes, so
+/// a wake-up registers the task's waker with the tracker and reads its flag.
+/// (The registration is made on every poll: a poke takes the waker it
+/// wakes, and a task cannot tell whether a poke racing its poll has taken
+/// it yet.)
 struct Waiter {
     sleep: Pin<Box<Sleep>>,
     ctl: Arc<ConnCtl>,
-    /// The waker the tracker's pokes wake.
-    registered: Option<Waker>,
+    /// The time set had come when it was set: the next wait ends at once.
+    due: bool,
 }
 
 impl Waiter {
@@ -829,7 +844,7 @@ impl Waiter {
         Self {
             sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             ctl: Arc::clone(ctl),
-            registered: None,
+            due: false,
         }
     }
 
@@ -850,41 +865,26 @@ impl Waiter {
         self.sleep.as_mut().reset(deadline.into());
         // Registered now, with a waker that pokes: a wait past its time ends.
         let poker = self.ctl.poker();
-        if self
+        self.due = self
             .sleep
             .as_mut()
             .poll(&mut Context::from_waker(&poker))
-            .is_ready()
-        {
-            self.ctl.poke();
-        }
+            .is_ready();
     }
 
     /// Ready once the time set has come, or the connection was poked.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let same = self
-            .registered
-            .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()));
-        let poked = if same {
-            self.ctl.take_poke()
-        } else {
-            self.registered = Some(cx.waker().clone());
-            self.ctl.poll_poked(cx).is_ready()
-        };
-        if poked {
-            // The poke's wake took the waker: registered again next time.
-            self.registered = None;
+        if std::mem::take(&mut self.due) {
             return Poll::Ready(());
         }
-        Poll::Pending
+        self.ctl.poll_poked(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
+    use std::task::{Wake, Waker};
     use std::time::Duration;
 
     use super::*;
@@ -909,7 +909,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_poke_wakes_the_waiter_though_it_registers_only_when_it_must() {
+    async fn every_poke_wakes_the_waiting_task() {
         let engine = Engine::new(Timeouts::DEFAULT);
         let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
         let mut waiter = Waiter::new(&ctl);
@@ -922,7 +922,8 @@ mod tests {
             assert_eq!(wakes(&count), round, "poke {round} woke the task");
             assert!(waiter.poll(&mut cx).is_ready());
         }
-        // A poke while nobody waits is kept for the next wait.
+        // A poke between two waits (it wakes the waker of the last) is kept
+        // for the next wait.
         ctl.poke();
         assert!(waiter.poll(&mut cx).is_ready());
         // Another task's waker is registered in its place.
@@ -931,7 +932,27 @@ mod tests {
         let mut other_cx = Context::from_waker(&other_waker);
         assert!(waiter.poll(&mut other_cx).is_pending());
         ctl.poke();
-        assert_eq!((wakes(&count), wakes(&other)), (3, 1));
+        assert_eq!((wakes(&count), wakes(&other)), (4, 1));
+    }
+
+    #[tokio::test]
+    async fn a_poke_that_races_a_poll_leaves_the_task_wakeable() {
+        let engine = Engine::new(Timeouts::DEFAULT);
+        let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
+        let mut waiter = Waiter::new(&ctl);
+        let (count, waker) = counted();
+        let mut cx = Context::from_waker(&waker);
+        assert!(waiter.poll(&mut cx).is_pending());
+        // Another thread's poke has set its mark, not yet woken.
+        let wake = ctl.poke_in_halves();
+        assert!(waiter.poll(&mut cx).is_ready(), "the mark ends the wait");
+        assert!(waiter.poll(&mut cx).is_pending(), "the next wait registers");
+        // The poke's wake takes the waker just registered.
+        wake();
+        assert_eq!(wakes(&count), 1);
+        assert!(waiter.poll(&mut cx).is_pending());
+        ctl.poke();
+        assert_eq!(wakes(&count), 2, "a later poke still wakes the task");
     }
 
     #[tokio::test(start_paused = true)]

@@ -84,9 +84,13 @@ impl Shared {
 /// A bound below a millisecond is taken as a millisecond.
 ///
 /// An HTTP/2 connection over TCP (plain or TLS) has the kernel's keep-alive
-/// probes on: quiet for 30 s, it is probed every 10 s, and two unanswered
-/// probes end it, so a client that vanished without a FIN or RST is noticed
-/// even while a stream waits (HTTP/1 connections wait in the bounds above).
+/// probes on: quiet for 30 s, it is probed every 10 s, and it ends when
+/// nothing came back for the send bound (at least 50 s); bytes sent and not
+/// acknowledged for that long end it too (`TCP_USER_TIMEOUT`). So a client
+/// that vanished without a FIN or RST is noticed even while a stream waits.
+/// A client whose system answers but whose process hangs keeps its streams
+/// until their handlers answer (the send bound applies once a response
+/// fills the window), as an HTTP/1 connection with a request in flight does.
 ///
 /// # Dormant connections
 ///
