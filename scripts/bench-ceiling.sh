@@ -5,8 +5,9 @@
 # the HTTP/1.1 rows, hyper-util's auto server for h2c) and nginx (2 workers, a
 # fixed body, scripts/ceiling/nginx.conf), each on a free loopback port, loaded
 # in alternation, medians of ROUNDS, printed as ratios. Each row also gives the
-# server's CPU time per request (utime + stime of its processes over the run):
-# client and server share the machine's cores, so req/s alone mixes the two.
+# server's CPU time per request (utime + stime of its processes over the run,
+# and utime alone): client and server share the machine's cores, so req/s alone
+# mixes the two, and the kernel's share moves most with the machine's load.
 #
 #   http/1.1   wrk -t2 -c10 and -c200
 #   h2c        h2load -c10 -m1 and -m10 (gracedown and plain hyper: nginx's h2c
@@ -76,36 +77,45 @@ declare -A serving=(
   [$gd_port]=${pids[0]} [$gd_tls]=${pids[1]} [$hy_port]=${pids[2]} [$hy_tls]=${pids[3]} [$hy_h2c]=${pids[4]}
   [$ng_port]="$(pgrep -P "$(cat "$dir/nginx.pid")" | tr '\n' ' ')" [$ng_tls]="$(pgrep -P "$(cat "$dir/nginx.pid")" | tr '\n' ' ')"
 )
-cpu_ticks() { local t=0 p; for p in $1; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# CPU time of the processes serving a port, in clock ticks: all of it, and user space alone.
+cpu_ticks() { local t=0 u=0 p; for p in $1; do read -r a b < <(awk '{print $14 + $15, $14}' "/proc/$p/stat"); t=$((t + a)); u=$((u + b)); done; echo "$t $u"; }
 
-# One measurement: req/s, the server's CPU microseconds per request, and (wrk) p99 in ms.
+# One measurement: req/s, the server's CPU microseconds per request (all, and
+# user space alone: the kernel's share moves most between runs on a shared
+# machine), and (wrk) p99 in ms.
 per_request() { # ticks-before ticks-after req/s
   python3 -c "print(f'{($2 - $1) / $(getconf CLK_TCK) / max($3 * $secs, 1) * 1e6:.2f}')"
 }
-wrk_run() { # port connections
+cpu_per_request() { # "total user" before, "total user" after, req/s
+  local t0 u0 t1 u1
+  read -r t0 u0 <<<"$1"; read -r t1 u1 <<<"$2"
+  echo "$(per_request "$t0" "$t1" "$3") $(per_request "$u0" "$u1" "$3")"
+}
+wrk_run() { # port connections -> req/s, CPU, user CPU, p99
   local t0 t1 out
   t0=$(cpu_ticks "${serving[$1]}")
   out=$(wrk -t2 -c"$2" -d"${secs}s" --latency "http://127.0.0.1:$1/" 2>&1 |
     awk '/^Requests\/sec/ {rps=$2} /^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p99=v} END {printf "%.0f %.2f\n", rps, p99}')
   t1=$(cpu_ticks "${serving[$1]}")
   set -- $out
-  echo "$1 $(per_request "$t0" "$t1" "$1") $2"
+  echo "$1 $(cpu_per_request "$t0" "$t1" "$1") $2"
 }
-h2_run() { # port url streams
+h2_run() { # port url streams -> req/s, CPU, user CPU
   local t0 t1 rps
   t0=$(cpu_ticks "${serving[$1]}")
   rps=$(h2load -c10 -m"$3" -t1 -D"$secs" "$2" 2>&1 | awk '/^finished in/ {gsub(",","",$4); print $4; exit}')
   t1=$(cpu_ticks "${serving[$1]}")
-  echo "$rps $(per_request "$t0" "$t1" "$rps")"
+  echo "$rps $(cpu_per_request "$t0" "$t1" "$rps")"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A results cpus
+declare -A results cpus users
 measure() { # key command...
   local key=$1; shift
   local out; out=$("$@")
   results[$key]="${results[$key]:-} $(echo "$out" | awk '{print $1}')"
   cpus[$key]="${cpus[$key]:-} $(echo "$out" | awk '{print $2}')"
+  users[$key]="${users[$key]:-} $(echo "$out" | awk '{print $3}')"
 }
 
 # Memory per idle keep-alive connection, on servers started for it (a server
@@ -211,9 +221,11 @@ for _ in $(seq "$rounds"); do
   done
 done
 med() { echo "${results[$1]}" | tr ' ' '\n' | grep -v '^$' | median; }
-medcpu() { echo "${cpus[$1]}" | tr ' ' '\n' | grep -v '^$' | median; }
+medcpu() {
+  echo "$(echo "${cpus[$1]}" | tr ' ' '\n' | grep -v '^$' | median), $(echo "${users[$1]}" | tr ' ' '\n' | grep -v '^$' | median)"
+}
 ratio() { python3 -c "print(f'{$1 / $2:.3f}' if $2 else '-')"; }
-echo "| load | gracedown req/s (µs CPU/req) | plain hyper | nginx | gracedown / hyper | gracedown / nginx |"
+echo "| load | gracedown req/s (µs CPU/req, of it user) | plain hyper | nginx | gracedown / hyper | gracedown / nginx |"
 echo "| --- | --- | --- | --- | --- | --- |"
 for row in h1-c10 h1-c200 h2c-m1 h2c-m10 h2tls-m1 h2tls-m10; do
   gd=$(med "$row-gd"); hy=$(med "$row-hy")
@@ -232,7 +244,7 @@ echo "| --- | --- | --- | --- |"
 for c in 10 100 1000 5000; do
   line="| $c |"
   for s in gd hy ng; do
-    port_var="${s}_port"; line="$line $(wrk_run "${!port_var}" "$c" | awk '{printf "%s, %s", $1, $3}') |"
+    port_var="${s}_port"; line="$line $(wrk_run "${!port_var}" "$c" | awk '{printf "%s, %s", $1, $4}') |"
   done
   echo "$line" | tee -a "$dir/scale.md"
 done

@@ -347,6 +347,18 @@ pub(crate) struct RequestGuard {
     proto: Proto,
 }
 
+impl RequestGuard {
+    /// The connection the request is on.
+    pub(crate) fn ctl(&self) -> &Arc<ConnCtl> {
+        &self.ctl
+    }
+
+    /// The protocol the request came by.
+    pub(crate) fn proto(&self) -> Proto {
+        self.proto
+    }
+}
+
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let ctl = &self.ctl;

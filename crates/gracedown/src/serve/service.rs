@@ -161,9 +161,7 @@ where
         let req = Request::from_parts(parts, RequestBody::new(body, self.body_timeout));
         let after = After {
             guard,
-            ctl: Arc::clone(&self.ctl),
             connect,
-            proto: self.proto,
             keep_alive_in_drain: self.keep_alive_in_drain,
         };
         let mut service = self.inner.clone();
@@ -208,21 +206,20 @@ where
     }
 }
 
-/// What is done with a response once the service has made it.
+/// What is done with a response once the service has made it (the guard
+/// knows the connection and its protocol).
 #[derive(Debug)]
 pub(crate) struct After {
     guard: RequestGuard,
-    ctl: Arc<ConnCtl>,
     connect: bool,
-    proto: Proto,
     keep_alive_in_drain: bool,
 }
 
 impl After {
     fn respond<B>(self, mut response: Response<B>) -> Response<Tracked<B>> {
-        let ctl = &self.ctl;
+        let (ctl, proto) = (self.guard.ctl(), self.guard.proto());
         let status = response.status();
-        let upgrade = self.proto == Proto::Http1
+        let upgrade = proto == Proto::Http1
             && (status == StatusCode::SWITCHING_PROTOCOLS || (self.connect && status.is_success()));
         if upgrade {
             ctl.mark_upgrading();
@@ -231,7 +228,7 @@ impl After {
         if ctl.engine.is_draining() {
             ctl.engine.count_request_after_signal();
             let moving = self.keep_alive_in_drain && ctl.engine.handing_off();
-            if self.proto == Proto::Http1 && !upgrade && !moving && ctl.drain_reached() {
+            if proto == Proto::Http1 && !upgrade && !moving && ctl.drain_reached() {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
