@@ -180,6 +180,7 @@ where
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let ready = match self.proto {
             Proto::Http1 => service.poll_ready(&mut cx),
+            // Called when the stream's future is first polled (above).
             Proto::Http2 => Poll::Pending,
         };
         match ready {
