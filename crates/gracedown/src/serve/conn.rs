@@ -908,11 +908,17 @@ mod tests {
         count.0.load(Ordering::SeqCst)
     }
 
-    #[tokio::test]
-    async fn every_poke_wakes_the_waiting_task() {
+    /// A registered connection's tracker and the waiter of its task.
+    fn waiting() -> (Arc<ConnCtl>, Waiter) {
         let engine = Engine::new(Timeouts::DEFAULT);
         let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
-        let mut waiter = Waiter::new(&ctl);
+        let waiter = Waiter::new(&ctl);
+        (ctl, waiter)
+    }
+
+    #[tokio::test]
+    async fn every_poke_wakes_the_waiting_task() {
+        let (ctl, mut waiter) = waiting();
         let (count, waker) = counted();
         let mut cx = Context::from_waker(&waker);
         for round in 1..=3 {
@@ -937,9 +943,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_poke_that_races_a_poll_leaves_the_task_wakeable() {
-        let engine = Engine::new(Timeouts::DEFAULT);
-        let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
-        let mut waiter = Waiter::new(&ctl);
+        let (ctl, mut waiter) = waiting();
         let (count, waker) = counted();
         let mut cx = Context::from_waker(&waker);
         assert!(waiter.poll(&mut cx).is_pending());
@@ -957,16 +961,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_time_set_wakes_the_waiter_once_it_has_passed() {
-        let engine = Engine::new(Timeouts::DEFAULT);
-        let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
-        let mut waiter = Waiter::new(&ctl);
+        let (ctl, mut waiter) = waiting();
         let (count, waker) = counted();
         let mut cx = Context::from_waker(&waker);
         for round in 1..=3 {
             // The engine's time of a second from now on the runtime's
             // (paused) clock.
             let at = tokio::time::Instant::now() + Duration::from_secs(1);
-            waiter.set(Some(engine.at(at.into_std())));
+            waiter.set(Some(ctl.engine.at(at.into_std())));
             assert!(waiter.poll(&mut cx).is_pending());
             assert!(waiter.poll(&mut cx).is_pending());
             tokio::time::advance(Duration::from_secs(2)).await;
