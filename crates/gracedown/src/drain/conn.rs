@@ -4,11 +4,9 @@
 //! transport; every field is an atomic on the connection's own cache line, so
 //! serving a request touches nothing other connections touch.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
-
-use atomic_waker::AtomicWaker;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Wake, Waker};
 
 use super::engine::Engine;
 use super::state::ConnState;
@@ -77,9 +75,10 @@ pub(crate) struct ConnCtl {
     /// The first request (1-based) to refuse (0: none), and why.
     refuse_from: AtomicU64,
     refusal: AtomicU8,
-    /// Wakes the connection's task (see [`ConnCtl::poke`]). Lock-free: the
-    /// task registers its waker on every poll, so this must cost no lock.
-    waker: AtomicWaker,
+    /// The connection's task, woken by [`ConnCtl::poke`]. A wake leaves it
+    /// in place (unlike an `AtomicWaker`'s, which takes it), so the task
+    /// registers once, not on every poll (see [`ConnCtl::register_task`]).
+    task: Mutex<Option<Waker>>,
     poked: AtomicBool,
 }
 
@@ -130,7 +129,7 @@ impl ConnCtl {
             pace: AtomicU64::new(0),
             refuse_from: AtomicU64::new(0),
             refusal: AtomicU8::new(0),
-            waker: AtomicWaker::new(),
+            task: Mutex::new(None),
             poked: AtomicBool::new(false),
         }
     }
@@ -141,7 +140,18 @@ impl ConnCtl {
     /// waiting is kept for the next wait.
     pub(crate) fn poke(&self) {
         self.poked.store(true, Ordering::Release);
-        self.waker.wake();
+        self.wake_task();
+    }
+
+    fn wake_task(&self) {
+        if let Some(task) = self.task().as_ref() {
+            task.wake_by_ref();
+        }
+    }
+
+    fn task(&self) -> MutexGuard<'_, Option<Waker>> {
+        // A waker that panicked in a wake left nothing half-written.
+        self.task.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A waker that pokes the connection: for a wait (a timer) whose end
@@ -155,17 +165,31 @@ impl ConnCtl {
     #[cfg(test)]
     pub(crate) fn poke_in_halves(&self) -> impl FnOnce() + '_ {
         self.poked.store(true, Ordering::Release);
-        move || self.waker.wake()
+        move || self.wake_task()
     }
 
-    /// Ready once poked since the last time it was ready.
-    pub(crate) fn poll_poked(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.waker.register(cx.waker());
-        if self.poked.load(Ordering::Acquire) && self.poked.swap(false, Ordering::AcqRel) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+    /// Makes `waker` the one a poke wakes: the connection's task calls it
+    /// before it reads [`ConnCtl::take_poke`], whenever its waker is not the
+    /// one it registered last. It is the only task that registers, so the
+    /// one it registered last is the one in place.
+    ///
+    /// No poke is lost: a poke marks before it wakes, and the task registers
+    /// before it reads the mark. Either the task's read sees the mark, or
+    /// the poke's wake (under the lock, after the mark) finds the waker the
+    /// task registered before it read.
+    pub(crate) fn register_task(&self, waker: &Waker) {
+        *self.task() = Some(waker.clone());
+    }
+
+    /// Forgets the connection's task (it has ended): what holds the tracker
+    /// after it (a handler's [`super::Draining`]) holds no waker of it.
+    pub(crate) fn forget_task(&self) {
+        self.task().take();
+    }
+
+    /// Whether the connection was poked since the last time this said so.
+    pub(crate) fn take_poke(&self) -> bool {
+        self.poked.load(Ordering::Acquire) && self.poked.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn state(&self) -> ConnState {

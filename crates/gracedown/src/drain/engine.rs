@@ -72,7 +72,7 @@ impl Engine {
         Arc::new(Self {
             timeouts,
             epoch: Instant::now(),
-            epoch_ns: monotonic_ns(rustix::time::ClockId::Monotonic),
+            epoch_ns: monotonic_ns(libc::CLOCK_MONOTONIC),
             phase: watch::Sender::new(Phase::Serving),
             draining: AtomicBool::new(false),
             handing_off: AtomicBool::new(false),
@@ -101,7 +101,7 @@ impl Engine {
     /// `now` by less than a clock tick (1 to 10 ms), so a bound measured from
     /// a stamp ends up to a tick early and never late; the rules read `now`.
     pub(crate) fn stamp(&self) -> u64 {
-        monotonic_ns(rustix::time::ClockId::MonotonicCoarse)
+        monotonic_ns(libc::CLOCK_MONOTONIC_COARSE)
             .saturating_sub(self.epoch_ns)
             .max(1)
     }
@@ -299,8 +299,22 @@ impl Drop for Registration {
 }
 
 /// A clock's reading in nanoseconds (`Instant` is `CLOCK_MONOTONIC` on Linux).
-fn monotonic_ns(clock: rustix::time::ClockId) -> u64 {
-    let t = rustix::time::clock_gettime(clock);
+///
+/// Through libc, not rustix: rustix finds the vDSO by parsing its ELF image
+/// itself, which crashes under valgrind (rustix issue 1559), and a server
+/// must run under the tools its users debug and profile with.
+fn monotonic_ns(clock: libc::clockid_t) -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `t` is a valid, writable `timespec` that outlives the call.
+    let result = unsafe { libc::clock_gettime(clock, &mut t) };
+    if result != 0 {
+        // Only an unknown clock fails, and both clocks here are Linux's own.
+        return 0;
+    }
     u64::try_from(t.tv_sec)
         .unwrap_or(0)
         .saturating_mul(1_000_000_000)

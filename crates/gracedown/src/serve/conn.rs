@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -837,6 +837,9 @@ struct Waiter {
     ctl: Arc<ConnCtl>,
     /// The time set had come when it was set: the next wait ends at once.
     due: bool,
+    /// The waker last registered with the tracker (a poke wakes it): a
+    /// poll with the same one registers nothing.
+    registered: Option<Waker>,
 }
 
 impl Waiter {
@@ -845,6 +848,7 @@ impl Waiter {
             sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             ctl: Arc::clone(ctl),
             due: false,
+            registered: None,
         }
     }
 
@@ -877,14 +881,35 @@ impl Waiter {
         if std::mem::take(&mut self.due) {
             return Poll::Ready(());
         }
-        self.ctl.poll_poked(cx)
+        // The task's waker does not change from poll to poll: registered
+        // once, not on every poll (which cost two atomic exchanges per
+        // request).
+        if !self
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            self.ctl.register_task(cx.waker());
+            self.registered = Some(cx.waker().clone());
+        }
+        if self.ctl.take_poke() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.ctl.forget_task();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::{Wake, Waker};
+    use std::task::Wake;
     use std::time::Duration;
 
     use super::*;
@@ -951,12 +976,29 @@ mod tests {
         let wake = ctl.poke_in_halves();
         assert!(waiter.poll(&mut cx).is_ready(), "the mark ends the wait");
         assert!(waiter.poll(&mut cx).is_pending(), "the next wait registers");
-        // The poke's wake takes the waker just registered.
+        // The poke's wake finds the waker registered (it stays in place).
         wake();
         assert_eq!(wakes(&count), 1);
         assert!(waiter.poll(&mut cx).is_pending());
         ctl.poke();
         assert_eq!(wakes(&count), 2, "a later poke still wakes the task");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_ends_leaves_no_waker_of_its_task_behind() {
+        let (ctl, mut waiter) = waiting();
+        let (count, waker) = counted();
+        assert!(waiter.poll(&mut Context::from_waker(&waker)).is_pending());
+        drop(waker);
+        assert_eq!(
+            Arc::strong_count(&count),
+            3,
+            "the waiter's and the tracker's"
+        );
+        drop(waiter);
+        assert_eq!(Arc::strong_count(&count), 1, "the task's alone");
+        ctl.poke();
+        assert_eq!(wakes(&count), 0);
     }
 
     #[tokio::test(start_paused = true)]
