@@ -318,17 +318,21 @@ impl Framing {
         if head.line_len != 0 || head.field != Field::Name {
             return None;
         }
+        // The empty line that ends a head, and empty lines before one.
+        if matches!(rest.first(), None | Some(b'\r' | b'\n')) {
+            return None;
+        }
         let cr = memchr::memchr2(b'\r', b'\n', rest)?;
-        if cr == 0 || rest[cr] != b'\r' || rest.get(cr + 1) != Some(&b'\n') {
+        if rest[cr] != b'\r' || rest.get(cr + 1) != Some(&b'\n') {
             return None;
         }
         let line = &rest[..cr];
+        // A name is all before the first colon.
+        let named = |name: &[u8]| {
+            line.get(name.len()) == Some(&b':') && line[..name.len()].eq_ignore_ascii_case(name)
+        };
         if head.started {
-            let name = memchr::memchr(b':', line).map(|colon| &line[..colon]);
-            if name.is_some_and(|name| {
-                name.eq_ignore_ascii_case(CONTENT_LENGTH)
-                    || name.eq_ignore_ascii_case(TRANSFER_ENCODING)
-            }) {
+            if named(CONTENT_LENGTH) || named(TRANSFER_ENCODING) {
                 return None;
             }
         } else {
