@@ -196,13 +196,14 @@ where
                 };
             }
         }
-        let mut respond = Respond {
-            stage: Stage::Calling(Box::pin(service.call(req))),
-            after: Some(after),
-        };
-        match Pin::new(&mut respond).poll(&mut cx) {
-            Poll::Ready(output) => Respond::done(output),
-            Poll::Pending => respond,
+        let mut future = Box::pin(service.call(req));
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(response)) => Respond::done(Ok(after.respond(response))),
+            Poll::Ready(Err(e)) => Respond::done(Err(e.into())),
+            Poll::Pending => Respond {
+                stage: Stage::Calling(future),
+                after: Some(after),
+            },
         }
     }
 }
