@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# User-space instructions per HTTP/1.1 request, counted (BENCHMARKS.md, "Steady-state
+# cost"): `gracedown serve` and plain hyper (crates/gracedown/examples/plain_hyper.rs)
+# each run under valgrind's callgrind on a free loopback port; wrk loads it for 2 s
+# untimed, then for SECONDS with the count on, and the instructions the server ran
+# are divided by the requests wrk completed.
+#
+# A count, not a time: it does not move with the machine's load as req/s and CPU
+# time do on a shared machine (runs of one build agree within about 0.5 %), so it
+# shows changes of a few percent that timings hide. It misses what costs time
+# without instructions (cache misses, the kernel), so the timed scripts stay the
+# measure of throughput. The profiles are kept in target/instructions/ for
+# `callgrind_annotate` (per function, `--inclusive=yes` for whole call trees).
+#
+# Needs: valgrind, wrk. Usage: scripts/bench-instructions.sh [SECONDS (5)] [CONNECTIONS (10)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-5}
+conns=${2:-10}
+case "$secs$conns" in *[!0-9]*) echo "SECONDS and CONNECTIONS are whole numbers, not '$secs' '$conns'" >&2; exit 2;; esac
+for tool in valgrind callgrind_control wrk; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (Debian: apt-get install valgrind wrk)" >&2; exit 2; }
+done
+cargo build --release -q -p gracedown-cli
+cargo build --release -q -p gracedown --example plain_hyper
+out=target/instructions
+mkdir -p "$out"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# count NAME PORT COMMAND...: instructions per request of COMMAND, serving on PORT.
+count() {
+  local name=$1 port=$2; shift 2
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/$name.cg" "$@" \
+    2>"$out/$name.log" >/dev/null &
+  local pid=$!
+  pids+=("$pid")
+  local up=0
+  for _ in $(seq 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
+    sleep 0.05
+  done
+  [ "$up" = 1 ] || { echo "$name: nothing listens on $port (see $out/$name.log)" >&2; exit 1; }
+  callgrind_control -i on "$pid" >/dev/null 2>&1
+  wrk -t2 -c"$conns" -d2s "http://127.0.0.1:$port/" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  local requests
+  requests=$(wrk -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}')
+  callgrind_control -i off "$pid" >/dev/null 2>&1
+  kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+  local instructions
+  instructions=$(awk '/Collected :/ {print $4}' "$out/$name.log")
+  [ -n "$instructions" ] && [ "${requests:-0}" -gt 0 ] || { echo "$name: no count (see $out/$name.log)" >&2; exit 1; }
+  echo "$((instructions / requests))"
+}
+
+gd_port=$(free_port)
+gd=$(count gracedown "$gd_port" target/release/gracedown serve --listen "127.0.0.1:$gd_port")
+hy_port=$(free_port)
+hy=$(count plain-hyper "$hy_port" target/release/examples/plain_hyper http1 "127.0.0.1:$hy_port")
+echo "instructions per HTTP/1.1 request, wrk -c$conns, ${secs} s under callgrind ($(date -u +%F))"
+echo "gracedown serve  $gd"
+echo "plain hyper      $hy"
+python3 -c "print(f'gracedown / hyper {$gd / $hy:.3f}')"
