@@ -27,13 +27,14 @@ out=target/instructions
 mkdir -p "$out"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in ${pids[@]+"${pids[@]}"}; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# count NAME PORT COMMAND...: instructions per request of COMMAND, serving on PORT.
+# count NAME PORT COMMAND...: instructions per request of COMMAND, serving on PORT,
+# into $result. Not run in a subshell, so that the cleanup knows the server's pid.
 count() {
   local name=$1 port=$2; shift 2
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/$name.cg" "$@" \
@@ -57,13 +58,15 @@ count() {
   local instructions
   instructions=$(awk '/Collected :/ {print $4}' "$out/$name.log")
   [ -n "$instructions" ] && [ "${requests:-0}" -gt 0 ] || { echo "$name: no count (see $out/$name.log)" >&2; exit 1; }
-  echo "$((instructions / requests))"
+  result=$((instructions / requests))
 }
 
 gd_port=$(free_port)
-gd=$(count gracedown "$gd_port" target/release/gracedown serve --listen "127.0.0.1:$gd_port")
+count gracedown "$gd_port" target/release/gracedown serve --listen "127.0.0.1:$gd_port"
+gd=$result
 hy_port=$(free_port)
-hy=$(count plain-hyper "$hy_port" target/release/examples/plain_hyper http1 "127.0.0.1:$hy_port")
+count plain-hyper "$hy_port" target/release/examples/plain_hyper http1 "127.0.0.1:$hy_port"
+hy=$result
 echo "instructions per HTTP/1.1 request, wrk -c$conns, ${secs} s under callgrind ($(date -u +%F))"
 echo "gracedown serve  $gd"
 echo "plain hyper      $hy"

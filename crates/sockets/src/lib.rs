@@ -6,12 +6,15 @@
 //! - [`listener`]: inherited listening sockets, validated and taken once, or
 //!   fallback binds;
 //! - [`notify`]: `sd_notify(3)` readiness and watchdog datagrams;
+//! - [`clock`]: the monotonic clocks, read so that valgrind can run the
+//!   processes;
 //! - [`handoff`]: passing accepted connections from a draining generation to
 //!   the next through the superdaemon (`SCM_RIGHTS`).
 //!
 //! The `gracedown` crate re-exports these; `start_server` links only this.
 #![warn(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
+pub mod clock;
 mod error;
 pub mod handoff;
 pub mod listener;

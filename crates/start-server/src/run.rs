@@ -366,9 +366,10 @@ fn listen_for_notices(
 
 fn notify_systemd(systemd: &gracedown_sockets::notify::Notifier, state: &str) {
     if state == "RELOADING=1" {
-        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-        let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000;
-        systemd.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+        match gracedown_sockets::clock::now_ns(gracedown_sockets::clock::Clock::Monotonic) {
+            Some(ns) => systemd.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", ns / 1_000)),
+            None => systemd.send(state),
+        }
     } else {
         systemd.send(state);
     }

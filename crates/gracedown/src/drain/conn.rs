@@ -1,8 +1,9 @@
 //! One connection's tracker: its [`ConnState`], whether a request is in
 //! flight and since when it is quiet, and the flags through which the drain
 //! steers it. Shared by the connection's task, its service adapter and its
-//! transport; every field is an atomic on the connection's own cache line, so
-//! serving a request touches nothing other connections touch.
+//! transport; every field is an atomic (the task's waker, rarely written, is
+//! under a lock) on the connection's own allocation, so serving a request
+//! touches nothing other connections touch.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -177,6 +178,9 @@ impl ConnCtl {
     /// before it reads the mark. Either the task's read sees the mark, or
     /// the poke's wake (under the lock, after the mark) finds the waker the
     /// task registered before it read.
+    ///
+    /// Never with a [`ConnCtl::poker`]: its wake pokes, which would take
+    /// this lock again from inside a wake made under it.
     pub(crate) fn register_task(&self, waker: &Waker) {
         *self.task() = Some(waker.clone());
     }

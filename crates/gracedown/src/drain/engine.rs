@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use gracedown_sockets::clock::{Clock, now_ns};
 use slab::Slab;
 use tokio::sync::watch;
 
@@ -72,7 +73,8 @@ impl Engine {
         Arc::new(Self {
             timeouts,
             epoch: Instant::now(),
-            epoch_ns: monotonic_ns(libc::CLOCK_MONOTONIC),
+            // `Instant::now` above has read this clock (it panics when it cannot).
+            epoch_ns: now_ns(Clock::Monotonic).unwrap_or(0),
             phase: watch::Sender::new(Phase::Serving),
             draining: AtomicBool::new(false),
             handing_off: AtomicBool::new(false),
@@ -100,10 +102,12 @@ impl Engine {
     /// memory where [`Engine::now`] reads the time stamp counter. It lags
     /// `now` by less than a clock tick (1 to 10 ms), so a bound measured from
     /// a stamp ends up to a tick early and never late; the rules read `now`.
+    /// Where the kernel has no coarse clock, it is `now`.
     pub(crate) fn stamp(&self) -> u64 {
-        monotonic_ns(libc::CLOCK_MONOTONIC_COARSE)
-            .saturating_sub(self.epoch_ns)
-            .max(1)
+        match now_ns(Clock::MonotonicCoarse) {
+            Some(ns) => ns.saturating_sub(self.epoch_ns).max(1),
+            None => self.now(),
+        }
     }
 
     pub(crate) fn at(&self, instant: Instant) -> u64 {
@@ -296,29 +300,6 @@ impl Drop for Registration {
     fn drop(&mut self) {
         self.ctl.engine.lock().try_remove(self.ctl.key);
     }
-}
-
-/// A clock's reading in nanoseconds (`Instant` is `CLOCK_MONOTONIC` on Linux).
-///
-/// Through libc, not rustix: rustix finds the vDSO by parsing its ELF image
-/// itself, which crashes under valgrind (rustix issue 1559), and a server
-/// must run under the tools its users debug and profile with.
-fn monotonic_ns(clock: libc::clockid_t) -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: `t` is a valid, writable `timespec` that outlives the call.
-    let result = unsafe { libc::clock_gettime(clock, &mut t) };
-    if result != 0 {
-        // Only an unknown clock fails, and both clocks here are Linux's own.
-        return 0;
-    }
-    u64::try_from(t.tv_sec)
-        .unwrap_or(0)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
 }
 
 #[cfg(test)]

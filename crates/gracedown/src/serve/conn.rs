@@ -826,12 +826,12 @@ async fn sniff(stream: &mut Stream, read: &mut BytesMut) -> Option<bool> {
 
 /// What a connection's task waits on between verdicts: a time, and its
 /// tracker's pokes (the phase changed, a request ended in a drain, ...).
-/// Polled on every wake-up of the connection, so it takes no lock and
-/// touches little: the time, once set, pokes the tracker when it comes, so
-/// a wake-up registers the task's waker with the tracker and reads its flag.
-/// (The registration is made on every poll: a poke takes the waker it
-/// wakes, and a task cannot tell whether a poke racing its poll has taken
-/// it yet.)
+/// Polled on every wake-up of the connection, so it touches little: the
+/// time, once set, pokes the tracker when it comes, so a wake-up reads the
+/// tracker's flag, and registers the task's waker with the tracker (a lock)
+/// only when it is not the one registered last (a poke leaves the waker in
+/// place). Its own timer's waker (`ConnCtl::poker`) is never the one it
+/// registers: `set` polls the timer alone with it.
 struct Waiter {
     sleep: Pin<Box<Sleep>>,
     ctl: Arc<ConnCtl>,

@@ -708,6 +708,16 @@ mod tests {
         b"0\r\n\r\n",
         b"3\r\nabc\r\n",
         b"hello",
+        b"\t",
+        b"Transfer-Encoding",
+        b"x-forwarded-proto:",
+        b"C\xc3\xa9ntent-Length:",
+        b"\r\r\n",
+        b"X: y\rz\r\n",
+        b"Host: h\r\n",
+        b"Content-Length: 3\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"1;e\r\nx\r\n0\r\nContent-Length: 5\r\n\r\n",
     ];
 
     impl Framing {
@@ -814,7 +824,7 @@ mod tests {
             let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
             points.extend([0, wire.len()]);
             points.sort_unstable();
-            let (mut lines, mut bytes) = (Framing::default(), Framing::default());
+            let (mut lines, mut bytes) = (Framing::after(3), Framing::after(3));
             for piece in points.windows(2) {
                 let new = &wire[piece[0]..piece[1]];
                 prop_assert_eq!(lines.feed(new), bytes.feed_bytewise(new));
