@@ -7,11 +7,12 @@
 # Usage: scripts/bench-bench.sh [SECONDS_PER_RUN (5)] [ROUNDS (3)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 dur=${1:-5}
 rounds=${2:-3}
 cargo build --release -q -p gracedown-cli
 gd=target/release/gracedown
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 "$gd" serve --listen "127.0.0.1:$port" 2>/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

@@ -24,7 +24,7 @@ if command -v go >/dev/null; then
   GO111MODULE=off go build -o target/go-worker peers/go-worker/main.go && go=target/go-worker
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
 
 # start_server PORT SCHEME WORKER... : starts Perl start_server and waits (bounded) until it answers.
 started=""

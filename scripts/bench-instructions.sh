@@ -31,7 +31,7 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
 
 # count NAME PORT COMMAND...: instructions per request of COMMAND, serving on PORT,
 # into $result. Not run in a subshell, so that the cleanup knows the server's pid.
@@ -41,12 +41,8 @@ count() {
     2>"$out/$name.log" >/dev/null &
   local pid=$!
   pids+=("$pid")
-  local up=0
-  for _ in $(seq 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
-    sleep 0.05
-  done
-  [ "$up" = 1 ] || { echo "$name: nothing listens on $port (see $out/$name.log)" >&2; exit 1; }
+  # Slow to start under valgrind: up to 30 s.
+  wait_port "$port" 600 "$out/$name.log"
   callgrind_control -i on "$pid" >/dev/null 2>&1
   wrk -t2 -c"$conns" -d2s "http://127.0.0.1:$port/" >/dev/null
   callgrind_control -z "$pid" >/dev/null 2>&1

@@ -8,6 +8,7 @@
 # Usage: scripts/bench-start-server.sh [RESTARTS (10)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 restarts=${1:-10}
 # Built on its own, as `cargo install --path crates/start-server` would: built
 # together with gracedown-cli, Cargo's feature unification would add tokio's
@@ -21,7 +22,7 @@ trap 'rm -rf "$dir"' EXIT
 
 measure() {
   local name=$1 bin=$2 port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   local status="$dir/$name.status"
   "$bin" --port="127.0.0.1:$port" --status-file="$status" -- "$worker" serve 2>>"$dir/$name.log" &
   local pid=$!
