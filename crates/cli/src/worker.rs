@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gracedown::serve::RequestBody;
 use gracedown::shutdown::Draining;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, HeaderName};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
@@ -84,18 +84,17 @@ pub(crate) fn handle(identity: Identity, req: Request<RequestBody>) -> Answer {
     Answer::Now(std::future::ready(Ok(response)))
 }
 
+/// The identity headers' names, parsed at compile time (a `&str` name is
+/// parsed on every insert).
+const PID: HeaderName = HeaderName::from_static("x-gracedown-pid");
+const GENERATION: HeaderName = HeaderName::from_static("x-gracedown-generation");
+
 /// Adds the identity headers.
 fn stamp(identity: Identity, response: &mut Response<ResponseBody>) {
     let headers = response.headers_mut();
-    headers.insert(
-        "x-gracedown-pid",
-        HeaderValue::from_static(identity.pid_header),
-    );
+    headers.insert(PID, HeaderValue::from_static(identity.pid_header));
     if let Some(generation) = identity.generation_header {
-        headers.insert(
-            "x-gracedown-generation",
-            HeaderValue::from_static(generation),
-        );
+        headers.insert(GENERATION, HeaderValue::from_static(generation));
     }
 }
 

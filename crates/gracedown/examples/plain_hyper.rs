@@ -16,7 +16,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -97,7 +97,9 @@ async fn hello(
     };
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    headers.insert("x-gracedown-pid", HeaderValue::from_static(pid));
+    // Named at compile time, as `gracedown serve` does.
+    const PID: HeaderName = HeaderName::from_static("x-gracedown-pid");
+    headers.insert(PID, HeaderValue::from_static(pid));
     Ok(response)
 }
 
