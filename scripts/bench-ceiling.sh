@@ -9,7 +9,10 @@
 # and utime alone): client and server share the machine's cores, so req/s alone
 # mixes the two, and the kernel's share moves most with the machine's load.
 #
-#   http/1.1   wrk -t2 -c10 and -c200
+#   http/1.1   wrk -t2 -c10 and -c200; again with both hyper servers writing
+#              each response from one buffer (`gracedown serve --http1-flatten`,
+#              plain hyper's `writev(false)`: cheaper for small bodies such as
+#              this one, dearer for large ones; the "flattened" rows)
 #   h2c        h2load -c10 -m1 and -m10 (gracedown and plain hyper: nginx's h2c
 #              port would speak nothing but h2)
 #   h2 + TLS   h2load -c10 -m1 and -m10, TLS 1.3, one ECDSA P-256 certificate
@@ -59,15 +62,19 @@ hy_port=$(free_port); hy_h2c=$(free_port); hy_tls=$(free_port)
 target/release/examples/plain_hyper http1 "127.0.0.1:$hy_port" 2>"$dir/hy.log" & pids+=($!)
 target/release/examples/plain_hyper auto "127.0.0.1:$hy_tls" "$dir/cert.pem" "$dir/key.pem" 2>"$dir/hy-tls.log" & pids+=($!)
 target/release/examples/plain_hyper auto "127.0.0.1:$hy_h2c" 2>"$dir/hy-h2c.log" & pids+=($!)
+gdf_port=$(free_port); hyf_port=$(free_port)
+target/release/gracedown serve --listen "127.0.0.1:$gdf_port" --http1-flatten 2>"$dir/gdf.log" & pids+=($!)
+target/release/examples/plain_hyper http1-flatten "127.0.0.1:$hyf_port" 2>"$dir/hyf.log" & pids+=($!)
 gd_h2c=$gd_port
 ng_port=$(free_port); ng_tls=$(free_port)
 mkdir -p "$dir/body" "$dir/proxy" "$dir/fastcgi" "$dir/uwsgi" "$dir/scgi"
 sed -e "s#@PORT@#$ng_port#; s#@TLS_PORT@#$ng_tls#; s#@DIR@#$dir#g" scripts/ceiling/nginx.conf >"$dir/nginx.conf"
 /usr/sbin/nginx -c "$dir/nginx.conf" -p "$dir" -g 'daemon on;' 2>"$dir/nginx.err"
-for p in $gd_port $gd_tls $hy_port $hy_h2c $hy_tls $ng_port $ng_tls; do wait_port "$p"; done
+for p in $gd_port $gd_tls $hy_port $hy_h2c $hy_tls $gdf_port $hyf_port $ng_port $ng_tls; do wait_port "$p"; done
 # The processes serving each port, for CPU time.
 declare -A serving=(
   [$gd_port]=${pids[0]} [$gd_tls]=${pids[1]} [$hy_port]=${pids[2]} [$hy_tls]=${pids[3]} [$hy_h2c]=${pids[4]}
+  [$gdf_port]=${pids[5]} [$hyf_port]=${pids[6]}
   [$ng_port]="$(pgrep -P "$(cat "$dir/nginx.pid")" | tr '\n' ' ')" [$ng_tls]="$(pgrep -P "$(cat "$dir/nginx.pid")" | tr '\n' ' ')"
 )
 # CPU time of the processes serving a port, in clock ticks: all of it, and user space alone.
@@ -200,7 +207,7 @@ fi
 echo "# $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), $secs s per run, $rounds rounds, medians"
 for _ in $(seq "$rounds"); do
   for c in 10 200; do
-    for s in gd hy ng; do
+    for s in gd hy ng gdf hyf; do
       port_var="${s}_port"; measure "h1-c$c-$s" wrk_run "${!port_var}" "$c"
     done
   done
@@ -228,6 +235,11 @@ for row in h1-c10 h1-c200 h2c-m1 h2c-m10 h2tls-m1 h2tls-m10; do
     ng_cell="-"; vs_ng="-"
   fi
   echo "| $row | $gd ($(medcpu "$row-gd")) | $hy ($(medcpu "$row-hy")) | $ng_cell | $(ratio "$gd" "$hy") | $vs_ng |"
+done
+for c in 10 200; do
+  row="h1-c$c"
+  gd=$(med "$row-gdf"); hy=$(med "$row-hyf"); ng=$(med "$row-ng")
+  echo "| $row flattened | $gd ($(medcpu "$row-gdf")) | $hy ($(medcpu "$row-hyf")) | $ng ($(medcpu "$row-ng")) | $(ratio "$gd" "$hy") | $(ratio "$gd" "$ng") |"
 done
 
 [ "$scale" = 1 ] || exit 0

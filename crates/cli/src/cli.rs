@@ -311,6 +311,12 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub(crate) http2_stream_tasks: bool,
 
+    /// Write each HTTP/1 response from one buffer that head and body are
+    /// copied into, instead of a vectored write: cheaper for small responses,
+    /// dearer for large bodies (see `Server::http1_writev`).
+    #[arg(long)]
+    pub(crate) http1_flatten: bool,
+
     /// Worker threads for the runtime (default: one per core).
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<std::num::NonZeroUsize>,

@@ -77,7 +77,8 @@ fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> 
         .notify(Notifier::from_env())
         .reconnect_window(args.reconnect_window)
         .handoff(!args.no_handoff)
-        .http2_inline_streams(!args.http2_stream_tasks);
+        .http2_inline_streams(!args.http2_stream_tasks)
+        .http1_writev(!args.http1_flatten);
     if let Some(max) = args.max_connections {
         server = server.max_connections(max.get());
     }

@@ -4,9 +4,10 @@
 //! restarts at all.
 //!
 //! Modes: `http1` is hyper's `http1::Builder` alone (the fastest HTTP/1.1
-//! hyper serves); `auto` is hyper-util's HTTP/1.1 + h2c server (it reads the
-//! first bytes to tell them apart); with a certificate and key, TLS with ALPN
-//! h2 and http/1.1.
+//! hyper serves); `http1-flatten` is the same with hyper's flattened writes
+//! (`writev(false)`, as `gracedown serve --http1-flatten`); `auto` is
+//! hyper-util's HTTP/1.1 + h2c server (it reads the first bytes to tell them
+//! apart); with a certificate and key, TLS with ALPN h2 and http/1.1.
 //!
 //! Run with:
 //!   cargo run --release -p gracedown --features tls --example plain_hyper -- http1 127.0.0.1:8080
@@ -30,13 +31,15 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let http1_only = match args.next().as_deref() {
-        Some("http1") => true,
-        Some("auto") => false,
+    let (http1_only, writev) = match args.next().as_deref() {
+        Some("http1") => (true, true),
+        Some("http1-flatten") => (true, false),
+        Some("auto") => (false, true),
         other => {
-            return Err(
-                format!("the first argument is the mode, http1 or auto, not {other:?}").into(),
-            );
+            return Err(format!(
+                "the first argument is the mode, http1, http1-flatten or auto, not {other:?}"
+            )
+            .into());
         }
     };
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
@@ -59,6 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let service = service_fn(move |req| hello(req, body, pid));
             if http1_only && tls.is_none() {
                 let _ = http1::Builder::new()
+                    .writev(writev)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
                 return;

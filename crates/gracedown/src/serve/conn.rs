@@ -423,7 +423,10 @@ impl Conn {
             adapter.keep_alive_in_drain = self.handoff.is_some();
             let mut builder = hyper::server::conn::http1::Builder::new();
             // The drain rules bound the head (in total) and the idle time.
-            builder.keep_alive(keep_alive).header_read_timeout(None);
+            builder
+                .keep_alive(keep_alive)
+                .header_read_timeout(None)
+                .writev(self.shared.writev);
             // Pinned here and lent (moved into `drive_http1` instead, it
             // would take its room twice in this task: argument and pin), and
             // dropped at the end of this block, which hands the transport back.
