@@ -23,6 +23,29 @@ fn serves_http1_and_h2c_on_one_plain_port() {
 }
 
 #[test]
+fn http1_flatten_serves_small_and_large_bodies_alike() {
+    let worker = spawn_worker(&["--http1-flatten"]);
+    let pid = worker.proc.pid();
+    let mut conn = std::net::TcpStream::connect(worker.addr).expect("connect");
+    conn.set_read_timeout(Some(TEST_WAIT)).expect("timeout");
+    // A large body (beyond hyper's write buffer) between two small ones, on
+    // one connection (pipelined, in the library's own test).
+    let mut ask = |path: &str| {
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").expect("send");
+        read_response_from(&mut conn).expect("response")
+    };
+    assert_eq!(ask("/").body, format!("from pid {pid}.\n"));
+    let large = ask("/bytes?n=1000000");
+    assert_eq!(large.status, 200);
+    assert_eq!(large.body.len(), 1_000_000);
+    assert!(
+        large.body.bytes().all(|b| b == b'x'),
+        "the large body is not all `x`"
+    );
+    assert_eq!(ask("/healthz").status, 200);
+}
+
+#[test]
 fn tls_chooses_h2_or_http1_by_alpn() {
     let worker = spawn_worker(&["--tls"]);
     let curl = tool("curl", "curl");
