@@ -12,7 +12,8 @@
 #   http/1.1   wrk -t2 -c10 and -c200; again with both hyper servers writing
 #              each response from one buffer (`gracedown serve --http1-flatten`,
 #              plain hyper's `writev(false)`: cheaper for small bodies such as
-#              this one, dearer for large ones; the "flattened" rows)
+#              this one, dearer for large ones; the "flattened" rows, whose
+#              nginx column repeats the runs above; 4 more runs a round)
 #   h2c        h2load -c10 -m1 and -m10 (gracedown and plain hyper: nginx's h2c
 #              port would speak nothing but h2)
 #   h2 + TLS   h2load -c10 -m1 and -m10, TLS 1.3, one ECDSA P-256 certificate

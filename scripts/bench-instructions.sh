@@ -12,12 +12,21 @@
 # measure of throughput. The profiles are kept in target/instructions/ for
 # `callgrind_annotate` (per function, `--inclusive=yes` for whole call trees).
 #
-# Needs: valgrind, wrk. Usage: scripts/bench-instructions.sh [SECONDS (5)] [CONNECTIONS (10)]
+# --flatten runs both servers with hyper's flattened HTTP/1 writes (`gracedown
+# serve --http1-flatten`, `plain_hyper http1-flatten`).
+#
+# Needs: valgrind, wrk. Usage: scripts/bench-instructions.sh [SECONDS (5)] [CONNECTIONS (10)] [--flatten]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 conns=${2:-10}
 case "$secs$conns" in *[!0-9]*) echo "SECONDS and CONNECTIONS are whole numbers, not '$secs' '$conns'" >&2; exit 2;; esac
+gd_flags=() hy_mode=http1 writes=vectored
+case "${3:-}" in
+  "") ;;
+  --flatten) gd_flags=(--http1-flatten) hy_mode=http1-flatten writes=flattened ;;
+  *) echo "the third argument is --flatten or nothing, not '$3'" >&2; exit 2;;
+esac
 for tool in valgrind callgrind_control wrk; do
   command -v "$tool" >/dev/null || { echo "needs $tool (Debian: apt-get install valgrind wrk)" >&2; exit 2; }
 done
@@ -58,12 +67,12 @@ count() {
 }
 
 gd_port=$(free_port)
-count gracedown "$gd_port" target/release/gracedown serve --listen "127.0.0.1:$gd_port"
+count gracedown "$gd_port" target/release/gracedown serve --listen "127.0.0.1:$gd_port" ${gd_flags[@]+"${gd_flags[@]}"}
 gd=$result
 hy_port=$(free_port)
-count plain-hyper "$hy_port" target/release/examples/plain_hyper http1 "127.0.0.1:$hy_port"
+count plain-hyper "$hy_port" target/release/examples/plain_hyper "$hy_mode" "127.0.0.1:$hy_port"
 hy=$result
-echo "instructions per HTTP/1.1 request, wrk -c$conns, ${secs} s under callgrind ($(date -u +%F))"
+echo "instructions per HTTP/1.1 request, $writes writes, wrk -c$conns, ${secs} s under callgrind ($(date -u +%F))"
 echo "gracedown serve  $gd"
 echo "plain hyper      $hy"
 python3 -c "print(f'gracedown / hyper {$gd / $hy:.3f}')"

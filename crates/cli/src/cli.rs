@@ -313,7 +313,8 @@ pub(crate) struct ServeArgs {
 
     /// Write each HTTP/1 response from one buffer that head and body are
     /// copied into, instead of a vectored write: cheaper for small responses,
-    /// dearer for large bodies (see `Server::http1_writev`).
+    /// dearer for large bodies, whose size the buffer then keeps until the
+    /// connection goes dormant (see `Server::http1_writev`).
     #[arg(long)]
     pub(crate) http1_flatten: bool,
 

@@ -84,8 +84,8 @@ pub(crate) fn handle(identity: Identity, req: Request<RequestBody>) -> Answer {
     Answer::Now(std::future::ready(Ok(response)))
 }
 
-/// The identity headers' names, parsed at compile time (a `&str` name is
-/// parsed on every insert).
+// The identity headers' names, parsed at compile time (a `&str` name is
+// parsed, copied and freed on every insert).
 const PID: HeaderName = HeaderName::from_static("x-gracedown-pid");
 const GENERATION: HeaderName = HeaderName::from_static("x-gracedown-generation");
 

@@ -11,6 +11,7 @@
 //!
 //! Run with:
 //!   cargo run --release -p gracedown --features tls --example plain_hyper -- http1 127.0.0.1:8080
+//!   cargo run --release -p gracedown --features tls --example plain_hyper -- http1-flatten 127.0.0.1:8080
 //!   cargo run --release -p gracedown --features tls --example plain_hyper -- auto 127.0.0.1:8080
 //!   cargo run --release -p gracedown --features tls --example plain_hyper -- auto 127.0.0.1:8443 cert.pem key.pem
 
@@ -31,10 +32,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let (http1_only, writev) = match args.next().as_deref() {
-        Some("http1") => (true, true),
-        Some("http1-flatten") => (true, false),
-        Some("auto") => (false, true),
+    let (http1_only, flatten) = match args.next().as_deref() {
+        Some("http1") => (true, false),
+        Some("http1-flatten") => (true, true),
+        Some("auto") => (false, false),
         other => {
             return Err(format!(
                 "the first argument is the mode, http1, http1-flatten or auto, not {other:?}"
@@ -47,6 +48,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (Some(cert), Some(key)) => Some(tls_acceptor(&cert, &key)?),
         _ => None,
     };
+    if http1_only && tls.is_some() {
+        return Err(
+            "the http1 modes serve plain TCP; TLS (a certificate and key) is mode auto".into(),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("plain hyper listening on {}", listener.local_addr()?);
     // Built once, as `gracedown serve` builds them: static bytes that a
@@ -60,9 +66,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| hello(req, body, pid));
-            if http1_only && tls.is_none() {
-                let _ = http1::Builder::new()
-                    .writev(writev)
+            if http1_only {
+                let mut builder = http1::Builder::new();
+                if flatten {
+                    builder.writev(false);
+                }
+                let _ = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
                 return;
@@ -90,6 +99,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// The handler: an `async fn` that takes the request, as hyper's own
 /// examples write it (its future holds the request until it runs), and
 /// routes on the path as `gracedown serve` does.
+/// The identity header's name, parsed at compile time as `gracedown serve`'s.
+const PID: HeaderName = HeaderName::from_static("x-gracedown-pid");
+
 async fn hello(
     req: Request<Incoming>,
     body: &'static str,
@@ -101,8 +113,6 @@ async fn hello(
     };
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    // Named at compile time, as `gracedown serve` does.
-    const PID: HeaderName = HeaderName::from_static("x-gracedown-pid");
     headers.insert(PID, HeaderValue::from_static(pid));
     Ok(response)
 }

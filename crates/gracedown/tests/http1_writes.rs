@@ -1,8 +1,8 @@
 //! `Server::http1_writev(false)`: HTTP/1 responses written from one buffer
 //! that head and body are copied into. The bytes a client receives are the
-//! same as with vectored writes, for small bodies, bodies of many chunks
-//! larger than hyper's write buffer, and pipelined requests whose answers
-//! leave together.
+//! same as with vectored writes, for pipelined requests, small bodies and a
+//! body of many chunks larger in all than hyper's write buffer, read by a
+//! client with a small receive buffer (so the server's writes are partial).
 
 mod support;
 
@@ -16,10 +16,11 @@ use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use support::{WAIT, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::TcpSocket;
 
-/// A body of `left` chunks, the i-th of which is `size` bytes of one letter
-/// (so a chunk out of place shows).
+/// A body of `left` chunks, each `size` bytes of one letter, the letters
+/// going backwards through the alphabet (so a chunk out of place or cut
+/// short shows).
 struct Chunks {
     left: usize,
     size: usize,
@@ -94,7 +95,10 @@ async fn answer(req: Request<RequestBody>) -> Result<Response<Answer>, Infallibl
 /// requests, the connection closed by the last; the `date` lines taken out.
 async fn received(writev: bool) -> Vec<u8> {
     let running = start(|server| server.http1_writev(writev), service_fn(answer));
-    let mut client = TcpStream::connect(running.addr).await.expect("connect");
+    let socket = TcpSocket::new_v4().expect("socket");
+    // Small, so that the server's socket fills and its writes come back short.
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut client = socket.connect(running.addr).await.expect("connect");
     client
         .write_all(
             b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n\
@@ -108,7 +112,9 @@ async fn received(writev: bool) -> Vec<u8> {
         .await
         .expect("the server closes after the third answer")
         .expect("read");
-    running.report().await;
+    drop(client);
+    let report = running.report().await;
+    assert_eq!(report.forced_total(), 0, "{report}");
     let mut kept = Vec::with_capacity(bytes.len());
     let mut rest = &bytes[..];
     while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
@@ -134,10 +140,27 @@ async fn flattened_writes_send_what_vectored_writes_send() {
         .expect("the large answer");
     let two = text.find("small /two\n").expect("the third answer");
     assert!(one < large && large < two, "answers out of order");
+    // The large body's chunks, in order: 40 chunks of one letter each, from
+    // `n` (39 % 26 = 13) backwards.
+    let letters: Vec<u8> = vectored
+        .iter()
+        .copied()
+        .filter(u8::is_ascii_lowercase)
+        .collect();
+    let mut runs: Vec<(u8, usize)> = Vec::new();
+    for letter in letters {
+        match runs.last_mut() {
+            Some((last, n)) if *last == letter => *n += 1,
+            _ => runs.push((letter, 1)),
+        }
+    }
+    let chunks: Vec<(u8, usize)> = (0..40)
+        .rev()
+        .map(|left| (b'a' + (left % 26) as u8, 64 * 1024))
+        .collect();
     assert!(
-        vectored.len() > 40 * 64 * 1024,
-        "the large body is short: {} bytes in all",
-        vectored.len()
+        runs.windows(40).any(|w| w == chunks.as_slice()),
+        "the large body's chunks are not 40 whole chunks in order"
     );
     assert_eq!(
         flattened.len(),

@@ -421,12 +421,7 @@ impl Conn {
             let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), true, movable);
             let mut adapter = self.adapter(service.clone(), Proto::Http1);
             adapter.keep_alive_in_drain = self.handoff.is_some();
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            // The drain rules bound the head (in total) and the idle time.
-            builder
-                .keep_alive(keep_alive)
-                .header_read_timeout(None)
-                .writev(self.shared.writev);
+            let builder = http1_builder(keep_alive, self.shared.writev);
             // Pinned here and lent (moved into `drive_http1` instead, it
             // would take its room twice in this task: argument and pin), and
             // dropped at the end of this block, which hands the transport back.
@@ -909,6 +904,19 @@ impl Drop for Waiter {
     }
 }
 
+/// hyper's HTTP/1 connection as gracedown configures it: the drain rules
+/// bound the head (in total) and the idle time; the write strategy is hyper's
+/// choice for the transport unless flattened writes are asked for
+/// ([`Server::http1_writev`](super::Server::http1_writev)).
+fn http1_builder(keep_alive: bool, writev: bool) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.keep_alive(keep_alive).header_read_timeout(None);
+    if !writev {
+        builder.writev(false);
+    }
+    builder
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1024,5 +1032,14 @@ mod tests {
         waiter.set(Some(0));
         assert!(waiter.poll(&mut cx).is_ready());
         assert!(waiter.poll(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn flattened_writes_reach_hyper_and_vectored_ones_stay_its_choice() {
+        // hyper's builder shows its settings only through `Debug`.
+        let flat = format!("{:?}", super::http1_builder(true, false));
+        assert!(flat.contains("h1_writev: Some(false)"), "{flat}");
+        let auto = format!("{:?}", super::http1_builder(true, true));
+        assert!(auto.contains("h1_writev: None"), "{auto}");
     }
 }

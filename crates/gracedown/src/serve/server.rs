@@ -50,8 +50,8 @@ pub(crate) struct Shared {
     /// HTTP/2 streams are first polled on their connection's task (see
     /// [`Server::http2_inline_streams`]).
     pub(crate) inline_streams: bool,
-    /// HTTP/1 responses are written with vectored writes where the
-    /// transport takes them (see [`Server::http1_writev`]).
+    /// HTTP/1 responses may be written with vectored writes (hyper's choice),
+    /// or are flattened (see [`Server::http1_writev`]).
     pub(crate) writev: bool,
 }
 
@@ -237,15 +237,19 @@ impl Server {
         self
     }
 
-    /// Whether an HTTP/1 response leaves in a vectored write, its head and
-    /// its body's chunks each from where they lie (default `true`, where the
-    /// transport takes vectored writes, as plain TCP and TLS do; hyper's
-    /// `writev`). `false` copies head and body into one buffer and writes
-    /// that: for small responses (an API's JSON, a redirect) it saves hyper
-    /// the queue of buffers, about 450 instructions of some 10,000 a request
-    /// here (`scripts/bench-instructions.sh`); for large bodies the copy
-    /// costs more than it saves (a 1 MiB body takes about 17 % more CPU per
-    /// byte). The bytes sent are the same either way.
+    /// Whether HTTP/1 responses may leave in vectored writes, head and body
+    /// chunks each from where they lie (default `true`: hyper's choice, which
+    /// is vectored writes on plain TCP and TLS). `false` copies head and body
+    /// into one buffer and writes that (hyper's `writev(false)`).
+    ///
+    /// For small responses (an API's JSON, a redirect) flattened writes spare
+    /// hyper its queue of buffers: about 450 fewer instructions of some
+    /// 10,000 a request on this project's benchmark machine
+    /// (`scripts/bench-instructions.sh 5 10 --flatten`). For large bodies the
+    /// copy costs more than it saves (a 1 MiB body took about 17 % more CPU
+    /// per byte), and the buffer keeps the size a large response gave it (up
+    /// to about 400 KiB beyond hyper's usual 16 KiB) until the connection goes
+    /// dormant or closes. The bytes sent are the same either way.
     pub fn http1_writev(mut self, enabled: bool) -> Self {
         self.writev = enabled;
         self
