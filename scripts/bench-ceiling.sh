@@ -30,9 +30,15 @@
 # BENCHMARKS.md's is docs/perf/scale.svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+usage="usage: scripts/bench-ceiling.sh [SECONDS (10)] [ROUNDS (3)] [--no-scale | --memory]"
 secs=${1:-10}
 rounds=${2:-3}
 mode=${3:-}
+for n in "$secs" "$rounds"; do
+  case "$n" in ''|*[!0-9]*|0*) echo "SECONDS and ROUNDS are whole numbers above 0, not '$secs' '$rounds'; $usage" >&2; exit 2;; esac
+done
+case "$mode" in ""|--no-scale|--memory) ;; *) echo "the third argument is --no-scale, --memory or nothing, not '$mode'; $usage" >&2; exit 2;; esac
+[ $# -le 3 ] || { echo "at most three arguments, not $#: $*; $usage" >&2; exit 2; }
 scale=1
 [ "$mode" = --no-scale ] && scale=0
 ulimit -n 20000 2>/dev/null || echo "note: the open-file limit stays at $(ulimit -n)"
@@ -104,11 +110,16 @@ wrk_run() { # port connections -> req/s, CPU, user CPU, p99
 h2_run() { # port url streams -> req/s, CPU, user CPU
   local t0 t1 rps
   t0=$(cpu_ticks "${serving[$1]}")
-  rps=$(h2load -c10 -m"$3" -t1 -D"$secs" "$2" 2>&1 | awk '/^finished in/ {gsub(",","",$4); print $4; exit}')
+  rps=$(h2load -c10 -m"$3" -t1 -D"$secs" "$2" 2>&1 | awk '/^finished in/ {gsub(",","",$4); printf "%.0f\n", $4; exit}')
   t1=$(cpu_ticks "${serving[$1]}")
   echo "$rps $(cpu_per_request "$t0" "$t1" "$rps")"
 }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# The median (of an even count, the mean of the middle two, whole if the
+# values are: req/s).
+median() {
+  sort -g | awk '{a[NR]=$1; if ($1 ~ /\./) frac=1}
+    END {m=int((NR+1)/2); v=(NR % 2) ? a[m] : (a[m] + a[m+1]) / 2; printf(frac ? "%.2f\n" : "%.0f\n", v)}'
+}
 
 declare -A results cpus users
 measure() { # key command...
@@ -206,6 +217,11 @@ if [ "$mode" = --memory ]; then
 fi
 
 echo "# $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), $secs s per run, $rounds rounds, medians"
+# A fresh server's first load finds its allocator and caches cold: every
+# HTTP/1.1 server gets 2 s of wrk first, not counted.
+for s in gd hy ng gdf hyf; do
+  port_var="${s}_port"; wrk -t2 -c10 -d2s "http://127.0.0.1:${!port_var}/" >/dev/null
+done
 for _ in $(seq "$rounds"); do
   for c in 10 200; do
     for s in gd hy ng gdf hyf; do

@@ -11,16 +11,21 @@
 # without instructions (cache misses, the kernel), so the timed scripts stay the
 # measure of throughput. The profiles are kept in target/instructions/ for
 # `callgrind_annotate` (per function, `--inclusive=yes` for whole call trees).
+# nginx (scripts/ceiling/nginx.conf, one worker) is counted too where it is
+# installed; its flattened or vectored writes are its own either way.
 #
 # --flatten runs both servers with hyper's flattened HTTP/1 writes (`gracedown
 # serve --http1-flatten`, `plain_hyper http1-flatten`).
 #
-# Needs: valgrind, wrk. Usage: scripts/bench-instructions.sh [SECONDS (5)] [CONNECTIONS (10)] [--flatten]
+# Needs: valgrind, wrk (and nginx-light for the nginx row). Usage: scripts/bench-instructions.sh [SECONDS (5)] [CONNECTIONS (10)] [--flatten]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 conns=${2:-10}
-case "$secs$conns" in *[!0-9]*) echo "SECONDS and CONNECTIONS are whole numbers, not '$secs' '$conns'" >&2; exit 2;; esac
+for n in "$secs" "$conns"; do
+  case "$n" in ''|*[!0-9]*|0*) echo "SECONDS and CONNECTIONS are whole numbers above 0, not '$secs' '$conns'" >&2; exit 2;; esac
+done
+[ $# -le 3 ] || { echo "at most three arguments, not $#: $*" >&2; exit 2; }
 gd_flags=() hy_mode=http1 writes=vectored
 case "${3:-}" in
   "") ;;
@@ -35,9 +40,11 @@ cargo build --release -q -p gracedown --example plain_hyper
 out=target/instructions
 mkdir -p "$out"
 pids=()
+dir=$(mktemp -d)
 cleanup() {
   for p in ${pids[@]+"${pids[@]}"}; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  rm -rf "$dir"
 }
 trap cleanup EXIT
 . scripts/lib.sh
@@ -59,10 +66,13 @@ count() {
   requests=$(wrk -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}')
   callgrind_control -i off "$pid" >/dev/null 2>&1
   kill -TERM "$pid"
+  # nginx without its master notices the signal when its wait for events
+  # ends: a connection ends it.
+  (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   local instructions
   instructions=$(awk '/Collected :/ {print $4}' "$out/$name.log")
-  [ -n "$instructions" ] && [ "${requests:-0}" -gt 0 ] || { echo "$name: no count (see $out/$name.log)" >&2; exit 1; }
+  [ "${instructions:-0}" -gt 0 ] && [ "${requests:-0}" -gt 0 ] || { echo "$name: no count (see $out/$name.log)" >&2; exit 1; }
   result=$((instructions / requests))
 }
 
@@ -72,7 +82,24 @@ gd=$result
 hy_port=$(free_port)
 count plain-hyper "$hy_port" target/release/examples/plain_hyper "$hy_mode" "127.0.0.1:$hy_port"
 hy=$result
+# nginx as in scripts/bench-ceiling.sh, one process without a master (so that
+# valgrind follows it); as root it must stay root, or callgrind_control cannot
+# reach it.
+ng=
+if [ -x /usr/sbin/nginx ]; then
+  ng_port=$(free_port)
+  mkdir -p "$dir/body" "$dir/proxy" "$dir/fastcgi" "$dir/uwsgi" "$dir/scgi"
+  user=; [ "$(id -u)" = 0 ] && user="user root;"
+  # Plain HTTP/1.1 only: the TLS port's lines go.
+  sed -e "/ssl/d; s#@PORT@#$ng_port#; s#@DIR@#$dir#g" \
+    -e "s#^worker_processes 2;#$user worker_processes 1; master_process off; daemon off;#" \
+    -e "s#worker_connections 20000#worker_connections 1024#" scripts/ceiling/nginx.conf >"$dir/nginx.conf"
+  count nginx "$ng_port" /usr/sbin/nginx -c "$dir/nginx.conf" -p "$dir"
+  ng=$result
+fi
 echo "instructions per HTTP/1.1 request, $writes writes, wrk -c$conns, ${secs} s under callgrind ($(date -u +%F))"
 echo "gracedown serve  $gd"
 echo "plain hyper      $hy"
+echo "nginx            ${ng:-(not installed: Debian nginx-light)}"
 python3 -c "print(f'gracedown / hyper {$gd / $hy:.3f}')"
+[ -z "$ng" ] || python3 -c "print(f'gracedown / nginx {$gd / $ng:.3f}')"

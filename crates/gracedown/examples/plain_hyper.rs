@@ -29,31 +29,50 @@ use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+const USAGE: &str =
+    "usage: plain_hyper http1|http1-flatten|auto [ADDRESS] [CERT KEY] (TLS: mode auto)";
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let (http1_only, flatten) = match args.next().as_deref() {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plain_hyper: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (http1_only, flatten) = match args.first().map(String::as_str) {
         Some("http1") => (true, false),
         Some("http1-flatten") => (true, true),
         Some("auto") => (false, false),
-        other => {
+        Some(other) => return Err(format!("unknown mode `{other}`; {USAGE}").into()),
+        None => return Err(format!("no mode given; {USAGE}").into()),
+    };
+    let addr = args.get(1).map_or("127.0.0.1:8080", String::as_str);
+    let tls = match &args[args.len().min(2)..] {
+        [] => None,
+        [_, _] if http1_only => {
             return Err(format!(
-                "the first argument is the mode, http1, http1-flatten or auto, not {other:?}"
+                "mode `{}` serves plain TCP; TLS (a certificate and key) is mode auto",
+                args[0]
+            )
+            .into());
+        }
+        [cert, key] => Some(tls_acceptor(cert, key)?),
+        rest => {
+            return Err(format!(
+                "after the address come a certificate and a key or nothing, not {rest:?}; {USAGE}"
             )
             .into());
         }
     };
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    let tls = match (args.next(), args.next()) {
-        (Some(cert), Some(key)) => Some(tls_acceptor(&cert, &key)?),
-        _ => None,
-    };
-    if http1_only && tls.is_some() {
-        return Err(
-            "the http1 modes serve plain TCP; TLS (a certificate and key) is mode auto".into(),
-        );
-    }
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("bind `{addr}`: {e}"))?;
     eprintln!("plain hyper listening on {}", listener.local_addr()?);
     // Built once, as `gracedown serve` builds them: static bytes that a
     // response carries without copying or counting.
@@ -121,9 +140,10 @@ fn tls_acceptor(
     cert: &str,
     key: &str,
 ) -> Result<tokio_rustls::TlsAcceptor, Box<dyn std::error::Error>> {
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(cert)?.collect::<Result<_, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(key)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect)
+        .map_err(|e| format!("certificate `{cert}`: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("key `{key}`: {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
