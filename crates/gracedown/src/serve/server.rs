@@ -247,9 +247,11 @@ impl Server {
     /// 10,000 a request on this project's benchmark machine
     /// (`scripts/bench-instructions.sh 5 10 --flatten`). For large bodies the
     /// copy costs more than it saves (a 1 MiB body took about 17 % more CPU
-    /// per byte), and the buffer keeps the size a large response gave it (up
-    /// to about 400 KiB beyond hyper's usual 16 KiB) until the connection goes
-    /// dormant or closes. The bytes sent are the same either way.
+    /// per byte), and the buffer keeps the size a large response gave it
+    /// (hyper buffers up to about 400 KiB before it writes, in a `Vec` that
+    /// doubles: about half a MiB, where hyper's buffers are usually 16 KiB)
+    /// until the connection goes dormant or closes. The bytes sent are the
+    /// same either way.
     pub fn http1_writev(mut self, enabled: bool) -> Self {
         self.writev = enabled;
         self
