@@ -6,9 +6,11 @@
 use std::time::{Duration, Instant};
 
 use crate::support::process::Proc;
-use crate::support::starter::{Impl, probe_worker, sh_worker, wait_env, wait_status};
+use crate::support::starter::{
+    Impl, probe_worker, sh_worker, wait_env, wait_status, wait_status_where,
+};
 use crate::support::wrk::wrk;
-use crate::support::{TempDir, field, free_port};
+use crate::support::{TempDir, example, field, free_port};
 
 fn ready_pid(proc: &Proc, generation: u32) -> String {
     let line = proc.wait_for_line(&format!("generation {generation} ready"), |l| {
@@ -36,6 +38,30 @@ fn worker_saying_ready_is_handed_over_long_before_the_interval() {
     // The interval is 30 s and the status wait is bounded by 20 s: reaching
     // here at all means READY=1 did the handover, not the interval.
     assert!(hup.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_library_server_says_ready_without_being_told_to() {
+    // The README's example: `Server::new(..).serve_until_signal(..)` and no
+    // `.notify(..)`; the server notifies the supervisor the environment names.
+    let dir = TempDir::new("readme");
+    let status = dir.join("status");
+    let args = [
+        format!("--port=127.0.0.1:{}", free_port()),
+        format!("--status-file={}", status.display()),
+        "--interval=30".to_owned(),
+    ];
+    let proc = Impl::Ours.start(&args, &[example("readme").into()]);
+    let generation = |n: u32| move |now: &str| now.lines().any(|l| l.starts_with(&format!("{n}:")));
+    wait_status_where(&status, "generation 1", generation(1), &proc);
+    proc.signal(libc::SIGHUP);
+    // Bounded by 20 s, and the interval is 30 s: only READY=1 hands over in time.
+    wait_status_where(
+        &status,
+        "generation 2 alone",
+        |now| generation(2)(now) && !generation(1)(now),
+        &proc,
+    );
 }
 
 #[test]

@@ -33,7 +33,7 @@ pub enum Error {
     #[error("failed to resolve host:{0}:")]
     Resolve(String),
     /// Binding a socket failed (Perl's message; the exit status is the errno).
-    #[error("failed to bind to {addr}:{source}")]
+    #[error("failed to bind to {addr}")]
     Bind {
         /// The key text of the socket.
         addr: String,

@@ -190,7 +190,8 @@ pub struct Server {
     drain_timeout: Duration,
     timeouts: Timeouts,
     max_connections: Option<usize>,
-    notifier: Notifier,
+    /// `None`: the supervisor the environment names, read when serving starts.
+    notifier: Option<Notifier>,
     handoff: bool,
     inline_streams: bool,
     writev: bool,
@@ -206,7 +207,7 @@ impl Server {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             timeouts: Timeouts::DEFAULT,
             max_connections: None,
-            notifier: Notifier::none(),
+            notifier: None,
             handoff: true,
             inline_streams: true,
             writev: true,
@@ -257,12 +258,18 @@ impl Server {
         self
     }
 
-    /// Sends `READY=1` once every listener is served, `WATCHDOG=1` while the
-    /// runtime is healthy when the supervisor asks for it (`WATCHDOG_USEC`),
-    /// and `STOPPING=1` when the drain starts, to a supervisor that listens
-    /// (systemd, `start_server`).
+    /// Where the server sends `READY=1` once every listener is served,
+    /// `WATCHDOG=1` while the runtime is healthy when the supervisor asks for
+    /// it (`WATCHDOG_USEC`), and `STOPPING=1` when the drain starts.
+    ///
+    /// By default, the supervisor the environment names
+    /// ([`Notifier::from_env`]: `NOTIFY_SOCKET`, which systemd's
+    /// `Type=notify` and gracedown's `start_server` set), read when serving
+    /// starts: under `start_server` a new generation takes over as soon as it
+    /// serves, not after `--interval`. [`Notifier::none`] sends nothing (for
+    /// an application that tells its supervisor itself).
     pub fn notify(mut self, notifier: Notifier) -> Self {
-        self.notifier = notifier;
+        self.notifier = Some(notifier);
         self
     }
 
@@ -511,13 +518,14 @@ impl Server {
             // Before READY=1: the superdaemon reads this first.
             link.announce().await;
         }
-        let watchdog = self.notifier.spawn_watchdog();
-        self.notifier.send("READY=1");
+        let notifier = self.notifier.unwrap_or_else(Notifier::from_env);
+        let watchdog = notifier.spawn_watchdog();
+        notifier.send("READY=1");
 
         shutdown.await;
         let signal = Instant::now();
         let deadline = signal + self.drain_timeout;
-        self.notifier.send("STOPPING=1");
+        notifier.send("STOPPING=1");
         if let Some(watchdog) = watchdog {
             watchdog.abort();
         }

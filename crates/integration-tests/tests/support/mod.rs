@@ -201,8 +201,8 @@ pub fn children(pid: u32) -> Vec<u32> {
 }
 
 /// The binary of one of the `gracedown` crate's examples, built by the
-/// workspace's test build (`target/<profile>/examples/NAME`); built here
-/// with cargo when it is missing.
+/// workspace's test build (`target/<profile>/examples/NAME`), and built
+/// again here with cargo (a no-op when it is up to date).
 pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/integration-HASH
@@ -211,14 +211,17 @@ pub fn example(name: &str) -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target/<profile>");
     let path = profile.join("examples").join(name);
-    if !path.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "gracedown", "--example", name])
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "cargo build --example {name}");
+    // Built every time: a test run of this package alone (`cargo test -p
+    // integration-tests`) builds no examples of `gracedown`, and one built
+    // before a change to the library would test the library as it was.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-q", "-p", "gracedown", "--example", name]);
+    if profile.ends_with("release") {
+        build.arg("--release");
     }
+    let status = build.status().expect("run cargo");
+    assert!(status.success(), "cargo build --example {name}");
     assert!(path.exists(), "example {name} at {}", path.display());
     path
 }
