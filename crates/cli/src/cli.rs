@@ -82,7 +82,7 @@ pub(crate) struct ExperimentArgs {
     pub(crate) scenarios: Vec<gracedown_bench::experiment::Scenario>,
 
     /// Length of each run (default: the scenario's, 5 s to 15 s).
-    #[arg(short = 'd', long, value_name = "DURATION", value_parser = positive_duration)]
+    #[arg(short = 'd', long, allow_hyphen_values = true, value_name = "DURATION", value_parser = positive_duration)]
     pub(crate) duration: Option<Duration>,
 
     /// Connections of the load (default: the scenario's).
@@ -90,7 +90,7 @@ pub(crate) struct ExperimentArgs {
     pub(crate) connections: Option<usize>,
 
     /// Restart intervals, one run each, after a run without restarts.
-    #[arg(long, value_name = "DURATIONS", value_delimiter = ',', default_value = "1s", value_parser = positive_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATIONS", value_delimiter = ',', default_value = "1s", value_parser = positive_duration)]
     pub(crate) intervals: Vec<Duration>,
 
     /// Protocols: `http1` (plain HTTP/1.1) and `h2` (HTTP/2 over TLS, ALPN)
@@ -167,7 +167,7 @@ pub(crate) struct BenchArgs {
     pub(crate) connections: usize,
 
     /// How long to start new requests.
-    #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
+    #[arg(short = 'd', long, allow_hyphen_values = true, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
     pub(crate) duration: Duration,
 
     /// Runtime threads (default: one per core).
@@ -215,12 +215,12 @@ pub(crate) struct BenchArgs {
     pub(crate) body_file: Option<PathBuf>,
 
     /// How long one request may take before it counts as a timeout.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
     pub(crate) timeout: Duration,
 
     /// Each connection pauses a random time between a response and its next
     /// request: `MIN..MAX` (uniform) or one duration, e.g. `500ms..1.5s`.
-    #[arg(long, value_name = "MIN..MAX", value_parser = think_time, conflicts_with = "rate", help_heading = LOAD)]
+    #[arg(long, allow_hyphen_values = true, value_name = "MIN..MAX", value_parser = think_time, conflicts_with = "rate", help_heading = LOAD)]
     pub(crate) think_time: Option<(Duration, Duration)>,
 
     /// Open loop: start R requests per second in total, whatever the server
@@ -231,7 +231,7 @@ pub(crate) struct BenchArgs {
 
     /// Route connections through a relay that delays each direction by half
     /// this round trip (bytes, FIN and RST kept in order), as across a WAN.
-    #[arg(long, value_name = "DURATION", value_parser = positive_duration, help_heading = LOAD)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = positive_duration, help_heading = LOAD)]
     pub(crate) rtt: Option<Duration>,
 
     /// Print the report as JSON (schema gracedown-bench/1) instead of text.
@@ -274,16 +274,16 @@ pub(crate) struct ServeArgs {
     pub(crate) key: Option<PathBuf>,
 
     /// How long the drain may take before what is left is force-closed.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     pub(crate) drain_timeout: Duration,
 
     /// How long an idle keep-alive connection is kept while draining.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "1s", value_parser = duration)]
     pub(crate) idle_timeout: Duration,
 
     /// How long a connection that has sent nothing yet may take to send its
     /// first request while draining.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "5s", value_parser = duration)]
     pub(crate) first_request_timeout: Duration,
 
     /// TLS session-ticket key (48 random bytes: `openssl rand 48 > FILE`)
@@ -297,7 +297,7 @@ pub(crate) struct ServeArgs {
     /// Once draining, the window over which TLS and HTTP/2 connections are
     /// told to reconnect, each at its own moment (at most half the drain
     /// timeout; 0: all at once).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "1s", value_parser = duration)]
     pub(crate) reconnect_window: Duration,
 
     /// Close connections when draining, as under any other superdaemon,
@@ -324,32 +324,32 @@ pub(crate) struct ServeArgs {
 
     /// How long a request head may take in total, and a new connection to
     /// start its first request (nginx's client_header_timeout).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive_duration, help_heading = LIMITS)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "60s", value_parser = positive_duration, help_heading = LIMITS)]
     pub(crate) header_read_timeout: Duration,
 
     /// How long a handler waits between two reads of a request body
     /// (nginx's client_body_timeout).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive_duration, help_heading = LIMITS)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "60s", value_parser = positive_duration, help_heading = LIMITS)]
     pub(crate) body_read_timeout: Duration,
 
     /// How long a response may wait for a client that does not read it
     /// (nginx's send_timeout).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive_duration, help_heading = LIMITS)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "60s", value_parser = positive_duration, help_heading = LIMITS)]
     pub(crate) send_timeout: Duration,
 
     /// How long a connection may stay quiet between requests: HTTP/1 closes,
     /// HTTP/2 sends GOAWAY (nginx's keepalive_timeout).
-    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = positive_duration, help_heading = LIMITS)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "75s", value_parser = positive_duration, help_heading = LIMITS)]
     pub(crate) keepalive_timeout: Duration,
 
     /// How long a TLS handshake may take.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration, help_heading = LIMITS)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "10s", value_parser = positive_duration, help_heading = LIMITS)]
     pub(crate) handshake_timeout: Duration,
 
     /// How long an HTTP/1 connection stays quiet between requests before it
     /// goes dormant: hyper's state and buffers (about 16 KiB) are dropped
     /// until its next byte ("0s": as soon as it is seen quiet).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration, help_heading = LIMITS)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "1s", value_parser = duration, help_heading = LIMITS)]
     pub(crate) dormant_after: Duration,
 
     /// At most this many open connections; beyond it accepting pauses and the
@@ -367,11 +367,7 @@ const LOAD: &str = "Load model";
 
 /// `MIN..MAX` or one duration, MIN at most MAX.
 pub(crate) fn think_time(text: &str) -> Result<(Duration, Duration), String> {
-    let parse = |part: &str| {
-        humantime::parse_duration(part.trim()).map_err(|e| {
-            format!("`{part}` is not a duration ({e}); write it with a unit, e.g. 500ms")
-        })
-    };
+    let parse = |part: &str| duration(part);
     let (min, max) = match text.split_once("..") {
         Some((min, max)) => (parse(min)?, parse(max)?),
         None => {
@@ -406,15 +402,32 @@ pub(crate) fn positive_count(text: &str) -> Result<usize, String> {
     }
 }
 
+/// A duration with a unit (`60s`, `500ms`, `1m30s`), zero allowed.
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
+    use humantime::DurationError;
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        let why = match e {
+            DurationError::UnknownUnit { unit, .. } => format!("`{unit}` is not a unit of time"),
+            DurationError::NumberOverflow => "it is too long".to_owned(),
+            _ if text
+                .trim_start()
+                .strip_prefix('-')
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit())) =>
+            {
+                "a duration is not negative".to_owned()
+            }
+            _ => "a duration is a number with a unit".to_owned(),
+        };
+        format!("`{text}` is not a duration: {why}; write e.g. 500ms, 10s or 1m30s")
+    })
+}
+
 /// A duration with a unit (`60s`, `500ms`) that is not zero.
 pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(d) if d.is_zero() => Err(format!(
+    match duration(text)? {
+        d if d.is_zero() => Err(format!(
             "`{text}` is zero; give a positive duration such as 500ms or 10s"
         )),
-        Ok(d) => Ok(d),
-        Err(e) => Err(format!(
-            "`{text}` is not a duration ({e}); write it with a unit, e.g. 500ms or 10s"
-        )),
+        d => Ok(d),
     }
 }

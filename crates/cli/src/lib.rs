@@ -43,12 +43,36 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     let rendered = e.render().to_string();
     let first = rendered.lines().next().unwrap_or("bad usage");
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    // The command whose help to see: clap's usage line names it
+    // (`Usage: gracedown serve [OPTIONS]`).
+    let command = rendered
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage: "))
+        .map(|usage| {
+            usage
+                .split(' ')
+                .take_while(|w| !w.starts_with(['[', '<', '-']))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|c| !c.is_empty())
+        // A value's error has no usage line: the subcommand named first.
+        .or_else(|| {
+            use clap::CommandFactory;
+            let command = cli::Cli::command();
+            std::env::args().skip(1).find_map(|arg| {
+                command
+                    .find_subcommand(&arg)
+                    .map(|sub| format!("gracedown {}", sub.get_name()))
+            })
+        })
+        .unwrap_or_else(|| "gracedown".to_owned());
     #[expect(
         clippy::print_stderr,
         reason = "the one-line usage error is for the user"
     )]
     {
-        eprintln!("gracedown: error: {first} (see `gracedown --help`)");
+        eprintln!("gracedown: error: {first} (see `{command} --help`)");
     }
     ExitCode::from(exit::USAGE)
 }

@@ -85,6 +85,24 @@ fn unknown_flag_exits_2() {
 fn bad_listen_address_exits_2_naming_it() {
     let out = serve(&["--listen", "localhost:80"], &[]);
     assert_one_line(&out, 2, "`localhost:80` is not an address to listen on");
+    let out = serve(&["--listen", "127.0.0.1:99999"], &[]);
+    assert_one_line(&out, 2, "the port `99999` is above 65535");
+}
+
+#[test]
+fn a_bad_duration_is_named_whole_with_what_is_wrong_and_whose_help_to_read() {
+    for (value, why) in [
+        ("-1s", "`-1s` is not a duration: a duration is not negative"),
+        ("5parsecs", "`parsecs` is not a unit of time"),
+        (
+            "forever",
+            "`forever` is not a duration: a duration is a number with a unit",
+        ),
+    ] {
+        let out = serve(&["--drain-timeout", value], &[]);
+        assert_one_line(&out, 2, why);
+        assert_one_line(&out, 2, "(see `gracedown serve --help`)");
+    }
 }
 
 fn bench(args: &[&str]) -> Output {

@@ -145,9 +145,39 @@ impl fmt::Display for ListenAddr {
 /// A listen address that is neither `HOST:PORT`, `[V6]:PORT` nor a path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{0}` is not an address to listen on: expected `IP:PORT`, `[IPV6]:PORT`, `/path` or `unix:PATH`"
+    "`{text}` is not an address to listen on: {}expected `IP:PORT`, `[IPV6]:PORT`, `/path` or `unix:PATH`",
+    self.why()
 )]
-pub struct ParseListenAddrError(String);
+pub struct ParseListenAddrError {
+    text: String,
+}
+
+impl ParseListenAddrError {
+    /// What is wrong with an address that is nearly right, as the start of
+    /// the message.
+    fn why(&self) -> String {
+        let Some((host, port)) = self.text.rsplit_once(':') else {
+            return match self.text.parse::<std::net::IpAddr>() {
+                Ok(_) => "it has no port; ".to_owned(),
+                Err(_) => String::new(),
+            };
+        };
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let numeric = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+        match host.parse::<std::net::IpAddr>() {
+            Ok(_) if numeric => format!("the port `{port}` is above 65535; "),
+            Ok(_) if port.is_empty() => "it has no port; ".to_owned(),
+            Ok(_) => format!("the port `{port}` is not a number; "),
+            Err(_) if numeric && !host.is_empty() => {
+                format!("`{host}` is not an IP address (names are not resolved); ")
+            }
+            Err(_) => String::new(),
+        }
+    }
+}
 
 impl FromStr for ListenAddr {
     type Err = ParseListenAddrError;
@@ -161,7 +191,7 @@ impl FromStr for ListenAddr {
         }
         s.parse()
             .map(Self::Tcp)
-            .map_err(|_| ParseListenAddrError(s.to_owned()))
+            .map_err(|_| ParseListenAddrError { text: s.to_owned() })
     }
 }
 
@@ -206,13 +236,26 @@ mod tests {
     }
 
     #[test]
-    fn rejects_with_the_value_quoted() {
-        let err = "localhost:80"
-            .parse::<ListenAddr>()
-            .expect_err("host names are not resolved");
-        assert_eq!(
-            err.to_string(),
-            "`localhost:80` is not an address to listen on: expected `IP:PORT`, `[IPV6]:PORT`, `/path` or `unix:PATH`"
-        );
+    fn rejects_with_the_value_quoted_and_what_is_wrong() {
+        let tail = "expected `IP:PORT`, `[IPV6]:PORT`, `/path` or `unix:PATH`";
+        for (text, why) in [
+            (
+                "localhost:80",
+                "`localhost` is not an IP address (names are not resolved); ",
+            ),
+            ("127.0.0.1:99999", "the port `99999` is above 65535; "),
+            ("[::1]:70000", "the port `70000` is above 65535; "),
+            ("127.0.0.1", "it has no port; "),
+            ("127.0.0.1:", "it has no port; "),
+            ("127.0.0.1:http", "the port `http` is not a number; "),
+            ("nonsense", ""),
+            ("", ""),
+        ] {
+            let err = text.parse::<ListenAddr>().expect_err(text);
+            assert_eq!(
+                err.to_string(),
+                format!("`{text}` is not an address to listen on: {why}{tail}")
+            );
+        }
     }
 }
