@@ -34,9 +34,8 @@ usage="usage: scripts/bench-ceiling.sh [SECONDS (10)] [ROUNDS (3)] [--no-scale |
 secs=${1:-10}
 rounds=${2:-3}
 mode=${3:-}
-for n in "$secs" "$rounds"; do
-  case "$n" in ''|*[!0-9]*|0*) echo "SECONDS and ROUNDS are whole numbers above 0, not '$secs' '$rounds'; $usage" >&2; exit 2;; esac
-done
+. scripts/lib.sh
+whole_numbers "SECONDS and ROUNDS ($usage)" "$secs" "$rounds"
 case "$mode" in ""|--no-scale|--memory) ;; *) echo "the third argument is --no-scale, --memory or nothing, not '$mode'; $usage" >&2; exit 2;; esac
 [ $# -le 3 ] || { echo "at most three arguments, not $#: $*; $usage" >&2; exit 2; }
 scale=1
@@ -55,7 +54,6 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-. scripts/lib.sh
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \

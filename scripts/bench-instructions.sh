@@ -22,9 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 conns=${2:-10}
-for n in "$secs" "$conns"; do
-  case "$n" in ''|*[!0-9]*|0*) echo "SECONDS and CONNECTIONS are whole numbers above 0, not '$secs' '$conns'" >&2; exit 2;; esac
-done
+. scripts/lib.sh
+whole_numbers "SECONDS and CONNECTIONS" "$secs" "$conns"
 [ $# -le 3 ] || { echo "at most three arguments, not $#: $*" >&2; exit 2; }
 gd_flags=() hy_mode=http1 writes=vectored
 case "${3:-}" in
@@ -47,7 +46,6 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-. scripts/lib.sh
 
 # count NAME PORT COMMAND...: instructions per request of COMMAND, serving on PORT,
 # into $result. Not run in a subshell, so that the cleanup knows the server's pid.

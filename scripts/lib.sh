@@ -14,3 +14,12 @@ wait_port() {
   echo "nothing listens on $1${3:+ (see $3)}" >&2
   exit 1
 }
+
+# whole_numbers WHAT VALUE...: exits with status 2, naming the values, unless
+# each is a whole number above 0 (WHAT names them, e.g. "SECONDS and ROUNDS").
+whole_numbers() {
+  local what=$1 n; shift
+  for n in "$@"; do
+    case "$n" in ''|*[!0-9]*|0*) echo "$what are whole numbers above 0, not$(printf " '%s'" "$@")" >&2; exit 2;; esac
+  done
+}
