@@ -367,11 +367,10 @@ const LOAD: &str = "Load model";
 
 /// `MIN..MAX` or one duration, MIN at most MAX.
 pub(crate) fn think_time(text: &str) -> Result<(Duration, Duration), String> {
-    let parse = |part: &str| duration(part);
     let (min, max) = match text.split_once("..") {
-        Some((min, max)) => (parse(min)?, parse(max)?),
+        Some((min, max)) => (duration(min)?, duration(max)?),
         None => {
-            let one = parse(text)?;
+            let one = duration(text)?;
             (one, one)
         }
     };

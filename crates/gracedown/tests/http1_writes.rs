@@ -7,88 +7,35 @@
 mod support;
 
 use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::stream::{self, Iter};
 use gracedown::serve::{RequestBody, service_fn};
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Frame;
+use http_body_util::{Either, Full, StreamBody};
 use support::{WAIT, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
-/// A body of `left` chunks, each `size` bytes of one letter, the letters
-/// going backwards through the alphabet (so a chunk out of place or cut
-/// short shows).
-struct Chunks {
-    left: usize,
-    size: usize,
-}
+/// A short text, or a body of chunks (no length: chunked encoding).
+type Answer =
+    Either<Full<Bytes>, StreamBody<Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>>;
 
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.left == 0 {
-            return Poll::Ready(None);
-        }
-        self.left -= 1;
-        let letter = b'a' + (self.left % 26) as u8;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![letter; self.size])))))
-    }
-}
-
-enum Answer {
-    Small(http_body_util::Full<Bytes>),
-    Large(Chunks),
-}
-
-impl Body for Answer {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.get_mut() {
-            Self::Small(body) => Pin::new(body).poll_frame(cx),
-            Self::Large(body) => Pin::new(body).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Small(body) => body.is_end_stream(),
-            Self::Large(body) => body.left == 0,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Small(body) => body.size_hint(),
-            Self::Large(_) => SizeHint::default(),
-        }
-    }
-}
-
-/// `/large`: 40 chunks of 64 KiB, unframed by length (chunked encoding);
-/// anything else: a short text.
+/// `/large`: 40 chunks of 64 KiB, each of one letter, the letters going
+/// backwards through the alphabet from `n` (so a chunk out of place or cut
+/// short shows); anything else: a short text.
 async fn answer(req: Request<RequestBody>) -> Result<Response<Answer>, Infallible> {
-    Ok(match req.uri().path() {
-        "/large" => Response::new(Answer::Large(Chunks {
-            left: 40,
-            size: 64 * 1024,
-        })),
-        path => Response::new(Answer::Small(http_body_util::Full::new(Bytes::from(
-            format!("small {path}\n"),
-        )))),
-    })
+    Ok(Response::new(match req.uri().path() {
+        "/large" => {
+            let chunks: Vec<_> = (0..40u8)
+                .rev()
+                .map(|left| Ok(Frame::data(Bytes::from(vec![b'a' + left % 26; 64 * 1024]))))
+                .collect();
+            Either::Right(StreamBody::new(stream::iter(chunks)))
+        }
+        path => Either::Left(Full::new(Bytes::from(format!("small {path}\n")))),
+    }))
 }
 
 /// What a server with vectored writes on or off sends for three pipelined
