@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use gracedown::listener::{ListenAddr, Listeners};
-use gracedown::notify::Notifier;
 use gracedown::serve::Server;
 use gracedown::shutdown::Signals;
 use gracedown::tls::{TicketKeys, TlsConfig};
@@ -74,7 +73,6 @@ fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> 
         .keepalive_timeout(args.keepalive_timeout)
         .handshake_timeout(args.handshake_timeout)
         .dormant_after(args.dormant_after)
-        .notify(Notifier::from_env())
         .reconnect_window(args.reconnect_window)
         .handoff(!args.no_handoff)
         .http2_inline_streams(!args.http2_stream_tasks)

@@ -27,7 +27,6 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use futures_util::Stream;
 use gracedown::listener::Listeners;
-use gracedown::notify::Notifier;
 use gracedown::serve::Server;
 use gracedown::shutdown::{Draining, Signals};
 
@@ -61,9 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/events", get(events))
         .route("/ws", get(websocket))
         .with_state(app);
-    let server = Server::new(listeners)
-        .drain_timeout(drain_timeout)
-        .notify(Notifier::from_env());
+    let server = Server::new(listeners).drain_timeout(drain_timeout);
     // Handlers first: a stop signal after "ready" drains instead of killing.
     let signals = Signals::install()?;
     say(&format!(
