@@ -15,6 +15,7 @@ mod fd_adoption;
 mod handoff;
 mod limits;
 mod perl_start_server;
+mod pipelined_moves;
 mod readiness;
 mod restarts_under_load;
 mod serve_protocols;

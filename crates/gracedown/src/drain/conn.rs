@@ -329,6 +329,11 @@ impl ConnCtl {
         self.flags.load(Ordering::Acquire) & PARKED != 0
     }
 
+    /// A parked connection that could not move is served here again.
+    pub(crate) fn unpark(&self) {
+        self.flags.fetch_and(!PARKED, Ordering::AcqRel);
+    }
+
     /// The connection lets go of hyper until its next byte (`true`), or
     /// hyper serves it (`false`).
     pub(crate) fn set_dormant(&self, dormant: bool) {

@@ -179,9 +179,12 @@ pub(crate) fn http1(
     // the task, which must then look again within the dormancy bound.
     // Draining, or detached, a connection ends soon: it does not go dormant.
     let dormancy = !s.dormant && drain.is_none() && detached.is_none();
-    let horizon = match dormancy {
-        true => t.horizon().min(t.dormant_after.max(DORMANT_HORIZON_MIN)),
-        false => t.horizon(),
+    let horizon = match (dormancy, detached) {
+        (true, _) => t.horizon().min(t.dormant_after.max(DORMANT_HORIZON_MIN)),
+        // A request served after the detach ends without waking the task,
+        // which must then apply the linger bound in time.
+        (false, Some(_)) => t.horizon().min(t.linger),
+        (false, None) => t.horizon(),
     };
     let mut next = Earliest::new(now, horizon);
     if s.write_blocked_since != 0 && next.reached(s.write_blocked_since.saturating_add(ns(t.send)))
@@ -189,12 +192,28 @@ pub(crate) fn http1(
         return Verdict::Close(Reason::SendTimeout);
     }
     if let Some(at) = detached {
-        // A response waiting for the socket has the send bound; anything else
-        // (a handler holding an unread body) gets the linger bound.
-        if s.write_blocked_since == 0 && next.reached(at.saturating_add(ns(t.linger))) {
+        // Requests hyper had read ahead (pipelined behind the boundary the
+        // detach was chosen at) are served first, bounded like any request;
+        // a response waiting for the socket has the send bound. Once
+        // nothing is in flight hyper stops at once: the linger bound, from
+        // the detach or the last request's end, catches one that does not.
+        if s.in_flight > 0 || s.upgrading {
+            return next.wait();
+        }
+        let since = at.max(s.idle_since);
+        if s.write_blocked_since == 0 && next.reached(since.saturating_add(ns(t.linger))) {
             return Verdict::Close(Reason::Stalled);
         }
         return next.wait();
+    }
+    // Draining with a newer generation to move to: detached at once, even
+    // with a request in flight. hyper then reads nothing past the boundary
+    // after the requests it holds (see `serve::io::ConnIo`), so whatever
+    // the client pipelined behind them stays in the socket for the next
+    // generation, however long the pipeline. An upgrade takes the
+    // connection out of the detach.
+    if handoff && drain.is_some() && !s.upgrading && !s.reclaim {
+        return Verdict::Detach(Reason::Drain);
     }
     // An upgrade is being handed over, or a request is being served.
     if s.upgrading || s.in_flight > 0 {
@@ -544,8 +563,18 @@ mod tests {
         let mut s = quiet(0, 1);
         s.in_flight = 1;
         assert_eq!(
-            http1(1000 * S, draining(1), &s, &T, true, None),
+            http1(1000 * S, draining(1), &s, &T, false, None),
             Verdict::Wait(Some(1060 * S))
+        );
+        // With a generation to move to, it is detached at once: hyper reads
+        // nothing past the request's end, and the request is served on.
+        assert_eq!(
+            http1(1000 * S, draining(1), &s, &T, true, None),
+            Verdict::Detach(Reason::Drain)
+        );
+        assert_eq!(
+            http1(1000 * S, draining(1), &s, &T, true, Some(1000 * S)),
+            Verdict::Wait(Some(1002 * S))
         );
         assert_eq!(
             http1(1000 * S, forced(), &s, &T, true, None),
@@ -569,8 +598,7 @@ mod tests {
 
     #[test]
     fn a_detached_connection_that_does_not_stop_is_closed_at_the_linger_bound() {
-        let mut s = quiet(0, 1);
-        s.in_flight = 1;
+        let s = quiet(0, 1);
         assert_eq!(
             http1(10 * S, Phase::Serving, &s, &T, false, Some(10 * S)),
             Verdict::Wait(Some(12 * S))
@@ -579,11 +607,35 @@ mod tests {
             http1(12 * S, Phase::Serving, &s, &T, false, Some(10 * S)),
             Verdict::Close(Reason::Stalled)
         );
-        // A blocked write gets the send bound instead.
-        s.write_blocked_since = 11 * S;
+    }
+
+    #[test]
+    fn requests_pipelined_behind_a_detach_are_served_and_the_linger_bound_follows_the_last() {
+        // hyper took up a request it had read ahead: served, bounded like
+        // any request (the task looks again within the linger bound).
+        let mut s = quiet(0, 1);
+        s.in_flight = 1;
         assert_eq!(
-            http1(12 * S, Phase::Serving, &s, &T, false, Some(10 * S)),
-            Verdict::Wait(Some(71 * S))
+            http1(15 * S, draining(10 * S), &s, &T, true, Some(10 * S)),
+            Verdict::Wait(Some(17 * S))
+        );
+        // It ended at 16 s: the linger bound counts from there.
+        s.in_flight = 0;
+        s.requests = 2;
+        s.idle_since = 16 * S;
+        assert_eq!(
+            http1(17 * S, draining(10 * S), &s, &T, true, Some(10 * S)),
+            Verdict::Wait(Some(18 * S))
+        );
+        assert_eq!(
+            http1(18 * S, draining(10 * S), &s, &T, true, Some(10 * S)),
+            Verdict::Close(Reason::Stalled)
+        );
+        // A blocked write gets the send bound instead.
+        s.write_blocked_since = 17 * S;
+        assert_eq!(
+            http1(18 * S, draining(10 * S), &s, &T, true, Some(10 * S)),
+            Verdict::Wait(Some(20 * S))
         );
     }
 

@@ -130,7 +130,7 @@ where
             Step::Dormant(mut transport) => match conn.dormant(&mut transport).await {
                 Woken::Request => Step::Http1(transport),
                 Woken::Closed => break Ending::Closed,
-                Woken::Rule(reason) => break Box::pin(conn.end_dormant(transport, reason)).await,
+                Woken::Rule(reason) => Box::pin(conn.end_dormant(transport, reason)).await,
             },
         };
     };
@@ -212,12 +212,11 @@ struct Held {
     _alive: mpsc::Sender<()>,
 }
 
-/// A detach: why, when (engine time), and how many requests had started.
+/// A detach: why, and when (engine time).
 #[derive(Debug, Clone, Copy)]
 struct Detach {
     reason: Reason,
     at: u64,
-    requests: u64,
 }
 
 /// What a verdict loop returns when the rules end the connection first: why,
@@ -255,19 +254,29 @@ impl Conn {
             return Box::pin(self.run_tls(stream, acceptor, service)).await;
         }
         self.handoff = self.shared.handoff.clone();
-        let movable = self.handoff.is_some();
         let read = handed.unwrap_or_default();
         let (mut stream, mut sniffed) = (stream, BytesMut::from(read));
-        let rule = move |now, phase, ctl: &ConnCtl| first_request_rule(now, phase, ctl, movable);
-        let h2 = match self.bounded(sniff(&mut stream, &mut sniffed), rule).await {
-            Ok(Some(h2)) => h2,
-            Ok(None) => return Ending::Closed.into(),
-            Err(Ended(Reason::Drain, _)) => {
-                // Quiet since it was accepted, and a newer generation takes it.
-                let transport = Transport::plain(stream, sniffed.freeze());
-                return self.hand_off(transport).await.into();
+        let h2 = loop {
+            let movable = self.handoff.is_some();
+            let rule =
+                move |now, phase, ctl: &ConnCtl| first_request_rule(now, phase, ctl, movable);
+            match self.bounded(sniff(&mut stream, &mut sniffed), rule).await {
+                Ok(Some(h2)) => break h2,
+                Ok(None) => return Ending::Closed.into(),
+                Err(Ended(Reason::Drain, _)) => {
+                    // Quiet since it was accepted, and a newer generation takes it.
+                    let transport = Transport::plain(stream, sniffed.freeze());
+                    match self.hand_off(transport).await {
+                        Ok(ending) => return ending.into(),
+                        // Refused: it waits for its first request here.
+                        Err(back) => match back.into_stream() {
+                            Ok((back, read)) => (stream, sniffed) = (back, BytesMut::from(read)),
+                            Err(back) => return Step::Http1(back),
+                        },
+                    }
+                }
+                Err(ended) => return self.ended(ended).into(),
             }
-            Err(ended) => return self.ended(ended).into(),
         };
         let transport = Transport::plain(stream, sniffed.freeze());
         if h2 {
@@ -329,35 +338,38 @@ impl Conn {
         self.handoff.is_some() && self.ctl.engine.handing_off()
     }
 
-    /// Hands the connection to a newer generation; closes it as without a
-    /// handoff when that fails.
-    async fn hand_off(&self, transport: Transport) -> Ending {
-        let linger = self.ctl.engine.timeouts().linger;
+    /// Hands the connection to a newer generation. `Err` with the
+    /// connection back when nobody takes it: it is no longer movable, and the
+    /// caller serves it on as a drain without a handoff does (what the
+    /// client already sent is answered, the last response says
+    /// `Connection: close`), so that a refusal never loses a request that
+    /// was pipelined behind keep-alive responses.
+    async fn hand_off(&mut self, transport: Transport) -> Result<Ending, Transport> {
         let fresh = self.ctl.requests() == 0 && !self.ctl.is_upgrading();
-        let Some(handoff) = &self.handoff else {
-            transport.close(linger).await;
-            return Ending::Closed;
+        let Some(handoff) = self.handoff.take() else {
+            return Err(transport);
         };
         let (socket, prefix) = match transport.into_plain() {
             Ok(parts) => parts,
-            Err(Some(transport)) => {
-                transport.close(linger).await;
-                return Ending::Closed;
-            }
-            Err(None) => return Ending::Closed,
+            Err(Some(transport)) => return Err(transport),
+            Err(None) => return Ok(Ending::Closed),
         };
         // Boxed: a handoff's future is large (its message buffer), and
         // every connection's task would otherwise hold room for it.
         match Box::pin(handoff.hand_off(socket, prefix, fresh)).await {
             // Our descriptor went without a FIN: the socket lives on there.
-            Outcome::Forwarded => Ending::HandedOff,
-            Outcome::Refused(socket) => {
-                if let Ok((stream, _, _)) = Stream::adopt(socket) {
-                    Transport::plain(stream, Bytes::new()).close(linger).await;
+            Outcome::Forwarded => Ok(Ending::HandedOff),
+            Outcome::Refused(moving) => match Stream::adopt(moving.socket) {
+                Ok((stream, _, _)) => {
+                    debug!("no generation took the connection; it drains here");
+                    Err(Transport::plain(stream, moving.prefix))
                 }
-                Ending::Closed
-            }
-            Outcome::Unknown => Ending::Closed,
+                Err(e) => {
+                    debug!(error = %e, "a refused connection could not be taken back; closed");
+                    Ok(Ending::Closed)
+                }
+            },
+            Outcome::Unknown => Ok(Ending::Closed),
         }
     }
 
@@ -442,7 +454,17 @@ impl Conn {
                     returned.transport.close(timeouts.linger).await;
                     return Ending::Closed.into();
                 }
-                return self.hand_off(returned.into_transport()).await.into();
+                match self.hand_off(returned.into_transport()).await {
+                    Ok(ending) => return ending.into(),
+                    Err(back) => {
+                        // Nobody takes it: the head is served here, and the
+                        // connection closes after its response.
+                        self.ctl.unpark();
+                        self.ctl.set_io_mode(IoMode::Normal);
+                        (transport, keep_alive) = (back, false);
+                        continue;
+                    }
+                }
             }
             if let Err(Ended(reason, state)) = result {
                 debug!(?reason, state = %state, "http/1 connection closed by a bound");
@@ -464,14 +486,14 @@ impl Conn {
             let Ok(returned) = back.await else {
                 return Ending::Closed.into();
             };
-            // Picked up again only when hyper stopped at a boundary this
-            // detach chose, with every byte it read parsed, no request
-            // started since, and the connection quiet.
+            // Picked up again (or moved) only when hyper stopped at a
+            // boundary a detach chose, with every byte it read parsed and
+            // nothing in flight. Requests hyper had read ahead and served
+            // since the detach (pipelined behind it) were answered with
+            // keep-alive: the client's next bytes start a request there.
             let clean = matches!(result, Ok(Ok(())))
                 && returned.at_boundary
-                && detach.is_some_and(|d| {
-                    d.requests == self.ctl.requests() && d.reason != Reason::HeaderTimeout
-                })
+                && detach.is_some_and(|d| d.reason != Reason::HeaderTimeout)
                 && self.ctl.in_flight() == 0;
             let mut returned = returned.transport;
             if !clean {
@@ -488,7 +510,16 @@ impl Conn {
             if reason == Some(Reason::Drain) && self.moving() {
                 // At a boundary, every byte read parsed: what comes next
                 // (in the socket, or read already) starts a request there.
-                return self.hand_off(returned).await.into();
+                match self.hand_off(returned).await {
+                    Ok(ending) => return ending.into(),
+                    Err(back) => {
+                        // Nobody takes it: served here, closing after the
+                        // next response.
+                        self.ctl.set_io_mode(IoMode::Normal);
+                        (transport, keep_alive) = (back, false);
+                        continue;
+                    }
+                }
             }
             // What is in the socket now starts a new request.
             match returned.read_now() {
@@ -552,11 +583,7 @@ impl Conn {
                         Reason::Dormant => IoMode::DetachAtBoundary,
                         _ => IoMode::Detach,
                     });
-                    detach = Some(Detach {
-                        reason,
-                        at: now,
-                        requests: self.ctl.requests(),
-                    });
+                    detach = Some(Detach { reason, at: now });
                     continue;
                 }
                 Verdict::Close(reason) | Verdict::GoAway(reason) => {
@@ -725,18 +752,21 @@ impl Conn {
         woken
     }
 
-    /// A dormant connection's end by a rule: moved to a newer generation,
-    /// closed (lingering, or at once when its descriptor is wanted), or
-    /// force-closed.
-    async fn end_dormant(&self, transport: Transport, reason: Reason) -> Ending {
+    /// A dormant connection's end by a rule: moved to a newer generation
+    /// (served here again when none takes it), closed (lingering, or at once
+    /// when its descriptor is wanted), or force-closed.
+    async fn end_dormant(&mut self, transport: Transport, reason: Reason) -> Step {
         match reason {
-            Reason::Deadline => Ending::Forced(self.ctl.state()),
-            Reason::Drain if self.moving() => self.hand_off(transport).await,
-            Reason::Reclaim => Ending::Closed,
+            Reason::Deadline => Ending::Forced(self.ctl.state()).into(),
+            Reason::Drain if self.moving() => match self.hand_off(transport).await {
+                Ok(ending) => ending.into(),
+                Err(back) => Step::Http1(back),
+            },
+            Reason::Reclaim => Ending::Closed.into(),
             reason => {
                 trace!(?reason, "dormant http/1 connection closed by a bound");
                 transport.close(self.ctl.engine.timeouts().linger).await;
-                Ending::Closed
+                Ending::Closed.into()
             }
         }
     }

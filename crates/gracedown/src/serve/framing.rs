@@ -200,6 +200,19 @@ impl Framing {
         matches!(self.state, State::Head(head) if head.started) && self.heads == requests + 1
     }
 
+    /// While a request body is still arriving (its data, chunk framing or
+    /// trailers): how many bytes can be read without reading past its end,
+    /// at least one (the rest of a `Content-Length` body or of a chunk's
+    /// data; one byte of chunk framing or trailers at a time). `None` in a
+    /// head, between messages, or when the framing is lost.
+    pub(crate) fn body_left(&self) -> Option<u64> {
+        match self.state {
+            State::Head(_) | State::Lost => None,
+            State::Body(left) | State::ChunkData(left) => Some(left.max(1)),
+            _ => Some(1),
+        }
+    }
+
     /// Whether the next byte is part of a request head (or before one).
     pub(crate) fn in_head(&self) -> bool {
         matches!(self.state, State::Head(_))

@@ -195,6 +195,19 @@ impl Transport {
         }
     }
 
+    /// A plain connection's stream and the bytes already read from it;
+    /// `Err` with the transport under TLS.
+    pub(crate) fn into_stream(self) -> Result<(Stream, Bytes), Self> {
+        match self.kind {
+            Kind::Plain(stream) => Ok((stream, self.prefix)),
+            #[cfg(feature = "tls")]
+            kind @ Kind::Tls(_) => Err(Self {
+                prefix: self.prefix,
+                kind,
+            }),
+        }
+    }
+
     /// Ready when the socket under the transport is readable. Under TLS
     /// that may be a record with no request bytes: [`Transport::read_now`]
     /// tells.
@@ -442,7 +455,11 @@ impl AsyncRead for ConnIo {
             .framing
             .as_ref()
             .is_some_and(|f| f.head_pending(requests));
+        let mut limit = None;
         match this.ctl.io_mode() {
+            // The bytes are the application's (an upgrade), whatever the
+            // drain chose before the switch.
+            IoMode::Detach | IoMode::DetachAtBoundary if this.ctl.is_upgrading() => {}
             IoMode::Normal => {
                 if head_pending {
                     // The next head started in bytes read with the previous
@@ -454,6 +471,16 @@ impl AsyncRead for ConnIo {
             }
             // Bytes already read (a request that raced a close) go to hyper first.
             IoMode::Detach if this.inner.as_ref().is_some_and(Transport::has_prefix) => {}
+            // A request hyper took up after the detach (pipelined behind the
+            // boundary it was chosen at) still has body bytes to come: they
+            // are read, never past its end, and the detach ends at the
+            // boundary after them (what follows stays in the socket, for
+            // the generation the connection moves to).
+            IoMode::Detach
+                if let Some(left) = this.framing.as_ref().and_then(Framing::body_left) =>
+            {
+                limit = Some(usize::try_from(left).unwrap_or(usize::MAX));
+            }
             // hyper is mid-response (its reads also watch for the client's
             // end while it writes): the end-of-file waits until the response
             // is flushed, and the flush wakes this read again.
@@ -507,7 +534,10 @@ impl AsyncRead for ConnIo {
             IoMode::Abort => return Poll::Ready(Err(aborted())),
         }
         let before = buf.filled().len();
-        let result = this.inner()?.poll_read(cx, buf);
+        let result = match limit {
+            None => this.inner()?.poll_read(cx, buf),
+            Some(limit) => read_at_most(this.inner()?, cx, buf, limit),
+        };
         if let (Poll::Ready(Ok(())), Some(framing)) = (&result, this.framing.as_mut()) {
             let new = &buf.filled()[before..];
             if !new.is_empty() {
@@ -534,6 +564,28 @@ impl AsyncRead for ConnIo {
         }
         result
     }
+}
+
+/// Reads at most `limit` bytes into `buf` (a detached connection's read
+/// that must not pass the end of a request body). Rare: out of the hot
+/// read path, with its own small buffer.
+#[cold]
+#[inline(never)]
+fn read_at_most(
+    inner: Pin<&mut Transport>,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+    limit: usize,
+) -> Poll<io::Result<()>> {
+    if buf.remaining() == 0 {
+        return inner.poll_read(cx, buf);
+    }
+    let mut part = [0u8; 8 * 1024];
+    let max = limit.min(buf.remaining()).min(part.len());
+    let mut part = ReadBuf::new(&mut part[..max]);
+    let result = inner.poll_read(cx, &mut part);
+    buf.put_slice(part.filled());
+    result
 }
 
 impl ConnIo {
@@ -605,6 +657,9 @@ impl AsyncWrite for ConnIo {
         let this = self.get_mut();
         match this.ctl.io_mode() {
             // The connection's task closes the socket itself (or passes it on).
+            IoMode::Detach | IoMode::DetachAtBoundary if this.ctl.is_upgrading() => {
+                this.inner()?.poll_shutdown(cx)
+            }
             IoMode::Detach | IoMode::DetachAtBoundary | IoMode::Abort => Poll::Ready(Ok(())),
             IoMode::Normal => this.inner()?.poll_shutdown(cx),
         }
@@ -703,6 +758,40 @@ mod tests {
         client.write_all(b"Host: x\r\n\r\n").await.expect("send");
         let rest = read_ready(&mut io).await.expect("read");
         assert_eq!(rest, 11, "the rest of request 2");
+    }
+
+    #[tokio::test]
+    async fn a_detached_connection_reads_the_rest_of_a_body_and_not_one_byte_past_it() {
+        let (mut io, back, ctl, mut client) = conn_io();
+        let head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234";
+        client.write_all(head).await.expect("send");
+        assert_eq!(read_ready(&mut io).await.expect("read"), head.len());
+        // hyper dispatches the request; the drain detaches the connection
+        // to move it; the rest of the body arrives with the next request.
+        let guard = ctl.begin(Proto::Http1);
+        ctl.set_io_mode(IoMode::Detach);
+        client
+            .write_all(b"56789GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send");
+        assert_eq!(
+            read_ready(&mut io).await.expect("read"),
+            5,
+            "the body's rest, not the next request"
+        );
+        assert!(
+            read_once(&mut io).is_none(),
+            "at the boundary with the request in flight: held"
+        );
+        drop(guard);
+        let eof = read_ready(&mut io).await.expect("read");
+        assert_eq!(eof, 0, "then an end-of-file");
+        drop(io);
+        let mut returned = back.await.expect("the transport comes back");
+        assert!(returned.at_boundary);
+        let mut next = [0u8; 64];
+        let n = returned.transport.read(&mut next).await.expect("read");
+        assert_eq!(&next[..n], b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
     }
 
     #[tokio::test]

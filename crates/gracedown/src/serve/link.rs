@@ -41,8 +41,9 @@ pub(crate) enum Outcome {
     /// The next generation has the connection; this process's descriptor
     /// is closed (no FIN: the socket lives on there).
     Forwarded,
-    /// Nobody took it: here it is back, to be closed as without a handoff.
-    Refused(OwnedFd),
+    /// Nobody took it: here it is back with the bytes already read from it,
+    /// to be served here as without a handoff.
+    Refused(Moving),
     /// No answer in time: the superdaemon may have forwarded it, so this
     /// process's descriptor is only closed, never shut down.
     Unknown,
@@ -76,9 +77,9 @@ pub(crate) struct Link {
 struct Waiting {
     /// The answer to `Q`.
     query: Option<oneshot::Sender<bool>>,
-    /// Handoffs sent and not answered yet, by id: the descriptor (this
-    /// process's copy, kept until the answer) and who waits.
-    sent: HashMap<u64, (OwnedFd, oneshot::Sender<Outcome>)>,
+    /// Handoffs sent and not answered yet, by id: the connection (this
+    /// process's copy of the descriptor, kept until the answer) and who waits.
+    sent: HashMap<u64, (Moving, oneshot::Sender<Outcome>)>,
     /// Answers that came before their handoff was recorded as sent.
     early: HashMap<u64, bool>,
     /// The channel ended: nothing will be answered any more.
@@ -89,12 +90,12 @@ impl Waiting {
     /// Resolves handoff `id` with the superdaemon's answer.
     fn answer(&mut self, id: u64, forwarded: bool) {
         match self.sent.remove(&id) {
-            Some((socket, reply)) => {
+            Some((moving, reply)) => {
                 let outcome = if forwarded {
-                    drop(socket);
+                    drop(moving);
                     Outcome::Forwarded
                 } else {
-                    Outcome::Refused(socket)
+                    Outcome::Refused(moving)
                 };
                 // A waiter that gave up drops the outcome (and so the descriptor).
                 let _ = reply.send(outcome);
@@ -207,8 +208,8 @@ impl Link {
                         let mut waiting = this.waiting();
                         waiting.closed = true;
                         waiting.query = None;
-                        for (_, (socket, reply)) in waiting.sent.drain() {
-                            drop(socket);
+                        for (_, (moving, reply)) in waiting.sent.drain() {
+                            drop(moving);
                             let _ = reply.send(Outcome::Unknown);
                         }
                         return;
@@ -266,24 +267,21 @@ impl Link {
 
     /// Hands `socket` on, with `prefix` (bytes already read from it) in
     /// front (`fresh`: it has sent no request yet). The descriptor is this
-    /// link's until the answer; refused, it comes back.
+    /// link's until the answer; refused, it comes back with its prefix.
     pub(crate) async fn hand_off(&self, socket: OwnedFd, prefix: Bytes, fresh: bool) -> Outcome {
-        if prefix.len() > MAX_PREFIX || self.waiting().closed {
-            return Outcome::Refused(socket);
+        let moving = Moving {
+            socket,
+            prefix,
+            fresh,
+        };
+        if moving.prefix.len() > MAX_PREFIX || self.waiting().closed {
+            return Outcome::Refused(moving);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
-        let request = Request {
-            id,
-            moving: Moving {
-                socket,
-                prefix,
-                fresh,
-            },
-            reply,
-        };
+        let request = Request { id, moving, reply };
         if let Err(unsent) = self.requests.send(request) {
-            return Outcome::Refused(unsent.0.moving.socket);
+            return Outcome::Refused(unsent.0.moving);
         }
         match tokio::time::timeout(ACK_BOUND, answer).await {
             Ok(Ok(outcome)) => outcome,
@@ -333,7 +331,7 @@ async fn send_handoffs(link: Arc<Link>, queued: Option<mpsc::UnboundedReceiver<R
             // Never sent (`sendmsg` is all or nothing): ours are the only descriptors.
             debug!(connections = entries.len(), "handoff not sent");
             for ((_, moving), reply) in entries.into_iter().zip(replies) {
-                let _ = reply.send(Outcome::Refused(moving.socket));
+                let _ = reply.send(Outcome::Refused(moving));
             }
             continue;
         }
@@ -344,7 +342,7 @@ async fn send_handoffs(link: Arc<Link>, queued: Option<mpsc::UnboundedReceiver<R
                 let _ = reply.send(Outcome::Unknown);
                 continue;
             }
-            waiting.sent.insert(id, (moving.socket, reply));
+            waiting.sent.insert(id, (moving, reply));
             if let Some(forwarded) = waiting.early.remove(&id) {
                 waiting.answer(id, forwarded);
             }
