@@ -155,7 +155,16 @@ pub(crate) struct Framing {
     /// Where in the bytes of the last [`Framing::feed`] the last message
     /// boundary was (the index of the byte after it).
     last_boundary: Option<usize>,
+    /// The current trailer section as hyper counts it: its bytes (from its
+    /// first one, line endings included) and its fields.
+    trailer_bytes: u32,
+    trailer_fields: u32,
 }
+
+/// hyper's bounds on a chunked body's trailer section (its defaults, which
+/// the server keeps): fields, and bytes (the section may not reach it).
+const TRAILER_FIELDS: u32 = 100;
+const TRAILER_BYTES: u32 = 16 * 1024;
 
 impl Default for Framing {
     fn default() -> Self {
@@ -174,6 +183,8 @@ impl Framing {
             name: [0; 17],
             name_len: 0,
             last_boundary: None,
+            trailer_bytes: 0,
+            trailer_fields: 0,
         }
     }
 
@@ -356,9 +367,17 @@ impl Framing {
         Some(cr + 2)
     }
 
+    /// The boundaries are lost: in a body, from the request it belongs to
+    /// (refused with 400 if hyper has not dispatched it yet: a bad chunk
+    /// that came with its head); in a head, which hyper refuses itself,
+    /// from the next one.
     fn lose(&mut self) -> Finding {
+        let from = match self.state {
+            State::Head(_) => self.heads + 1,
+            _ => self.heads,
+        };
         self.state = State::Lost;
-        Finding::Lost(self.heads + 1)
+        Finding::Lost(from)
     }
 
     /// One byte of a head, of chunk framing, or of a trailer.
@@ -393,7 +412,10 @@ impl Framing {
                 _ => Finding::Nothing,
             },
             State::ChunkSizeLf(size) => match (b, size) {
-                (b'\n', 0) => self.to(State::ChunkEndCr),
+                (b'\n', 0) => {
+                    (self.trailer_bytes, self.trailer_fields) = (0, 0);
+                    self.to(State::ChunkEndCr)
+                }
                 (b'\n', size) => self.to(State::ChunkData(size)),
                 _ => self.lose(),
             },
@@ -406,23 +428,39 @@ impl Framing {
                 _ => self.lose(),
             },
             State::ChunkEndCr => match b {
-                b'\r' => self.to(State::ChunkEndLf),
-                _ => self.to(State::Trailer),
+                b'\r' if self.trailer_bytes == 0 => self.to(State::ChunkEndLf),
+                b'\r' => self.trailer_byte(State::ChunkEndLf),
+                _ => self.trailer_byte(State::Trailer),
             },
             State::ChunkEndLf => match b {
-                b'\n' => self.to(State::Head(Head::default())),
+                b'\n' if self.trailer_bytes == 0 => self.to(State::Head(Head::default())),
+                b'\n' => self.trailer_byte(State::Head(Head::default())),
                 _ => self.lose(),
             },
             State::Trailer => match b {
-                b'\r' => self.to(State::TrailerLf),
-                _ => Finding::Nothing,
+                b'\r' => self.trailer_byte(State::TrailerLf),
+                _ => self.trailer_byte(State::Trailer),
             },
             State::TrailerLf => match b {
-                b'\n' => self.to(State::ChunkEndCr),
+                b'\n' if self.trailer_fields >= TRAILER_FIELDS => self.lose(),
+                b'\n' => {
+                    self.trailer_fields += 1;
+                    self.trailer_byte(State::ChunkEndCr)
+                }
                 _ => self.lose(),
             },
             State::Body(_) | State::ChunkData(_) | State::Lost => Finding::Nothing,
         }
+    }
+
+    /// A byte of a trailer section, then `state`; past hyper's bound on
+    /// the section's size, hyper fails the body: the boundaries are lost.
+    fn trailer_byte(&mut self, state: State) -> Finding {
+        self.trailer_bytes += 1;
+        if self.trailer_bytes >= TRAILER_BYTES {
+            return self.lose();
+        }
+        self.to(state)
     }
 
     fn to(&mut self, state: State) -> Finding {
@@ -675,8 +713,6 @@ mod tests {
             &b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello"[..],
             b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello",
             b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
         ] {
             let (framing, findings) = feed_all(&[wire]);
@@ -689,6 +725,63 @@ mod tests {
             assert_eq!(
                 findings,
                 [Finding::Lost(2)],
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+
+    #[test]
+    fn trailer_sections_past_hypers_bounds_lose_the_boundaries_from_their_request_on() {
+        let section = |fields: usize, len: usize| {
+            let mut wire = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n".to_vec();
+            for i in 0..fields {
+                let field = format!("T{i:05}: ");
+                wire.extend_from_slice(field.as_bytes());
+                wire.extend(std::iter::repeat_n(b'v', len - field.len() - 2));
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"\r\n");
+            wire
+        };
+        // 100 fields of 100 bytes: 10,002 bytes with the end, within both.
+        let (framing, findings) = feed_all(&[&section(100, 100)]);
+        assert!(findings.is_empty(), "{findings:?}");
+        assert!(framing.at_boundary(1));
+        // A 101st field, however small.
+        assert_eq!(feed_all(&[&section(101, 10)]).1, [Finding::Lost(1)]);
+        // 16,384 bytes in all (hyper refuses at the limit itself), one short.
+        let (framing, findings) = feed_all(&[&section(2, 8191)]);
+        assert_eq!(findings, [Finding::Lost(1)]);
+        assert_eq!(framing.state, State::Lost);
+        let (framing, findings) = feed_all(&[&section(2, 8190)]);
+        assert!(findings.is_empty(), "{findings:?}");
+        assert!(framing.at_boundary(1));
+        // And 20,000 fields are refused long before their end.
+        assert_eq!(feed_all(&[&section(20_000, 10)]).1, [Finding::Lost(1)]);
+    }
+
+    #[test]
+    fn a_broken_chunked_body_loses_the_boundaries_from_its_own_request_on() {
+        // Its head was fine: hyper dispatches the request, and its body
+        // fails later. Lost from request 1, the server refuses it with 400
+        // when the bad chunk came before hyper dispatched it.
+        for wire in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: v\rX",
+        ] {
+            let (framing, findings) = feed_all(&[wire]);
+            assert_eq!(
+                framing.state,
+                State::Lost,
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+            assert_eq!(
+                findings,
+                [Finding::Lost(1)],
                 "{:?}",
                 String::from_utf8_lossy(wire)
             );

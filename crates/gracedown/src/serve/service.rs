@@ -12,8 +12,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::header::{CONNECTION, CONTENT_TYPE, HOST, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tower_service::Service;
@@ -135,20 +135,28 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let refusal = match self.proto {
-            Proto::Http1 => self.ctl.refusal_for_next(),
+            Proto::Http1 => self
+                .ctl
+                .refusal_for_next()
+                .map(|refusal| match refusal {
+                    Refusal::BareLf => {
+                        "bad request: a line of the request head ends in a bare LF\n"
+                    }
+                    Refusal::Unframed => {
+                        "bad request: the framing of this message or an earlier one on this connection was not followed\n"
+                    }
+                })
+                .or_else(|| bad_host(&req)),
             Proto::Http2 => None,
         };
         // Counted like any request, so the connection is busy until the
         // refusal is written.
         let guard = self.ctl.begin(self.proto);
-        if let Some(refusal) = refusal {
-            tracing::debug!(?refusal, "request refused before the service");
-            let text = match refusal {
-                Refusal::BareLf => "bad request: a line of the request head ends in a bare LF\n",
-                Refusal::Unframed => {
-                    "bad request: the framing of an earlier message on this connection was not followed\n"
-                }
-            };
+        if let Some(text) = refusal {
+            tracing::debug!(
+                reason = text.trim_end(),
+                "request refused before the service"
+            );
             return Respond::done(Ok(refuse(StatusCode::BAD_REQUEST, text, guard)));
         }
         tracing::debug!(method = %req.method(), path = req.uri().path(), "request started");
@@ -343,6 +351,29 @@ where
 }
 
 /// A response the server writes itself, closing the connection after it.
+/// Why an HTTP/1 request's `Host` makes it one to refuse with 400, if it
+/// does (RFC 9112 §3.2): an HTTP/1.1 request without one, any request with
+/// more than one (two hosts are a routing and cache-poisoning vector behind
+/// proxies that pick different ones), or one that is no `host[:port]`. An
+/// empty `Host` is valid (a target without an authority); in an
+/// absolute-form request the target's authority wins, but the field must
+/// still be well-formed.
+fn bad_host(req: &Request<Incoming>) -> Option<&'static str> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let Some(host) = hosts.next() else {
+        return (req.version() == Version::HTTP_11)
+            .then_some("bad request: an HTTP/1.1 request needs a Host header\n");
+    };
+    if hosts.next().is_some() {
+        return Some("bad request: more than one Host header\n");
+    }
+    let host = host.as_bytes();
+    let valid = host.is_empty()
+        || (!host.contains(&b'@')
+            && http::uri::Authority::try_from(host).is_ok_and(|a| !a.host().is_empty()));
+    (!valid).then_some("bad request: the Host header is not a host[:port]\n")
+}
+
 fn refuse<B>(status: StatusCode, text: &'static str, guard: RequestGuard) -> Response<Tracked<B>> {
     let mut response = Response::new(Tracked::Refused {
         text: Full::new(Bytes::from_static(text.as_bytes())),
