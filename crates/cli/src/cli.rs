@@ -352,9 +352,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "1s", value_parser = duration, help_heading = LIMITS)]
     pub(crate) dormant_after: Duration,
 
-    /// At most this many open connections; beyond it accepting pauses and the
-    /// longest-idle connection is closed when a client waits (default: no limit
-    /// but the descriptor limit, where idle connections are reclaimed too).
+    /// At most this many open connections; beyond it accepting pauses, and
+    /// when a client waits a request head trickling in for over a second, or
+    /// else the longest-idle connection, is closed (default: no limit but the
+    /// descriptor limit, where the same connections are reclaimed).
     #[arg(long, value_name = "N", help_heading = LIMITS)]
     pub(crate) max_connections: Option<std::num::NonZeroUsize>,
 }

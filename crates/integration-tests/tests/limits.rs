@@ -1,6 +1,7 @@
-//! Descriptor economy and caps (issue 9): a worker that runs out of
-//! descriptors, or reaches `--max-connections`, closes its longest-idle
-//! connections to serve a new client, and says so once, not every 100 ms.
+//! Descriptor economy and caps: a worker that runs out of descriptors, or
+//! reaches `--max-connections`, closes request heads that have trickled in
+//! for over a second, then its longest-idle connections, to serve a new
+//! client, and says so once, not every 100 ms.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -73,6 +74,67 @@ fn at_the_connection_limit_a_waiting_client_makes_the_longest_idle_connection_cl
     assert!(rest.is_empty());
     // The younger one is still served.
     let again = exchange(&mut younger, request).expect("the younger connection lives on");
+    assert_eq!(again.status, 200);
+}
+
+/// A connection the worker has accepted and read half a request head from.
+fn slow_head(worker: &Worker) -> TcpStream {
+    let mut conn = worker.connect_accepted();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .expect("half a head");
+    conn.set_read_timeout(Some(TEST_WAIT)).expect("timeout");
+    conn
+}
+
+/// Reads until the server ends the connection: a close with nothing sent.
+fn closed_unanswered(mut conn: TcpStream) {
+    let mut rest = Vec::new();
+    match conn.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest)),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
+#[test]
+fn a_cap_full_of_slow_heads_lets_a_new_client_in_the_oldest_head_goes_first() {
+    // The header bound is far longer than the test waits: only the
+    // slow-head reclaim can let the client in.
+    let worker =
+        Worker::with_accept_log(&["--max-connections", "2", "--header-read-timeout", "300s"]);
+    let oldest = slow_head(&worker);
+    let younger = slow_head(&worker);
+    let response = get(worker.addr, "/");
+    assert_eq!(response.status, 200, "the waiting client is served");
+    closed_unanswered(oldest);
+    // The younger head is still open, and completes into a request.
+    let mut younger = younger;
+    younger
+        .write_all(b"1\r\n\r\n")
+        .expect("the rest of the head");
+    let answer = crate::support::http::read_response_from(&mut younger)
+        .expect("the younger slow head is still served");
+    assert_eq!(answer.status, 200);
+}
+
+#[test]
+fn at_the_cap_a_slow_head_goes_before_an_idle_keep_alive_connection() {
+    let worker =
+        Worker::with_accept_log(&["--max-connections", "2", "--header-read-timeout", "300s"]);
+    let request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    // The idle one is older than the slow head.
+    let mut idle = worker.connect_accepted();
+    exchange(&mut idle, request).expect("first response");
+    let mut slow = slow_head(&worker);
+    // Trickled as a slowloris does, for longer than any client sends a
+    // head (until then the slow head is not yet the one to go).
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        slow.write_all(b"x").expect("a trickled byte");
+    }
+    let response = get(worker.addr, "/");
+    assert_eq!(response.status, 200, "the waiting client is served");
+    closed_unanswered(slow);
+    let again = exchange(&mut idle, request).expect("the idle connection lives on");
     assert_eq!(again.status, 200);
 }
 

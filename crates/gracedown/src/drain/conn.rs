@@ -367,6 +367,11 @@ impl ConnCtl {
     }
 
     #[cfg(test)]
+    pub(crate) fn set_head_since(&self, time: u64) {
+        self.head_since.store(time, Ordering::Release);
+    }
+
+    #[cfg(test)]
     pub(crate) fn set_idle_since(&self, time: u64) {
         self.idle_since.store(time, Ordering::Release);
     }

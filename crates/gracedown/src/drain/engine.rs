@@ -206,24 +206,33 @@ impl Engine {
         counts
     }
 
-    /// Asks up to `max` of the longest-quiet connections (HTTP/1 between
-    /// requests or before the first one, HTTP/2 with no stream open) to
-    /// close; returns how many were asked.
-    pub(crate) fn reclaim_idle(&self, max: usize) -> usize {
+    /// Asks up to `max` connections to close to make room: first HTTP/1
+    /// request heads that have been arriving for longer than
+    /// [`SLOW_HEAD`] (oldest first: no legitimate client trickles a head
+    /// that long, and they hold a place without being served), then the
+    /// longest-quiet ones (HTTP/1 between requests or before the first one,
+    /// HTTP/2 with no stream open). Returns how many were asked.
+    pub(crate) fn reclaim(&self, max: usize) -> usize {
+        self.reclaim_at(max, self.now())
+    }
+
+    /// [`Engine::reclaim`] at engine time `now`.
+    fn reclaim_at(&self, max: usize, now: u64) -> usize {
         let conns = self.lock();
-        let mut quiet: Vec<(u64, &Arc<ConnCtl>)> = conns
+        let mut candidates: Vec<(Reclaim, u64, &Arc<ConnCtl>)> = conns
             .iter()
             .filter_map(|(_, ctl)| {
                 let s = ctl.snapshot();
-                is_reclaimable(&s).then_some((s.idle_since, ctl))
+                let (class, since) = reclaimable(&s, now)?;
+                Some((class, since, ctl))
             })
             .collect();
-        quiet.sort_unstable_by_key(|(since, _)| *since);
-        quiet.truncate(max);
-        for (_, ctl) in &quiet {
+        candidates.sort_unstable_by_key(|&(class, since, _)| (class, since));
+        candidates.truncate(max);
+        for (_, _, ctl) in &candidates {
             ctl.mark_reclaim();
         }
-        quiet.len()
+        candidates.len()
     }
 
     pub(crate) fn count_forced(&self, state: ConnState) {
@@ -275,19 +284,42 @@ impl Engine {
     }
 }
 
-fn is_reclaimable(s: &Snapshot) -> bool {
+/// A request head that has been arriving this long (from its first byte,
+/// complete or not) is slow: a legitimate client sends a head in one write,
+/// or in one flight of segments that a lost one delays by a retransmission
+/// (Linux: 200 ms at least, plus the round trip). Slow heads are reclaimed
+/// first when room is needed.
+pub(crate) const SLOW_HEAD: Duration = Duration::from_secs(1);
+
+/// Which connections [`Engine::reclaim`] takes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Reclaim {
+    /// A request head arriving for longer than [`SLOW_HEAD`].
+    SlowHead,
+    /// Quiet between requests, before the first one, or with no stream open.
+    Quiet,
+}
+
+/// Whether a connection may be reclaimed, in which class, and since when
+/// (the older, the sooner).
+fn reclaimable(s: &Snapshot, now: u64) -> Option<(Reclaim, u64)> {
     // A response still waiting for the socket is not quiet: closing it
     // would not free the descriptor sooner than the send bound.
-    let quiet = s.in_flight == 0
-        && s.head_since == 0
-        && s.write_blocked_since == 0
-        && !s.upgrading
-        && !s.reclaim;
-    quiet
-        && matches!(
-            s.state,
-            ConnState::Idle | ConnState::NoRequest | ConnState::Http2
-        )
+    let untouchable = s.in_flight != 0 || s.write_blocked_since != 0 || s.upgrading || s.reclaim;
+    if untouchable {
+        return None;
+    }
+    let slow_after = u64::try_from(SLOW_HEAD.as_nanos()).unwrap_or(u64::MAX);
+    match s.state {
+        ConnState::Idle | ConnState::NoRequest if s.head_since != 0 => {
+            (now.saturating_sub(s.head_since) >= slow_after)
+                .then_some((Reclaim::SlowHead, s.head_since))
+        }
+        ConnState::Idle | ConnState::NoRequest | ConnState::Http2 => {
+            Some((Reclaim::Quiet, s.idle_since))
+        }
+        _ => None,
+    }
 }
 
 /// A connection's place in the registry; removes it when dropped.
@@ -339,6 +371,35 @@ mod tests {
     }
 
     #[test]
+    fn reclaim_takes_slow_heads_first_oldest_first_then_the_longest_quiet() {
+        const S: u64 = 1_000_000_000;
+        let engine = Engine::new(Timeouts::DEFAULT);
+        let idle = engine.register(ConnState::Idle);
+        idle.ctl.set_idle_since(S);
+        let young_head = engine.register(ConnState::NoRequest);
+        young_head.ctl.set_head_since(20 * S - S / 2);
+        let slow = engine.register(ConnState::NoRequest);
+        slow.ctl.set_head_since(19 * S);
+        let slower = engine.register(ConnState::Idle);
+        slower.ctl.set_head_since(17 * S);
+        let now = 20 * S;
+        assert_eq!(engine.reclaim_at(1, now), 1);
+        assert!(slower.ctl.snapshot().reclaim, "the oldest slow head first");
+        assert_eq!(engine.reclaim_at(1, now), 1);
+        assert!(slow.ctl.snapshot().reclaim, "then the next slow head");
+        assert_eq!(engine.reclaim_at(1, now), 1);
+        assert!(idle.ctl.snapshot().reclaim, "then the quiet one");
+        assert_eq!(
+            engine.reclaim_at(8, now),
+            0,
+            "a head not slow yet is left alone"
+        );
+        assert!(!young_head.ctl.snapshot().reclaim);
+        assert_eq!(engine.reclaim_at(8, now + S), 1, "until it is");
+        assert!(young_head.ctl.snapshot().reclaim);
+    }
+
+    #[test]
     fn reclaim_takes_the_longest_quiet_first_and_never_a_busy_one() {
         let engine = Engine::new(Timeouts::DEFAULT);
         let old = engine.register(ConnState::Idle);
@@ -347,10 +408,10 @@ mod tests {
         let young = engine.register(ConnState::Idle);
         old.ctl.set_idle_since(1);
         young.ctl.set_idle_since(2);
-        assert_eq!(engine.reclaim_idle(1), 1);
+        assert_eq!(engine.reclaim(1), 1);
         assert!(old.ctl.snapshot().reclaim);
         assert!(!young.ctl.snapshot().reclaim);
-        assert_eq!(engine.reclaim_idle(8), 1, "only the young idle one is left");
+        assert_eq!(engine.reclaim(8), 1, "only the young idle one is left");
         assert!(!busy.ctl.snapshot().reclaim);
     }
 

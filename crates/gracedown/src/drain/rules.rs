@@ -220,7 +220,12 @@ pub(crate) fn http1(
         return next.wait();
     }
     if s.reclaim {
-        return Verdict::Detach(Reason::Reclaim);
+        // A slow head is cut at once: there is nothing to answer, and a
+        // client that trickles would keep a lingering close open too.
+        return match s.head_since {
+            0 => Verdict::Detach(Reason::Reclaim),
+            _ => Verdict::Close(Reason::Reclaim),
+        };
     }
     if s.head_since != 0 {
         if handoff && drain.is_some() {
@@ -661,6 +666,18 @@ mod tests {
         assert_eq!(
             http2(S, Phase::Serving, &s, &T, None),
             Verdict::GoAway(Reason::Reclaim)
+        );
+    }
+
+    #[test]
+    fn a_reclaimed_slow_head_is_closed_at_once() {
+        let mut s = quiet(0, 0);
+        s.state = ConnState::NoRequest;
+        s.head_since = S;
+        s.reclaim = true;
+        assert_eq!(
+            http1(3 * S, Phase::Serving, &s, &T, false, None),
+            Verdict::Close(Reason::Reclaim)
         );
     }
 

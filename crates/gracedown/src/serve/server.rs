@@ -111,8 +111,10 @@ impl Shared {
 /// `gracedown` binary uses), keeps about 1.9 KB.
 ///
 /// When descriptors run out (`EMFILE`), or a client waits at the connection
-/// limit, the connections that have been quiet the longest are closed to make
-/// room (HTTP/2 with GOAWAY), and the log says so once per episode.
+/// limit, connections are closed to make room, and the log says so once per
+/// episode: first request heads that have been trickling in for more than a
+/// second (a slowloris holding places), oldest first, then the connections
+/// that have been quiet the longest (HTTP/2 with GOAWAY).
 ///
 /// # HTTP/2 streams
 ///
@@ -785,7 +787,7 @@ impl<M> Acceptor<M> {
                 Err(e) => {
                     let out_of_descriptors = is_out_of_descriptors(&e);
                     let reclaimed = if out_of_descriptors {
-                        self.engine.reclaim_idle(RECLAIM_BATCH)
+                        self.engine.reclaim(RECLAIM_BATCH)
                     } else {
                         0
                     };
@@ -812,7 +814,7 @@ impl<M> Acceptor<M> {
         let (failed, reclaimed) = (failures.failed, failures.reclaimed);
         if is_out_of_descriptors(e) {
             warn!(error = %e, open = self.engine.open(), failed, reclaimed,
-                "out of descriptors: closing the longest-idle connections (at most one such line per 10 s)");
+                "out of descriptors: closing slow request heads and the longest-idle connections (at most one such line per 10 s)");
         } else {
             error!(error = %e, failed, "accept failed; retrying every 100 ms (at most one such line per 10 s)");
         }
@@ -823,8 +825,8 @@ impl<M> Acceptor<M> {
     }
 
     /// A connection slot (at once without a limit). While waiting at the
-    /// limit, a client in the accept queue makes the longest-idle connection
-    /// close. `None` when the drain starts.
+    /// limit, a client in the accept queue makes a slow head or the
+    /// longest-idle connection close (see [`Engine::reclaim`]). `None` when the drain starts.
     async fn permit(
         &mut self,
         phase: &mut watch::Receiver<Phase>,
@@ -839,7 +841,7 @@ impl<M> Acceptor<M> {
                 permit = Arc::clone(&limit).acquire_owned() => return permit.ok().map(Some),
                 () = tokio::time::sleep(Duration::from_millis(100)) => {
                     if self.listener.has_waiting_client() {
-                        let reclaimed = self.engine.reclaim_idle(1);
+                        let reclaimed = self.engine.reclaim(1);
                         self.at_limit(reclaimed);
                     }
                 }
@@ -859,7 +861,7 @@ impl<M> Acceptor<M> {
         warn!(
             open = self.engine.open(),
             reclaimed = failures.reclaimed,
-            "at the connection limit with clients waiting: closing the longest-idle connections (at most one such line per 10 s)"
+            "at the connection limit with clients waiting: closing slow request heads and the longest-idle connections (at most one such line per 10 s)"
         );
         *failures = Failures {
             warned: Some(Instant::now()),
