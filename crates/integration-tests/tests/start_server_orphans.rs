@@ -1,7 +1,9 @@
 //! No worker outlives start_server, and start_server never freezes on a
 //! child (issue 9): a `kill -9` of start_server, or of its whole process
 //! group, makes the worker drain and exit so the port is free again; a child
-//! stopped before exec does not keep start_server from handling SIGTERM; a
+//! stopped before exec does not keep start_server from handling SIGTERM, nor
+//! leaves the port unserved when the current worker dies or the ready
+//! timeout passes; a
 //! worker that hangs after READY=1 is replaced when the watchdog is on.
 
 use crate::support::http::get;
@@ -62,24 +64,7 @@ fn a_child_stopped_before_exec_does_not_keep_start_server_from_stopping() {
     proc.signal(libc::SIGHUP);
     proc.wait_for_line("the restart", |l| l.contains("spawning a new worker"));
     // The new child stops itself between fork and exec.
-    let stopped = {
-        let deadline = std::time::Instant::now() + crate::support::TEST_WAIT;
-        loop {
-            let stuck: Vec<u32> = children(proc.pid())
-                .into_iter()
-                .filter(|&c| c != worker && is_stopped(c))
-                .collect();
-            if let [child] = stuck[..] {
-                break child;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no stopped child\n{}",
-                proc.describe()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
+    let stopped = stopped_child(&proc, worker);
     proc.signal(libc::SIGTERM);
     proc.wait_for_line("the stop is handled", |l| {
         l.contains(&format!(
@@ -96,6 +81,82 @@ fn a_child_stopped_before_exec_does_not_keep_start_server_from_stopping() {
     // Let the stuck child go on: its parent is gone, so it must not run the worker.
     send_signal(stopped, libc::SIGCONT, false);
     wait_ended(stopped, "the child that was stopped before exec");
+}
+
+/// The child of start_server that stopped itself before exec (fault
+/// injection), other than `worker`.
+fn stopped_child(proc: &Proc, worker: u32) -> u32 {
+    let deadline = std::time::Instant::now() + crate::support::TEST_WAIT;
+    loop {
+        let stuck: Vec<u32> = children(proc.pid())
+            .into_iter()
+            .filter(|&c| c != worker && is_stopped(c))
+            .collect();
+        if let [child] = stuck[..] {
+            return child;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stopped child\n{}",
+            proc.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_current_worker_dying_while_a_new_child_is_stuck_before_exec_leaves_the_port_served() {
+    let dir = TempDir::new("stuck-candidate");
+    let status = dir.join("status");
+    let port = free_port();
+    let mut cmd = Impl::Ours.command(
+        &[
+            format!("--port=127.0.0.1:{port}"),
+            format!("--status-file={}", status.display()),
+        ],
+        &serve_worker(),
+    );
+    cmd.env("GRACEDOWN_STOP_BEFORE_EXEC", "2");
+    let proc = Proc::spawn(cmd);
+    let worker = ready_pid(&proc, 1);
+    proc.signal(libc::SIGHUP);
+    let stopped = stopped_child(&proc, worker);
+    // The only serving worker dies: start_server ends the stuck child and
+    // starts generation 3, which serves.
+    send_signal(worker, libc::SIGKILL, false);
+    let third = ready_pid(&proc, 3);
+    wait_status(&status, &format!("3:{third}\n"), &proc);
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    assert_eq!(get(addr, "/").body, format!("from pid {third}.\n"));
+    wait_ended(stopped, "the child that was stuck before exec");
+}
+
+#[test]
+fn the_ready_timeout_ends_a_child_stuck_before_exec_and_the_restart_is_retried() {
+    let dir = TempDir::new("stuck-ready-timeout");
+    let status = dir.join("status");
+    let port = free_port();
+    let mut cmd = Impl::Ours.command(
+        &[
+            format!("--port=127.0.0.1:{port}"),
+            format!("--status-file={}", status.display()),
+            "--ready-timeout=1".into(),
+        ],
+        &serve_worker(),
+    );
+    cmd.env("GRACEDOWN_STOP_BEFORE_EXEC", "2");
+    let proc = Proc::spawn(cmd);
+    let worker = ready_pid(&proc, 1);
+    proc.signal(libc::SIGHUP);
+    let stopped = stopped_child(&proc, worker);
+    proc.wait_for_line("the stuck child is given up on", |l| {
+        l.contains("the worker of generation 2 did not start within 1 secs")
+    });
+    wait_ended(stopped, "the child that was stuck before exec");
+    // Generation 3 takes over from generation 1, which served throughout.
+    let third = ready_pid(&proc, 3);
+    wait_status(&status, &format!("3:{third}\n"), &proc);
+    wait_ended(worker, "generation 1, replaced");
 }
 
 fn is_stopped(pid: u32) -> bool {

@@ -163,6 +163,7 @@ async fn drive(
         },
         tokio::runtime::Handle::current(),
         spawned_tx,
+        notice_tx.clone(),
     )
     .map_err(|source| Error::Io {
         action: "start the spawning thread",

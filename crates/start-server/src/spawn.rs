@@ -36,6 +36,9 @@ pub(crate) const STOP_BEFORE_EXEC: &str = "GRACEDOWN_STOP_BEFORE_EXEC";
 /// descriptor above 2 closed at exec, and the plan's death signal set.
 ///
 /// Blocks until the child has exec'd (or failed to): call it off the event loop.
+/// `forked`, when given, is the write end of a pipe the child writes its pid
+/// to (native-endian `pid_t`) as soon as it runs: a child stuck before its
+/// exec is known, and can be ended, although this call has not returned.
 ///
 /// # Errors
 ///
@@ -46,7 +49,9 @@ pub(crate) fn spawn(
     generation: u64,
     env: &[(OsString, OsString)],
     extra: Option<(BorrowedFd<'_>, i32)>,
+    forked: Option<BorrowedFd<'_>>,
 ) -> std::io::Result<Child> {
+    let forked = forked.map_or(-1, |fd| fd.as_raw_fd());
     let (program, dir) = (&plan.program, plan.dir.as_deref());
     let mut placements = plan.placements.clone();
     placements.extend(extra.map(|(fd, target)| (fd.as_raw_fd(), target)));
@@ -81,13 +86,21 @@ pub(crate) fn spawn(
     let parent = unsafe { libc::getpid() };
     // SAFETY: the closure runs in the child between fork and exec, where only
     // async-signal-safe calls are allowed. It makes raw system calls
-    // (`prctl`, `raise`, `getppid`, `close_range`, `fcntl`, `dup2`) on plain
-    // numbers, reads a fixed-size array copied into the closure before the
-    // fork, and allocates nothing. The sources are open in the parent for as
-    // long as `Command::spawn` runs (the caller holds the `OwnedFd`s, and
-    // `extra` is borrowed for this call), so they are open in the child.
+    // (`getpid`, `write`, `prctl`, `raise`, `getppid`, `close_range`,
+    // `fcntl`, `dup2`) on plain numbers and on a local it points `write` at
+    // (with its size), reads a fixed-size array copied into the closure
+    // before the fork, and allocates nothing. The sources and the `forked`
+    // pipe are open in the parent for as long as `Command::spawn` runs (the
+    // caller holds the `OwnedFd`s, `extra` and `forked` are borrowed for
+    // this call), so they are open in the child.
     unsafe {
         cmd.pre_exec(move || {
+            // First of all, so that a child stuck anywhere later is known.
+            if forked >= 0 {
+                let pid = libc::getpid();
+                let size = std::mem::size_of_val(&pid);
+                libc::write(forked, (&raw const pid).cast(), size);
+            }
             // The worker gets the stop signal when start_server dies; the
             // setting survives exec (but not a set-user-ID program).
             if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal, 0, 0, 0) != 0 {

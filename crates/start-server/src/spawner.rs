@@ -10,10 +10,12 @@ use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc as std_mpsc;
 
+use tokio::io::AsyncReadExt;
 use tokio::process::Child;
 use tokio::sync::mpsc;
 
 use crate::spawn::{Plan, spawn};
+use crate::supervisor::Event;
 
 /// One spawn's result.
 #[derive(Debug)]
@@ -39,7 +41,9 @@ pub(crate) struct Spawner {
 }
 
 impl Spawner {
-    /// Starts the thread; results arrive on `results`.
+    /// Starts the thread; results arrive on `results`, and each child's
+    /// pid as [`Event::Forked`] on `forks` as soon as it runs (before its
+    /// spawn returns).
     ///
     /// # Errors
     ///
@@ -48,6 +52,7 @@ impl Spawner {
         plan: Plan,
         runtime: tokio::runtime::Handle,
         results: mpsc::UnboundedSender<Spawned>,
+        forks: mpsc::UnboundedSender<Event>,
     ) -> std::io::Result<Self> {
         let (requests, inbox) = std_mpsc::channel::<Request>();
         std::thread::Builder::new()
@@ -62,7 +67,23 @@ impl Spawner {
                         extra,
                     } = request;
                     let placed = extra.as_ref().map(|(fd, target)| (fd.as_fd(), *target));
-                    let result = spawn(&plan, generation, &env, placed);
+                    // Without the pipe a stuck child is only known once killed
+                    // by other means; the spawn itself goes on.
+                    let pipe = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok();
+                    let writer = pipe.map(|(read, write)| {
+                        tokio::spawn(report_fork(read, generation, forks.clone()));
+                        write
+                    });
+                    let result = spawn(
+                        &plan,
+                        generation,
+                        &env,
+                        placed,
+                        writer.as_ref().map(AsFd::as_fd),
+                    );
+                    // The reader sees the end of the pipe once the child has
+                    // exec'd (close-on-exec) and this copy is gone.
+                    drop(writer);
                     drop(extra);
                     if results.send(Spawned { generation, result }).is_err() {
                         return;
@@ -76,5 +97,19 @@ impl Spawner {
     pub(crate) fn spawn(&self, request: Request) {
         // The thread only ends when start_server does.
         let _ = self.requests.send(request);
+    }
+}
+
+/// Reads the pid a child of `generation` writes as soon as it runs, and
+/// reports it; nothing when the pipe ends first (the fork failed).
+async fn report_fork(read: OwnedFd, generation: u64, forks: mpsc::UnboundedSender<Event>) {
+    let Ok(mut read) = tokio::net::unix::pipe::Receiver::from_owned_fd(read) else {
+        return;
+    };
+    let mut pid = [0u8; std::mem::size_of::<libc::pid_t>()];
+    if read.read_exact(&mut pid).await.is_ok()
+        && let Ok(pid) = u32::try_from(libc::pid_t::from_ne_bytes(pid))
+    {
+        let _ = forks.send(Event::Forked { generation, pid });
     }
 }

@@ -68,6 +68,15 @@ pub enum Event {
         /// Its pid.
         pid: u32,
     },
+    /// The child of `generation` was forked as `pid` and runs towards its
+    /// `exec` (the spawn has not necessarily returned: a child stopped
+    /// before `exec` keeps it from returning, and is then known only so).
+    Forked {
+        /// The generation.
+        generation: u64,
+        /// The child's pid.
+        pid: u32,
+    },
     /// The worker of `generation` could not be spawned (exec or chdir failed).
     SpawnFailed {
         /// The generation.
@@ -150,6 +159,8 @@ struct Candidate {
     /// READY=1 came before the spawn was reported (the spawn runs off the
     /// event loop, so a fast worker can say it first).
     said_ready: bool,
+    /// The child's pid as soon as it was forked, before its spawn returns.
+    forked: Option<u32>,
 }
 
 /// Where the supervisor is; exactly one at a time.
@@ -284,6 +295,11 @@ impl Supervisor {
                     .map(|_| *since + SPAWN_GRACE);
                 return [*kill_at, spawn_grace].into_iter().flatten().min();
             }
+            // A spawn that has not returned (a child stuck before exec) is
+            // bounded by the ready timeout too, counted from the spawn.
+            Phase::Starting(c) if c.pid.is_none() && !c.killed => {
+                self.settings.ready_timeout.map(|bound| c.started + bound)
+            }
             Phase::Starting(c) if c.pid.is_some() && !c.killed => Some(
                 c.started
                     + self
@@ -314,6 +330,7 @@ impl Supervisor {
             Event::Start => self.attempt(Purpose::Replace, now, &mut out),
             Event::Hup => self.hup(now, &mut out),
             Event::Stop(signal) => self.stop(signal, now, &mut out),
+            Event::Forked { generation, pid } => self.forked(generation, pid, &mut out),
             Event::Spawned { generation, pid } => self.spawned(generation, pid, now, &mut out),
             Event::SpawnFailed { generation, error } => {
                 if self.candidate().is_some_and(|c| c.generation == generation) {
@@ -345,12 +362,34 @@ impl Supervisor {
         out
     }
 
+    fn forked(&mut self, generation: u64, pid: u32, out: &mut Vec<Action>) {
+        let Some(c) = self
+            .candidate_mut()
+            .filter(|c| c.generation == generation && c.pid.is_none())
+        else {
+            return;
+        };
+        c.forked = Some(pid);
+        if c.killed {
+            // Given up on before its pid was known.
+            out.push(Action::Signal {
+                pid,
+                signal: Signal::KILL,
+            });
+        }
+    }
+
     fn spawned(&mut self, generation: u64, pid: u32, now: Instant, out: &mut Vec<Action>) {
         let stopping = self.is_stopping();
         let Some(c) = self.candidate_mut().filter(|c| c.generation == generation) else {
             return;
         };
         c.pid = Some(pid);
+        if c.killed {
+            // A child killed before its exec: its spawn returns now, and its
+            // exit ends the attempt.
+            return;
+        }
         let said_ready = c.said_ready;
         out.push(Action::Log(format!("starting new worker {pid}")));
         if stopping {
@@ -383,6 +422,7 @@ impl Supervisor {
             purpose,
             killed: false,
             said_ready: false,
+            forked: None,
         });
         out.push(Action::Spawn {
             generation: self.generation,
@@ -530,7 +570,8 @@ impl Supervisor {
             )));
             out.extend(bind_hint(pid, status));
             self.current = None;
-            match self.phase {
+            self.alive_at = None;
+            match &mut self.phase {
                 Phase::Retiring { .. } => {
                     // The new generation died before the old ones were told to
                     // stop: keep them serving (Perl kills them anyway).
@@ -540,8 +581,29 @@ impl Supervisor {
                     self.kill_withheld = true;
                 }
                 // A new worker is already starting: it takes over (starting
-                // another would lose track of it).
-                Phase::Starting(_) => return,
+                // another would lose track of it)...
+                Phase::Starting(c) => {
+                    // ...unless its child is stuck before exec (its spawn has
+                    // not returned): then nothing would serve the port. It is
+                    // killed, its spawn returns, and its exit starts another.
+                    if c.pid.is_none() && !c.killed {
+                        c.killed = true;
+                        c.purpose = Purpose::Replace;
+                        out.push(Action::Log(format!(
+                            "the worker of generation {} has not started; killing it and starting another",
+                            c.generation
+                        )));
+                        if let Some(pid) = c.forked {
+                            out.push(Action::Signal {
+                                pid,
+                                signal: Signal::KILL,
+                            });
+                        }
+                        // The status file no longer names the dead worker.
+                        out.push(self.status());
+                    }
+                    return;
+                }
                 Phase::Steady | Phase::Backoff { .. } | Phase::Stopping { .. } => {}
             }
             let quick = self.last_restart.is_some_and(|at| {
@@ -606,7 +668,27 @@ impl Supervisor {
         }
         match &mut self.phase {
             Phase::Starting(c) if !c.killed => {
-                let Some(pid) = c.pid else { return };
+                let Some(pid) = c.pid else {
+                    // Its spawn has not returned: the child is stuck before
+                    // exec. The ready timeout counts from the spawn.
+                    if let Some(bound) = self.settings.ready_timeout
+                        && now >= c.started + bound
+                    {
+                        c.killed = true;
+                        out.push(Action::Log(format!(
+                            "the worker of generation {} did not start within {} secs, killing it; old workers keep serving",
+                            c.generation,
+                            secs(bound)
+                        )));
+                        if let Some(pid) = c.forked {
+                            out.push(Action::Signal {
+                                pid,
+                                signal: Signal::KILL,
+                            });
+                        }
+                    }
+                    return;
+                };
                 match self.settings.ready_timeout {
                     Some(bound) if now >= c.started + bound => {
                         c.killed = true;
@@ -1322,6 +1404,132 @@ mod tests {
         s.at(5000, Event::Watchdog { generation: 1 });
         assert_eq!(s.sup.next_deadline(), None);
         assert_eq!(s.at(3_600_000, Event::Tick), vec![]);
+    }
+
+    #[test]
+    fn the_current_worker_dying_with_a_candidate_stuck_before_exec_starts_another() {
+        let mut s = Script::new(None, None).running();
+        s.at(1000, Event::Hup);
+        // The child runs (its pid is known) and stops before exec: the
+        // spawn never returns on its own.
+        assert_eq!(
+            s.at(
+                1001,
+                Event::Forked {
+                    generation: 2,
+                    pid: 200
+                }
+            ),
+            vec![]
+        );
+        assert_eq!(
+            s.sup.next_deadline(),
+            None,
+            "no ready timeout: it may start"
+        );
+        let died = s.at(
+            5000,
+            Event::Exited {
+                pid: 100,
+                status: 9,
+            },
+        );
+        assert_eq!(
+            died,
+            vec![
+                log("worker 100 died unexpectedly with status:9, restarting"),
+                log("the worker of generation 2 has not started; killing it and starting another"),
+                Action::Signal {
+                    pid: 200,
+                    signal: Signal::KILL
+                },
+                status(""),
+            ]
+        );
+        // Killed, its spawn returns; its exit starts generation 3 at once.
+        assert_eq!(
+            s.at(
+                5010,
+                Event::Spawned {
+                    generation: 2,
+                    pid: 200
+                }
+            ),
+            vec![]
+        );
+        assert_eq!(
+            s.at(
+                5011,
+                Event::Exited {
+                    pid: 200,
+                    status: 9
+                }
+            ),
+            vec![]
+        );
+        assert_eq!(
+            s.at(5011, Event::Tick),
+            vec![Action::Spawn { generation: 3 }]
+        );
+        s.at(
+            5020,
+            Event::Spawned {
+                generation: 3,
+                pid: 300,
+            },
+        );
+        let ready = s.at(5030, Event::Ready { generation: 3 });
+        assert!(ready.contains(&status("3:300\n")), "{ready:?}");
+    }
+
+    #[test]
+    fn the_ready_timeout_counts_from_the_spawn_for_a_child_stuck_before_exec() {
+        let mut s = Script::new(Some(3 * SEC), None).running();
+        s.at(1000, Event::Hup);
+        assert_eq!(
+            s.sup.next_deadline(),
+            Some(s.t0 + Duration::from_millis(4000))
+        );
+        assert_eq!(s.at(3999, Event::Tick), vec![]);
+        // Its pid comes late: it is killed when it does.
+        assert_eq!(
+            s.at(4000, Event::Tick),
+            vec![log(
+                "the worker of generation 2 did not start within 3 secs, killing it; old workers keep serving"
+            )]
+        );
+        assert_eq!(
+            s.at(
+                4001,
+                Event::Forked {
+                    generation: 2,
+                    pid: 200
+                }
+            ),
+            vec![Action::Signal {
+                pid: 200,
+                signal: Signal::KILL
+            }]
+        );
+        s.at(
+            4010,
+            Event::Spawned {
+                generation: 2,
+                pid: 200,
+            },
+        );
+        s.at(
+            4011,
+            Event::Exited {
+                pid: 200,
+                status: 9,
+            },
+        );
+        // The old worker served throughout; the next attempt follows.
+        assert_eq!(
+            s.at(4011, Event::Tick),
+            vec![Action::Spawn { generation: 3 }]
+        );
     }
 
     #[test]
