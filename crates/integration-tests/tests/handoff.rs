@@ -380,3 +380,60 @@ fn hundreds_of_connections_move_together_in_batches() {
         assert_eq!(generation(&response), "2", "{response:?}");
     }
 }
+
+/// Keeps a connection at a bound's edge while start_server restarts about
+/// every 300 ms: `feed` runs before each restart (a trickled byte, or
+/// nothing for a quiet connection). Returns how many restarts came before
+/// the server closed the connection, which a bound that restarted with every
+/// move would never do. Bounded: at most 40 restarts.
+fn restarts_until_closed(setup: &Setup, client: &mut TcpStream, feed: &[u8]) -> u32 {
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("read timeout");
+    for generation in 2..42u32 {
+        if !feed.is_empty() && client.write_all(feed).is_err() {
+            return generation - 2;
+        }
+        let mut buf = [0u8; 256];
+        match client.read(&mut buf) {
+            Ok(0) => return generation - 2,
+            Ok(n) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return generation - 2,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("read: {e}"),
+        }
+        setup.restart_to(generation);
+    }
+    panic!("the connection outlived 40 restarts: its bound restarted with every move");
+}
+
+#[test]
+fn a_slow_head_keeps_its_header_bound_across_moves() {
+    let setup = start(Impl::Ours, &["--header-read-timeout=2s"]);
+    let mut client = connect(setup.addr);
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: handoff\r\nX-Slow: ")
+        .expect("half a head");
+    let restarts = restarts_until_closed(&setup, &mut client, b"x");
+    assert!(
+        restarts >= 2,
+        "it moved before its bound: {restarts} restarts"
+    );
+    let drained = drain_line(&setup.proc, 1);
+    assert_eq!(count(&drained, "handed_off"), 1, "{drained}");
+}
+
+#[test]
+fn a_quiet_connection_keeps_its_keep_alive_bound_across_moves() {
+    let setup = start(Impl::Ours, &["--keepalive-timeout=2s"]);
+    let mut client = connect(setup.addr);
+    let first = exchange(&mut client, GET).expect("first response");
+    assert_eq!(generation(&first), "1");
+    let restarts = restarts_until_closed(&setup, &mut client, b"");
+    assert!(
+        restarts >= 2,
+        "it moved before its bound: {restarts} restarts"
+    );
+    let drained = drain_line(&setup.proc, 1);
+    assert_eq!(count(&drained, "handed_off"), 1, "{drained}");
+}

@@ -13,6 +13,10 @@
 //!                          Q                      is there a generation to hand connections to?
 //!                          H n:u16 (id:u64 fresh:u8 len:u32 prefix)×n  + n fds
 //!                                                 hand these connections on
+//!                          r                      the same, and this generation continues
+//!                                                 the bounds of what it is handed (version 2)
+//!                          h n:u16 (id:u64 flags:u8 len:u32 prefix [quiet:u64 head:u64])×n  + n fds
+//!                                                 H with the connections' clocks (version 2)
 //!   superdaemon → worker   K key:48×n             TLS session-ticket keys, the first one
 //!                                                 encrypts (sent first, then at each rotation)
 //!                          a ok:u8                the answer to Q
@@ -20,12 +24,22 @@
 //!                                                 each handoff was forwarded (1) or not (0)
 //!                          C n:u16 (fresh:u8 len:u32 prefix)×n  + n fds
 //!                                                 connections handed to this generation
+//!                          c n:u16 (flags:u8 len:u32 prefix [quiet:u64 head:u64])×n  + n fds
+//!                                                 C with the connections' clocks (version 2)
 //!
 //!   prefix: bytes already read from the connection, in front of what is
 //!   still in the socket; fresh: 1 when it has sent no request yet (its
 //!   protocol, HTTP/1.1 or h2c, is still to be told), 0 when it is between
-//!   HTTP/1.1 requests.
+//!   HTTP/1.1 requests; flags: bit 0 fresh, bit 1 the clocks follow the
+//!   prefix ([`Clocks`]).
 //! ```
+//!
+//! Version 2 carries each connection's clocks, so that the next generation
+//! continues its bounds (a head that trickles in, a quiet keep-alive
+//! connection) instead of restarting them at every restart. A superdaemon
+//! that speaks it says so in [`HANDOFF_VERSION`]; only then does a worker
+//! send `r` and `h`, and the superdaemon sends `c` only to a generation that
+//! said `r`. Every other pair speaks version 1, as before.
 //!
 //! Connections travel in batches (at most [`MAX_BATCH`] per message, at most
 //! [`MAX_MESSAGE`] bytes): the kernel queues only a few messages per socket
@@ -58,6 +72,13 @@ use crate::error::Error;
 /// The variable naming the handoff channel's descriptor.
 pub const HANDOFF_FD: &str = "GRACEDOWN_HANDOFF_FD";
 
+/// The variable in which a superdaemon says which version of the handoff
+/// messages it speaks (absent: 1).
+pub const HANDOFF_VERSION: &str = "GRACEDOWN_HANDOFF_VERSION";
+
+/// The version of the handoff messages this crate speaks.
+pub const VERSION: u32 = 2;
+
 /// The length of one TLS session-ticket key (as nginx's `ssl_session_ticket_key`
 /// files made by `openssl rand 48`): a 16-byte name, then 32 bytes of key.
 pub const TICKET_KEY_LEN: usize = 48;
@@ -81,12 +102,28 @@ pub struct Moving {
     pub prefix: Bytes,
     /// It has sent no request yet.
     pub fresh: bool,
+    /// Since when its bounds run, when both ends speak version 2.
+    pub clocks: Option<Clocks>,
+}
+
+/// Since when a moving connection's bounds run, on the system's monotonic
+/// clock (`CLOCK_MONOTONIC` nanoseconds, the same in every process of the
+/// machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clocks {
+    /// Since when it has been quiet: its last request ended, or it was
+    /// accepted (the keep-alive bound, or the first request's).
+    pub quiet_since: u64,
+    /// Since when its current request head has been arriving; 0 when none
+    /// has started (the header bound).
+    pub head_since: u64,
 }
 
 impl Moving {
-    /// The bytes it takes in a `C` message (an `H` entry takes 8 more).
+    /// The bytes it takes in a `C` or `c` message (an `H` or `h` entry takes
+    /// 8 more).
     pub fn wire_len(&self) -> usize {
-        5 + self.prefix.len()
+        5 + self.prefix.len() + if self.clocks.is_some() { 16 } else { 0 }
     }
 }
 
@@ -101,8 +138,12 @@ pub fn fits(count: usize, bytes: usize, wire_len: usize) -> bool {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Message {
-    /// This generation takes handed-off connections.
-    Receiving,
+    /// This generation takes handed-off connections (`R`); `clocks`: and
+    /// continues their bounds, version 2 (`r`).
+    Receiving {
+        /// It takes connections with their [`Clocks`].
+        clocks: bool,
+    },
     /// Is there a generation to hand connections to?
     Query,
     /// The answer to [`Message::Query`].
@@ -131,24 +172,33 @@ impl Message {
         let mut buf = BytesMut::with_capacity(16);
         let mut fds = Vec::new();
         let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
-        let moving = |buf: &mut BytesMut, m: &Moving| {
-            buf.put_u8(u8::from(m.fresh));
+        // Version 2 (clocks) only when an entry has them: a version-1 peer
+        // never sees it.
+        let moving = |buf: &mut BytesMut, m: &Moving, v2: bool| {
+            let flags = u8::from(m.fresh) | if m.clocks.is_some() { 2 } else { 0 };
+            buf.put_u8(if v2 { flags } else { u8::from(m.fresh) });
             buf.put_u32(u32::try_from(m.prefix.len()).unwrap_or(u32::MAX));
             buf.extend_from_slice(&m.prefix);
+            if let (true, Some(clocks)) = (v2, m.clocks) {
+                buf.put_u64(clocks.quiet_since);
+                buf.put_u64(clocks.head_since);
+            }
         };
         match self {
-            Self::Receiving => buf.put_u8(b'R'),
+            Self::Receiving { clocks: false } => buf.put_u8(b'R'),
+            Self::Receiving { clocks: true } => buf.put_u8(b'r'),
             Self::Query => buf.put_u8(b'Q'),
             Self::Answer { available } => {
                 buf.put_u8(b'a');
                 buf.put_u8(u8::from(*available));
             }
             Self::Handoff(entries) => {
-                buf.put_u8(b'H');
+                let v2 = entries.iter().any(|(_, m)| m.clocks.is_some());
+                buf.put_u8(if v2 { b'h' } else { b'H' });
                 buf.put_u16(count(entries.len()));
                 for (id, m) in entries {
                     buf.put_u64(*id);
-                    moving(&mut buf, m);
+                    moving(&mut buf, m, v2);
                     fds.push(m.socket.as_fd());
                 }
             }
@@ -165,10 +215,11 @@ impl Message {
                 buf.extend_from_slice(keys);
             }
             Self::Connections(conns) => {
-                buf.put_u8(b'C');
+                let v2 = conns.iter().any(|m| m.clocks.is_some());
+                buf.put_u8(if v2 { b'c' } else { b'C' });
                 buf.put_u16(count(conns.len()));
                 for m in conns {
-                    moving(&mut buf, m);
+                    moving(&mut buf, m, v2);
                     fds.push(m.socket.as_fd());
                 }
             }
@@ -199,18 +250,31 @@ impl Message {
             }
             Ok(n)
         };
-        let moving = |rest: &mut &[u8], socket: OwnedFd| -> io::Result<Moving> {
-            let fresh = flag(rest.try_get_u8().map_err(|_| short())?)?;
+        let moving = |rest: &mut &[u8], socket: OwnedFd, v2: bool| -> io::Result<Moving> {
+            let flags = rest.try_get_u8().map_err(|_| short())?;
+            let (fresh, has_clocks) = match (v2, flags) {
+                (false, flags) => (flag(flags)?, false),
+                (true, 0..=3) => (flags & 1 != 0, flags & 2 != 0),
+                (true, _) => return Err(bad("an entry with unknown flags")),
+            };
             let len = rest.try_get_u32().map_err(|_| short())? as usize;
             if len > MAX_PREFIX || rest.len() < len {
                 return Err(bad("a prefix longer than allowed or than the message"));
             }
             let prefix = Bytes::copy_from_slice(&rest[..len]);
             rest.advance(len);
+            let clocks = match has_clocks {
+                true => Some(Clocks {
+                    quiet_since: rest.try_get_u64().map_err(|_| short())?,
+                    head_since: rest.try_get_u64().map_err(|_| short())?,
+                }),
+                false => None,
+            };
             Ok(Moving {
                 socket,
                 prefix,
                 fresh,
+                clocks,
             })
         };
         let with_fds = |n: usize, fds: Vec<OwnedFd>| {
@@ -221,17 +285,18 @@ impl Message {
             }
         };
         let message = match tag {
-            b'R' => Self::Receiving,
+            b'R' => Self::Receiving { clocks: false },
+            b'r' => Self::Receiving { clocks: true },
             b'Q' => Self::Query,
             b'a' => Self::Answer {
                 available: flag(rest.try_get_u8().map_err(|_| short())?)?,
             },
-            b'H' => {
+            b'H' | b'h' => {
                 let n = batch(&mut rest)?;
                 let mut entries = Vec::with_capacity(n);
                 for socket in with_fds(n, fds)? {
                     let id = rest.try_get_u64().map_err(|_| short())?;
-                    entries.push((id, moving(&mut rest, socket)?));
+                    entries.push((id, moving(&mut rest, socket, tag == b'h')?));
                 }
                 Self::Handoff(entries)
             }
@@ -250,11 +315,11 @@ impl Message {
                 Self::TicketKeys { keys }
             }
             b'K' => return Err(bad("ticket keys of a wrong length")),
-            b'C' => {
+            b'C' | b'c' => {
                 let n = batch(&mut rest)?;
                 let mut conns = Vec::with_capacity(n);
                 for socket in with_fds(n, fds)? {
-                    conns.push(moving(&mut rest, socket)?);
+                    conns.push(moving(&mut rest, socket, tag == b'c')?);
                 }
                 Self::Connections(conns)
             }
@@ -498,8 +563,14 @@ mod tests {
     #[tokio::test]
     async fn connections_travel_in_a_batch_with_their_prefixes_and_stay_the_same_sockets() {
         let (left, right) = channels();
-        right.send(&Message::Receiving).await.expect("send");
-        assert!(matches!(left.recv().await, Ok(Some(Message::Receiving))));
+        right
+            .send(&Message::Receiving { clocks: false })
+            .await
+            .expect("send");
+        assert!(matches!(
+            left.recv().await,
+            Ok(Some(Message::Receiving { clocks: false }))
+        ));
         let mut clients = Vec::new();
         let mut entries = Vec::new();
         for id in 0..3u64 {
@@ -511,6 +582,7 @@ mod tests {
                     socket: server.into(),
                     prefix: Bytes::from(format!("GET /{id} HT")),
                     fresh: id == 0,
+                    clocks: None,
                 },
             ));
         }
@@ -547,6 +619,7 @@ mod tests {
         let long = Bytes::from(vec![b'x'; MAX_PREFIX]);
         let (_client, server) = std::os::unix::net::UnixStream::pair().expect("a connection");
         let one = Moving {
+            clocks: None,
             socket: server.into(),
             prefix: long.clone(),
             fresh: false,
@@ -561,6 +634,58 @@ mod tests {
             panic!("a connection");
         };
         assert_eq!(got[0].prefix, long);
+    }
+
+    #[tokio::test]
+    async fn version_2_carries_each_connections_clocks_and_version_1_is_unchanged() {
+        let (left, right) = channels();
+        left.send(&Message::Receiving { clocks: true })
+            .await
+            .expect("send");
+        assert!(matches!(
+            right.recv().await,
+            Ok(Some(Message::Receiving { clocks: true }))
+        ));
+        let entry = |fresh: bool, clocks: Option<Clocks>| {
+            let (_, server) = std::os::unix::net::UnixStream::pair().expect("a connection");
+            Moving {
+                socket: server.into(),
+                prefix: Bytes::from_static(b"GET / HT"),
+                fresh,
+                clocks,
+            }
+        };
+        let clocks = Clocks {
+            quiet_since: 1 << 40,
+            head_since: (1 << 40) + 7,
+        };
+        let sent = vec![
+            entry(true, Some(clocks)),
+            entry(false, None),
+            entry(false, Some(clocks)),
+        ];
+        let (bytes, _) = Message::Connections(sent).encode();
+        assert_eq!(bytes[0], b'c');
+        left.send(&Message::Connections(vec![
+            entry(true, Some(clocks)),
+            entry(false, None),
+            entry(false, Some(clocks)),
+        ]))
+        .await
+        .expect("send");
+        let Ok(Some(Message::Connections(got))) = right.recv().await else {
+            panic!("a batch");
+        };
+        let got: Vec<(bool, Option<Clocks>)> = got.iter().map(|m| (m.fresh, m.clocks)).collect();
+        assert_eq!(
+            got,
+            [(true, Some(clocks)), (false, None), (false, Some(clocks))]
+        );
+        // Without clocks, the bytes of version 1: a version-1 peer reads them.
+        let (bytes, _) = Message::Connections(vec![entry(true, None)]).encode();
+        assert_eq!(&bytes[..], b"C\x00\x01\x01\x00\x00\x00\x08GET / HT");
+        let (bytes, _) = Message::Receiving { clocks: false }.encode();
+        assert_eq!(&bytes[..], b"R");
     }
 
     #[test]

@@ -69,8 +69,10 @@ enum Outgoing {
 #[derive(Debug)]
 struct Peer {
     channel: Arc<Channel>,
-    /// It said `R`: it takes handed-off connections.
+    /// It said `R` (or `r`): it takes handed-off connections.
     receiving: bool,
+    /// It said `r`: it continues their bounds (their clocks reach it).
+    clocks: bool,
     outbox: mpsc::Sender<Outgoing>,
     /// Connections this generation handed on.
     handed_on: Arc<AtomicU64>,
@@ -208,6 +210,7 @@ impl Broker {
             Peer {
                 channel,
                 receiving: false,
+                clocks: false,
                 outbox,
                 handed_on: Arc::default(),
                 tasks: vec![reader, writer],
@@ -277,10 +280,14 @@ impl Broker {
             return;
         };
         match message {
-            Message::Receiving => {
+            Message::Receiving { clocks } => {
                 if let Some(peer) = self.peers.get_mut(&generation) {
-                    debug!(generation, "generation takes handed-off connections");
+                    debug!(
+                        generation,
+                        clocks, "generation takes handed-off connections"
+                    );
                     peer.receiving = true;
+                    peer.clocks = clocks;
                 }
             }
             Message::Query => {
@@ -307,13 +314,17 @@ impl Broker {
         self.peers.get(&target).filter(|p| p.receiving)
     }
 
-    fn forward(&mut self, from: u64, id: u64, moving: Moving) {
+    fn forward(&mut self, from: u64, id: u64, mut moving: Moving) {
         let Some(sender) = self.peers.get(&from) else {
             // Its channel is closed: no one waits for the answer.
             return;
         };
         let (reply, count) = (sender.outbox.clone(), Arc::clone(&sender.handed_on));
         if let Some(receiver) = self.receiver_for(from) {
+            if !receiver.clocks {
+                // A version-1 receiver reads no clocks: it restarts the bounds.
+                moving.clocks = None;
+            }
             let forward = Outgoing::Forward {
                 moving,
                 id,
@@ -491,12 +502,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn clocks_reach_a_receiver_that_continues_bounds_and_no_other() {
+        let clocks = gracedown_sockets::handoff::Clocks {
+            quiet_since: 1 << 40,
+            head_since: 0,
+        };
+        for takes_clocks in [true, false] {
+            let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
+            let old = open(&mut broker, 1).await;
+            let new = open(&mut broker, 2).await;
+            broker.set_target(Some(2));
+            new.send(&Message::Receiving {
+                clocks: takes_clocks,
+            })
+            .await
+            .expect("r");
+            pump(&mut broker, &mut rx).await;
+            let (_client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
+            old.send(&Message::Handoff(vec![(
+                1,
+                Moving {
+                    socket: server.into(),
+                    prefix: Bytes::new(),
+                    fresh: false,
+                    clocks: Some(clocks),
+                },
+            )]))
+            .await
+            .expect("h");
+            pump(&mut broker, &mut rx).await;
+            let Message::Connections(conns) = next(&new).await else {
+                panic!("a connection for generation 2");
+            };
+            assert_eq!(conns[0].clocks, takes_clocks.then_some(clocks));
+            broker.close(1).await;
+            broker.close(2).await;
+        }
+    }
+
+    #[tokio::test]
     async fn a_connection_moves_to_the_current_generation_and_the_sender_is_told() {
         let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
         let old = open(&mut broker, 1).await;
         let new = open(&mut broker, 2).await;
         broker.set_target(Some(2));
-        new.send(&Message::Receiving).await.expect("R");
+        new.send(&Message::Receiving { clocks: false })
+            .await
+            .expect("R");
         pump(&mut broker, &mut rx).await;
         old.send(&Message::Query).await.expect("Q");
         pump(&mut broker, &mut rx).await;
@@ -508,6 +560,7 @@ mod tests {
         old.send(&Message::Handoff(vec![(
             9,
             Moving {
+                clocks: None,
                 socket: server.into(),
                 prefix: Bytes::from_static(b"GET /"),
                 fresh: false,
@@ -523,6 +576,7 @@ mod tests {
             socket,
             prefix,
             fresh: false,
+            clocks: None,
         }) = conns.pop()
         else {
             panic!("one connection, not fresh");
@@ -559,6 +613,7 @@ mod tests {
         old.send(&Message::Handoff(vec![(
             1,
             Moving {
+                clocks: None,
                 socket: server.into(),
                 prefix: Bytes::new(),
                 fresh: true,
@@ -581,7 +636,9 @@ mod tests {
     async fn a_generation_never_hands_connections_to_itself_and_none_while_stopping() {
         let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
         let only = open(&mut broker, 1).await;
-        only.send(&Message::Receiving).await.expect("R");
+        only.send(&Message::Receiving { clocks: false })
+            .await
+            .expect("R");
         pump(&mut broker, &mut rx).await;
         for target in [Some(1), None] {
             broker.set_target(target);
@@ -633,7 +690,9 @@ mod tests {
         let new = open(&mut broker, 2).await;
         broker.set_target(Some(2));
         // `R` is in the socket; no task has run since.
-        new.send(&Message::Receiving).await.expect("R");
+        new.send(&Message::Receiving { clocks: false })
+            .await
+            .expect("R");
         broker.catch_up(2, &mut rx);
         old.send(&Message::Query).await.expect("Q");
         pump(&mut broker, &mut rx).await;
@@ -649,13 +708,16 @@ mod tests {
         let old = open(&mut broker, 1).await;
         let new = open(&mut broker, 2).await;
         broker.set_target(Some(2));
-        new.send(&Message::Receiving).await.expect("R");
+        new.send(&Message::Receiving { clocks: false })
+            .await
+            .expect("R");
         pump(&mut broker, &mut rx).await;
         drop(new);
         let (_client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
         old.send(&Message::Handoff(vec![(
             3,
             Moving {
+                clocks: None,
                 socket: server.into(),
                 prefix: Bytes::new(),
                 fresh: true,

@@ -271,6 +271,24 @@ impl ConnCtl {
             .store(self.engine.stamp(), Ordering::Release);
     }
 
+    /// A connection handed over between requests: an older generation
+    /// served it, so its next request is not its first (the keep-alive
+    /// bound applies, not the first request's, and it is not fresh when it
+    /// moves on). Counted as one request started.
+    pub(crate) fn served_before(&self) {
+        let _ = self
+            .requests
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// A connection handed over by an older generation continues its
+    /// bounds: quiet since `quiet_since`, its head arriving since
+    /// `head_since` (engine times; 0: no head has started).
+    pub(crate) fn continue_bounds(&self, quiet_since: u64, head_since: u64) {
+        self.idle_since.store(quiet_since, Ordering::Release);
+        self.head_since.store(head_since, Ordering::Release);
+    }
+
     /// Bytes of a request head arrived while no request is in flight.
     pub(crate) fn head_bytes_arrived(&self) {
         if self.head_since.load(Ordering::Relaxed) == 0 {

@@ -47,6 +47,16 @@ impl Phase {
     }
 }
 
+/// How far before its own start engine time reaches: a connection handed
+/// over by an older generation keeps the times its bounds run from (it went
+/// quiet, its head started), however long before this generation started.
+/// A day: longer than any bound a server sets.
+const BEFORE_EPOCH: u64 = 86_400 * 1_000_000_000;
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The drain engine of one server; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Engine {
@@ -92,7 +102,9 @@ impl Engine {
         &self.timeouts
     }
 
-    /// Engine time: nanoseconds since the engine was made, never 0.
+    /// Engine time: nanoseconds since [`BEFORE_EPOCH`] before the engine was
+    /// made, never 0 (a time before the engine, such as when a connection
+    /// handed over by an older generation went quiet, is one too).
     pub(crate) fn now(&self) -> u64 {
         self.at(Instant::now())
     }
@@ -105,19 +117,51 @@ impl Engine {
     /// Where the kernel has no coarse clock, it is `now`.
     pub(crate) fn stamp(&self) -> u64 {
         match now_ns(Clock::MonotonicCoarse) {
-            Some(ns) => ns.saturating_sub(self.epoch_ns).max(1),
+            Some(ns) => self.monotonic_to_unclamped(ns),
             None => self.now(),
         }
     }
 
     pub(crate) fn at(&self, instant: Instant) -> u64 {
-        u64::try_from(instant.saturating_duration_since(self.epoch).as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1)
+        let time = match instant.checked_duration_since(self.epoch) {
+            Some(after) => BEFORE_EPOCH.saturating_add(nanos(after)),
+            None => BEFORE_EPOCH.saturating_sub(nanos(self.epoch.duration_since(instant))),
+        };
+        time.max(1)
     }
 
     pub(crate) fn instant(&self, time: u64) -> Instant {
-        self.epoch + Duration::from_nanos(time)
+        match time.checked_sub(BEFORE_EPOCH) {
+            Some(after) => self.epoch + Duration::from_nanos(after),
+            None => self
+                .epoch
+                .checked_sub(Duration::from_nanos(BEFORE_EPOCH - time))
+                .unwrap_or(self.epoch),
+        }
+    }
+
+    /// Engine time `time` on the system's monotonic clock (`CLOCK_MONOTONIC`
+    /// nanoseconds, the same in every process of the machine): how a time
+    /// travels to another generation.
+    pub(crate) fn engine_to_monotonic(&self, time: u64) -> u64 {
+        match time.checked_sub(BEFORE_EPOCH) {
+            Some(after) => self.epoch_ns.saturating_add(after),
+            None => self.epoch_ns.saturating_sub(BEFORE_EPOCH - time),
+        }
+    }
+
+    /// A time on the system's monotonic clock (see [`Engine::engine_to_monotonic`])
+    /// as engine time, never later than now.
+    pub(crate) fn monotonic_to_engine(&self, ns: u64) -> u64 {
+        self.monotonic_to_unclamped(ns).min(self.now())
+    }
+
+    fn monotonic_to_unclamped(&self, ns: u64) -> u64 {
+        let time = match ns.checked_sub(self.epoch_ns) {
+            Some(after) => BEFORE_EPOCH.saturating_add(after),
+            None => BEFORE_EPOCH.saturating_sub(self.epoch_ns - ns),
+        };
+        time.max(1)
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -368,6 +412,29 @@ mod tests {
         assert_eq!(a.ctl.state(), ConnState::Idle);
         drop(b);
         assert_eq!(engine.open(), 1);
+    }
+
+    #[test]
+    fn times_travel_between_engines_on_the_monotonic_clock_even_from_before_their_start() {
+        let old = Engine::new(Timeouts::DEFAULT);
+        let quiet = old.now();
+        let head = old.now();
+        std::thread::sleep(Duration::from_millis(20));
+        // A generation started after the connection went quiet.
+        let new = Engine::new(Timeouts::DEFAULT);
+        let moved_quiet = new.monotonic_to_engine(old.engine_to_monotonic(quiet));
+        let moved_head = new.monotonic_to_engine(old.engine_to_monotonic(head));
+        let now = new.now();
+        let age = |t: u64| Duration::from_nanos(now - t);
+        assert!(
+            age(moved_quiet) >= Duration::from_millis(20),
+            "{:?}",
+            age(moved_quiet)
+        );
+        assert!(age(moved_quiet) < Duration::from_secs(5));
+        assert!(moved_head >= moved_quiet);
+        // A time in the future (another clock's glitch) is now at the latest.
+        assert!(new.monotonic_to_engine(u64::MAX) <= new.now());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Sleep;
 use tracing::{debug, trace};
 
-use gracedown_sockets::handoff::MAX_PREFIX;
+use gracedown_sockets::handoff::{Clocks, MAX_PREFIX};
 
 use super::info::ConnectionInfo;
 use super::io::{ConnIo, ReadNow, Returned, Stream, Transport, force_shutdown};
@@ -327,8 +327,10 @@ impl Conn {
     /// message boundary, `prefix` read from it already.
     fn run_handed(&mut self, stream: Stream, prefix: Bytes) -> Step {
         self.handoff = self.shared.handoff.clone();
+        self.ctl.served_before();
         if !prefix.is_empty() {
-            self.ctl.head_starts_now();
+            // Unless the older generation said since when it has arrived.
+            self.ctl.head_bytes_arrived();
         }
         Step::Http1(Transport::plain(stream, prefix))
     }
@@ -346,6 +348,15 @@ impl Conn {
     /// was pipelined behind keep-alive responses.
     async fn hand_off(&mut self, transport: Transport) -> Result<Ending, Transport> {
         let fresh = self.ctl.requests() == 0 && !self.ctl.is_upgrading();
+        // Its bounds go on in the next generation from the same times.
+        let (engine, s) = (&self.ctl.engine, self.ctl.snapshot());
+        let clocks = Clocks {
+            quiet_since: engine.engine_to_monotonic(s.idle_since),
+            head_since: match s.head_since {
+                0 => 0,
+                since => engine.engine_to_monotonic(since),
+            },
+        };
         let Some(handoff) = self.handoff.take() else {
             return Err(transport);
         };
@@ -356,7 +367,7 @@ impl Conn {
         };
         // Boxed: a handoff's future is large (its message buffer), and
         // every connection's task would otherwise hold room for it.
-        match Box::pin(handoff.hand_off(socket, prefix, fresh)).await {
+        match Box::pin(handoff.hand_off(socket, prefix, fresh, clocks)).await {
             // Our descriptor went without a FIN: the socket lives on there.
             Outcome::Forwarded => Ok(Ending::HandedOff),
             Outcome::Refused(moving) => match Stream::adopt(moving.socket) {

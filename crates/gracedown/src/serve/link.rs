@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gracedown_sockets::handoff::{Channel, MAX_PREFIX, Message, Moving, fits};
+use gracedown_sockets::handoff::{
+    Channel, Clocks, HANDOFF_VERSION, MAX_PREFIX, Message, Moving, fits,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -71,6 +73,9 @@ pub(crate) struct Link {
     keys: Option<TicketKeys>,
     /// This worker takes part in connection handoff.
     handoff: bool,
+    /// The superdaemon speaks version 2: connections travel with their
+    /// clocks, so their bounds go on across generations.
+    clocks: bool,
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +149,7 @@ impl Link {
                     #[cfg(feature = "tls")]
                     keys,
                     handoff,
+                    clocks: speaks_clocks(std::env::var(HANDOFF_VERSION).ok().as_deref()),
                 }))
             }
             Err(e) => {
@@ -236,7 +242,10 @@ impl Link {
         if !self.handoff {
             return;
         }
-        let sent = tokio::time::timeout(QUERY_BOUND, self.channel.send(&Message::Receiving)).await;
+        let receiving = Message::Receiving {
+            clocks: self.clocks,
+        };
+        let sent = tokio::time::timeout(QUERY_BOUND, self.channel.send(&receiving)).await;
         if !matches!(sent, Ok(Ok(()))) {
             debug!("the superdaemon did not take the handoff announcement");
         }
@@ -266,13 +275,21 @@ impl Link {
     }
 
     /// Hands `socket` on, with `prefix` (bytes already read from it) in
-    /// front (`fresh`: it has sent no request yet). The descriptor is this
-    /// link's until the answer; refused, it comes back with its prefix.
-    pub(crate) async fn hand_off(&self, socket: OwnedFd, prefix: Bytes, fresh: bool) -> Outcome {
+    /// front (`fresh`: it has sent no request yet), and its clocks when the
+    /// superdaemon carries them. The descriptor is this link's until the
+    /// answer; refused, it comes back with its prefix.
+    pub(crate) async fn hand_off(
+        &self,
+        socket: OwnedFd,
+        prefix: Bytes,
+        fresh: bool,
+        clocks: Clocks,
+    ) -> Outcome {
         let moving = Moving {
             socket,
             prefix,
             fresh,
+            clocks: self.clocks.then_some(clocks),
         };
         if moving.prefix.len() > MAX_PREFIX || self.waiting().closed {
             return Outcome::Refused(moving);
@@ -288,6 +305,14 @@ impl Link {
             Ok(Err(_)) | Err(_) => Outcome::Unknown,
         }
     }
+}
+
+/// Whether a superdaemon that says `version` in [`HANDOFF_VERSION`] carries
+/// connections' clocks (version 2 or later); absent or unreadable: version 1.
+fn speaks_clocks(version: Option<&str>) -> bool {
+    version
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .is_some_and(|v| v >= 2)
 }
 
 /// Sends queued handoffs, as many per message as fit, and records each as
@@ -347,5 +372,22 @@ async fn send_handoffs(link: Arc<Link>, queued: Option<mpsc::UnboundedReceiver<R
                 waiting.answer(id, forwarded);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::speaks_clocks;
+
+    #[test]
+    fn clocks_travel_only_when_the_superdaemon_says_version_2_or_later() {
+        assert!(
+            !speaks_clocks(None),
+            "Perl's start_server, systemd, older ones"
+        );
+        assert!(!speaks_clocks(Some("1")));
+        assert!(!speaks_clocks(Some("two")));
+        assert!(speaks_clocks(Some("2")));
+        assert!(speaks_clocks(Some("3")));
     }
 }

@@ -626,6 +626,7 @@ where
               socket,
               prefix,
               fresh,
+              clocks,
           }| {
         let Some(alive) = alive.upgrade() else {
             return;
@@ -639,6 +640,17 @@ where
         };
         debug!(peer = ?peer, buffered = prefix.len(), "connection handed over");
         let registration = engine.register(ConnState::NoRequest);
+        if let Some(clocks) = clocks {
+            // Its bounds go on from where the older generation was: a
+            // slow head or a quiet connection is not given a new clock by
+            // every restart.
+            let head_since = match clocks.head_since {
+                0 => 0,
+                ns => engine.monotonic_to_engine(ns),
+            };
+            let quiet_since = engine.monotonic_to_engine(clocks.quiet_since);
+            registration.ctl.continue_bounds(quiet_since, head_since);
+        }
         tokio::spawn(conn::serve(Box::new(conn::Accepted {
             stream,
             handed: Some((prefix, fresh)),
