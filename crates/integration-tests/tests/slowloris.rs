@@ -23,7 +23,9 @@ fn slowloris_connections_end_at_the_first_request_bound_not_the_drain_deadline()
         "--drain-timeout".into(),
         "30s".into(),
     ];
-    let proc = Impl::Ours.start(&[format!("--port=127.0.0.1:{port}")], &worker);
+    let mut cmd = Impl::Ours.command(&[format!("--port=127.0.0.1:{port}")], &worker);
+    cmd.env("RUST_LOG", "gracedown=debug");
+    let proc = crate::support::process::Proc::spawn(cmd);
     let ready = proc.wait_for_line("generation 1", |l| {
         l.contains("worker ready") && l.contains("generation=1")
     });
@@ -36,10 +38,15 @@ fn slowloris_connections_end_at_the_first_request_bound_not_the_drain_deadline()
             conn
         })
         .collect();
-    // The listener accepts in order: once a later connection is answered,
-    // generation 1 holds every slow one (the drain counts them).
     let mut probe = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     exchange(&mut probe, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("the probe's answer");
+    // Generation 1 holds every slow one (the drain counts them) once it has
+    // accepted them all: a burst can overflow the accept queue, and a
+    // connection whose handshake the kernel dropped is accepted later,
+    // after the probe.
+    proc.wait_for_count("201 connections accepted", 201, |l| {
+        l.contains("connection accepted")
+    });
     // One more header byte per connection every 100 ms, until the test ends
     // (bounded: at most 60 s).
     let stop = Arc::new(AtomicBool::new(false));
