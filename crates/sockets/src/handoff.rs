@@ -17,7 +17,9 @@
 //!                                                 the bounds of what it is handed (version 2)
 //!                          h n:u16 (id:u64 flags:u8 len:u32 prefix [quiet:u64 head:u64])×n  + n fds
 //!                                                 H with the connections' clocks (version 2)
-//!   superdaemon → worker   K key:48×n             TLS session-ticket keys, the first one
+//!   superdaemon → worker   V version:u32          the version it speaks (right after the first
+//!                                                 K; a version-1 superdaemon sends none)
+//!                          K key:48×n             TLS session-ticket keys, the first one
 //!                                                 encrypts (sent first, then at each rotation)
 //!                          a ok:u8                the answer to Q
 //!                          A n:u16 (id:u64 ok:u8)×n
@@ -37,9 +39,11 @@
 //! Version 2 carries each connection's clocks, so that the next generation
 //! continues its bounds (a head that trickles in, a quiet keep-alive
 //! connection) instead of restarting them at every restart. A superdaemon
-//! that speaks it says so in [`HANDOFF_VERSION`]; only then does a worker
-//! send `r` and `h`, and the superdaemon sends `c` only to a generation that
-//! said `r`. Every other pair speaks version 1, as before.
+//! that speaks it says so on the channel itself (`V`, waiting with the keys
+//! before the worker starts: a version-1 worker stops reading its start-up
+//! messages there and ignores it); only then does a worker send `r` and
+//! `h`, and the superdaemon sends `c` only to a generation that said `r`.
+//! Every other pair speaks version 1, as before.
 //!
 //! Connections travel in batches (at most [`MAX_BATCH`] per message, at most
 //! [`MAX_MESSAGE`] bytes): the kernel queues only a few messages per socket
@@ -72,11 +76,8 @@ use crate::error::Error;
 /// The variable naming the handoff channel's descriptor.
 pub const HANDOFF_FD: &str = "GRACEDOWN_HANDOFF_FD";
 
-/// The variable in which a superdaemon says which version of the handoff
-/// messages it speaks (absent: 1).
-pub const HANDOFF_VERSION: &str = "GRACEDOWN_HANDOFF_VERSION";
-
-/// The version of the handoff messages this crate speaks.
+/// The version of the handoff messages this crate speaks (see
+/// [`Message::Version`]).
 pub const VERSION: u32 = 2;
 
 /// The length of one TLS session-ticket key (as nginx's `ssl_session_ticket_key`
@@ -155,6 +156,12 @@ pub enum Message {
     Handoff(Vec<(u64, Moving)>),
     /// What became of handoffs: forwarded to the next generation (`true`), or refused.
     Acks(Vec<(u64, bool)>),
+    /// The version of these messages the superdaemon speaks; none from a
+    /// version-1 superdaemon.
+    Version {
+        /// 2 or later: it carries connections' [`Clocks`].
+        version: u32,
+    },
     /// Session-ticket keys every generation shares, so that a TLS client
     /// resumes its session with the next generation: [`TICKET_KEY_LEN`]
     /// bytes each, the first one encrypts new tickets, all decrypt.
@@ -209,6 +216,10 @@ impl Message {
                     buf.put_u64(*id);
                     buf.put_u8(u8::from(*forwarded));
                 }
+            }
+            Self::Version { version } => {
+                buf.put_u8(b'V');
+                buf.put_u32(*version);
             }
             Self::TicketKeys { keys } => {
                 buf.put_u8(b'K');
@@ -309,6 +320,9 @@ impl Message {
                 }
                 Self::Acks(acks)
             }
+            b'V' => Self::Version {
+                version: rest.try_get_u32().map_err(|_| short())?,
+            },
             b'K' if !rest.is_empty() && rest.len() % TICKET_KEY_LEN == 0 => {
                 let keys = Bytes::copy_from_slice(rest);
                 rest = &[];

@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use gracedown_sockets::handoff::{Channel, MAX_BATCH, Message, Moving, TICKET_KEY_LEN, fits};
+use gracedown_sockets::handoff::{
+    Channel, MAX_BATCH, Message, Moving, TICKET_KEY_LEN, VERSION, fits,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
@@ -200,8 +202,10 @@ impl Broker {
     pub(crate) fn open(&mut self, generation: u64) -> io::Result<OwnedFd> {
         let (ours, theirs) = Channel::pair()?;
         let channel = Arc::new(Channel::new(ours)?);
-        // The keys are waiting in the socket before the worker exists.
+        // The keys, then the version, are waiting in the socket before the
+        // worker exists (a version-1 worker stops reading at the version).
         channel.try_send(&self.keys.message())?;
+        channel.try_send(&Message::Version { version: VERSION })?;
         let (outbox, queue) = mpsc::channel(OUTBOX);
         let reader = tokio::spawn(read(generation, Arc::clone(&channel), self.inbox.clone()));
         let writer = tokio::spawn(write(Arc::clone(&channel), queue));
@@ -489,6 +493,11 @@ mod tests {
             matches!(&first, Some(Message::TicketKeys { keys }) if keys.len() == TICKET_KEY_LEN),
             "the keys come first: {first:?}"
         );
+        let second = channel.try_recv().expect("no error");
+        assert!(
+            matches!(second, Some(Message::Version { version: VERSION })),
+            "then the version: {second:?}"
+        );
         channel
     }
 
@@ -663,6 +672,12 @@ mod tests {
         let first = keys(one.try_recv().expect("recv"));
         assert_eq!(first, keys(two.try_recv().expect("recv")), "shared");
         assert_eq!(first.len(), TICKET_KEY_LEN);
+        for channel in [&one, &two] {
+            assert!(matches!(
+                channel.try_recv().expect("recv"),
+                Some(Message::Version { version: VERSION })
+            ));
+        }
         broker.rotate_if_due(Instant::now());
         assert!(one.try_recv().expect("recv").is_none(), "not due yet");
         broker.rotate_if_due(broker.next_rotation());

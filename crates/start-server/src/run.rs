@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use gracedown_sockets::handoff::{HANDOFF_FD, HANDOFF_VERSION, VERSION};
+use gracedown_sockets::handoff::HANDOFF_FD;
 
 use crate::broker::Broker;
 use crate::config::{Config, LogTarget, Mode};
@@ -26,7 +26,7 @@ use crate::supervisor::{Action, Event, Settings, StopSignal, Supervisor};
 
 /// Variables never passed to workers: they describe start_server's own
 /// supervisor (systemd), not the worker's, or start_server's own fault injection.
-const NOT_INHERITED: [&str; 9] = [
+const NOT_INHERITED: [&str; 8] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
@@ -34,7 +34,6 @@ const NOT_INHERITED: [&str; 9] = [
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
     HANDOFF_FD,
-    HANDOFF_VERSION,
     crate::spawn::STOP_BEFORE_EXEC,
 ];
 
@@ -232,7 +231,6 @@ async fn drive(
                         let extra = match broker.open(generation) {
                             Ok(fd) => {
                                 vars.push((HANDOFF_FD.into(), handoff_target.to_string().into()));
-                                vars.push((HANDOFF_VERSION.into(), VERSION.to_string().into()));
                                 Some((fd, handoff_target))
                             }
                             Err(e) => {

@@ -386,8 +386,14 @@ impl Supervisor {
         };
         c.pid = Some(pid);
         if c.killed {
-            // A child killed before its exec: its spawn returns now, and its
+            // Given up on before its spawn returned: killed now if its pid
+            // had not come first (or did not come at all), again if it had
+            // (its spawn returns once it is dead, unreaped until now). Its
             // exit ends the attempt.
+            out.push(Action::Signal {
+                pid,
+                signal: Signal::KILL,
+            });
             return;
         }
         let said_ready = c.said_ready;
@@ -1446,7 +1452,8 @@ mod tests {
                 status(""),
             ]
         );
-        // Killed, its spawn returns; its exit starts generation 3 at once.
+        // Killed, its spawn returns (the kill is sent again, harmlessly: it
+        // may not have been known before); its exit starts generation 3.
         assert_eq!(
             s.at(
                 5010,
@@ -1455,7 +1462,10 @@ mod tests {
                     pid: 200
                 }
             ),
-            vec![]
+            vec![Action::Signal {
+                pid: 200,
+                signal: Signal::KILL
+            }]
         );
         assert_eq!(
             s.at(

@@ -400,7 +400,11 @@ impl Conn {
                 return Err(Ended(Reason::Deadline, self.ctl.state()));
             }
             let verdict = rule(now, phase, &self.ctl).unwrap_or_else(|| {
-                let at = self.ctl.snapshot().idle_since + nanos(handshake);
+                let at = self
+                    .ctl
+                    .snapshot()
+                    .idle_since
+                    .saturating_add(nanos(handshake));
                 if now >= at {
                     Verdict::Close(Reason::HeaderTimeout)
                 } else {
@@ -771,7 +775,11 @@ impl Conn {
             Reason::Deadline => Ending::Forced(self.ctl.state()).into(),
             Reason::Drain if self.moving() => match self.hand_off(transport).await {
                 Ok(ending) => ending.into(),
-                Err(back) => Step::Http1(back),
+                Err(back) => {
+                    // Served here again: hyper reads what comes.
+                    self.ctl.set_io_mode(IoMode::Normal);
+                    Step::Http1(back)
+                }
             },
             Reason::Reclaim => Ending::Closed.into(),
             reason => {

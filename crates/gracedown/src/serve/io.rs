@@ -456,6 +456,7 @@ impl AsyncRead for ConnIo {
             .as_ref()
             .is_some_and(|f| f.head_pending(requests));
         let mut limit = None;
+        let body_left = this.framing.as_ref().and_then(Framing::body_left);
         match this.ctl.io_mode() {
             // The bytes are the application's (an upgrade), whatever the
             // drain chose before the switch.
@@ -471,15 +472,14 @@ impl AsyncRead for ConnIo {
             }
             // Bytes already read (a request that raced a close) go to hyper first.
             IoMode::Detach if this.inner.as_ref().is_some_and(Transport::has_prefix) => {}
-            // A request hyper took up after the detach (pipelined behind the
-            // boundary it was chosen at) still has body bytes to come: they
-            // are read, never past its end, and the detach ends at the
-            // boundary after them (what follows stays in the socket, for
-            // the generation the connection moves to).
-            IoMode::Detach
-                if let Some(left) = this.framing.as_ref().and_then(Framing::body_left) =>
-            {
-                limit = Some(usize::try_from(left).unwrap_or(usize::MAX));
+            // A request in flight (or one hyper took up after the detach,
+            // pipelined behind the boundary it was chosen at) still has
+            // body bytes to come: they are read, never past its end, and
+            // the detach ends at the boundary after them (what follows
+            // stays in the socket, for the generation the connection moves
+            // to).
+            IoMode::Detach if body_left.is_some() => {
+                limit = body_left.map(|left| usize::try_from(left).unwrap_or(usize::MAX));
             }
             // hyper is mid-response (its reads also watch for the client's
             // end while it writes): the end-of-file waits until the response
@@ -603,7 +603,14 @@ impl ConnIo {
         self.ctl.write_blocked(result.is_pending());
         if let Poll::Ready(Ok(())) = result {
             self.flushed = true;
-            if let Some(read) = self.held_read.take() {
+            // Only a read that can go on now: hyper flushes on every pass of
+            // its loop, and waking a read still held for a request in
+            // flight would poll the connection in a loop until it ends. The
+            // request's end pokes the connection's task in a drain, and
+            // hyper flushes what it writes after it.
+            if self.ctl.in_flight() == 0
+                && let Some(read) = self.held_read.take()
+            {
                 read.wake();
             }
         }
@@ -792,6 +799,42 @@ mod tests {
         let mut next = [0u8; 64];
         let n = returned.transport.read(&mut next).await.expect("read");
         assert_eq!(&next[..n], b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_read_held_for_a_request_in_flight_is_woken_once_it_can_go_on_not_at_every_flush() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (mut io, _back, ctl, mut client) = conn_io();
+        client.write_all(REQUEST).await.expect("send");
+        assert_eq!(read_ready(&mut io).await.expect("read"), REQUEST.len());
+        let guard = ctl.begin(Proto::Http1);
+        ctl.set_io_mode(IoMode::Detach);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 64];
+        let mut read = ReadBuf::new(&mut buf);
+        assert!(Pin::new(&mut io).poll_read(&mut cx, &mut read).is_pending());
+        // hyper flushes on every pass of its loop while the handler works.
+        for _ in 0..10 {
+            assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        }
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "no wake-up while in flight");
+        drop(guard);
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken once it can go on");
+        let mut read = ReadBuf::new(&mut buf);
+        assert!(matches!(
+            Pin::new(&mut io).poll_read(&mut cx, &mut read),
+            Poll::Ready(Ok(()))
+        ));
+        assert!(read.filled().is_empty(), "the end-of-file at the boundary");
     }
 
     #[tokio::test]

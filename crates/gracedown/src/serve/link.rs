@@ -20,9 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gracedown_sockets::handoff::{
-    Channel, Clocks, HANDOFF_VERSION, MAX_PREFIX, Message, Moving, fits,
-};
+use gracedown_sockets::handoff::{Channel, Clocks, MAX_PREFIX, Message, Moving, fits};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -126,18 +124,27 @@ impl Link {
                 return None;
             }
         };
+        Self::from_fd(fd, handoff)
+    }
+
+    /// [`Link::from_env`] on the channel's descriptor.
+    fn from_fd(fd: OwnedFd, handoff: bool) -> Option<Arc<Self>> {
         match Channel::new(fd) {
             Ok(channel) => {
-                // The superdaemon wrote the keys before this process existed.
+                // The superdaemon wrote the keys and its version before this
+                // process existed.
                 #[cfg(feature = "tls")]
                 let mut keys = None;
+                let mut clocks = false;
                 while let Ok(Some(message)) = channel.try_recv() {
-                    #[cfg(feature = "tls")]
-                    if let Message::TicketKeys { keys: bytes } = message {
-                        keys = TicketKeys::from_bytes(&bytes);
+                    match message {
+                        #[cfg(feature = "tls")]
+                        Message::TicketKeys { keys: bytes } => {
+                            keys = TicketKeys::from_bytes(&bytes);
+                        }
+                        Message::Version { version } => clocks = speaks_clocks(version),
+                        _ => {}
                     }
-                    #[cfg(not(feature = "tls"))]
-                    let _ = message;
                 }
                 let (requests, queued) = mpsc::unbounded_channel();
                 Some(Arc::new(Self {
@@ -149,7 +156,7 @@ impl Link {
                     #[cfg(feature = "tls")]
                     keys,
                     handoff,
-                    clocks: speaks_clocks(std::env::var(HANDOFF_VERSION).ok().as_deref()),
+                    clocks,
                 }))
             }
             Err(e) => {
@@ -307,12 +314,10 @@ impl Link {
     }
 }
 
-/// Whether a superdaemon that says `version` in [`HANDOFF_VERSION`] carries
-/// connections' clocks (version 2 or later); absent or unreadable: version 1.
-fn speaks_clocks(version: Option<&str>) -> bool {
-    version
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .is_some_and(|v| v >= 2)
+/// Whether a superdaemon that says it speaks `version` carries connections'
+/// clocks (version 2 or later; one that says nothing speaks version 1).
+fn speaks_clocks(version: u32) -> bool {
+    version >= 2
 }
 
 /// Sends queued handoffs, as many per message as fit, and records each as
@@ -377,17 +382,32 @@ async fn send_handoffs(link: Arc<Link>, queued: Option<mpsc::UnboundedReceiver<R
 
 #[cfg(test)]
 mod tests {
-    use super::speaks_clocks;
+    use gracedown_sockets::handoff::{Channel, Message, TICKET_KEY_LEN, VERSION};
 
-    #[test]
-    fn clocks_travel_only_when_the_superdaemon_says_version_2_or_later() {
-        assert!(
-            !speaks_clocks(None),
-            "Perl's start_server, systemd, older ones"
-        );
-        assert!(!speaks_clocks(Some("1")));
-        assert!(!speaks_clocks(Some("two")));
-        assert!(speaks_clocks(Some("2")));
-        assert!(speaks_clocks(Some("3")));
+    use super::Link;
+
+    #[tokio::test]
+    async fn clocks_travel_only_when_the_superdaemon_says_version_2_or_later() {
+        for version in [None, Some(1), Some(VERSION)] {
+            let (superdaemon, worker) = Channel::pair().expect("a channel");
+            let superdaemon = Channel::new(superdaemon).expect("registered");
+            let keys = bytes::Bytes::from(vec![7u8; TICKET_KEY_LEN]);
+            superdaemon
+                .try_send(&Message::TicketKeys { keys })
+                .expect("K");
+            if let Some(version) = version {
+                superdaemon
+                    .try_send(&Message::Version { version })
+                    .expect("V");
+            }
+            let link = Link::from_fd(worker, true).expect("a link");
+            assert_eq!(
+                link.clocks,
+                version.is_some_and(|v| v >= 2),
+                "version {version:?}"
+            );
+            #[cfg(feature = "tls")]
+            assert!(link.ticket_keys().is_some(), "the keys are taken too");
+        }
     }
 }

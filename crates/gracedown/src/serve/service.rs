@@ -350,7 +350,6 @@ where
     }
 }
 
-/// A response the server writes itself, closing the connection after it.
 /// Why an HTTP/1 request's `Host` makes it one to refuse with 400, if it
 /// does (RFC 9112 §3.2): an HTTP/1.1 request without one, any request with
 /// more than one (two hosts are a routing and cache-poisoning vector behind
@@ -374,6 +373,7 @@ fn bad_host(req: &Request<Incoming>) -> Option<&'static str> {
     (!valid).then_some("bad request: the Host header is not a host[:port]\n")
 }
 
+/// A response the server writes itself, closing the connection after it.
 fn refuse<B>(status: StatusCode, text: &'static str, guard: RequestGuard) -> Response<Tracked<B>> {
     let mut response = Response::new(Tracked::Refused {
         text: Full::new(Bytes::from_static(text.as_bytes())),
