@@ -96,24 +96,21 @@ fn closed_unanswered(mut conn: TcpStream) {
 }
 
 #[test]
-fn a_cap_full_of_slow_heads_lets_a_new_client_in_the_oldest_head_goes_first() {
+fn a_cap_full_of_slow_heads_lets_a_new_client_in_and_the_slow_heads_go() {
     // The header bound is far longer than the test waits: only the
     // slow-head reclaim can let the client in.
-    let worker =
-        Worker::with_accept_log(&["--max-connections", "2", "--header-read-timeout", "300s"]);
+    let worker = Worker::with_accept_log(&[
+        "--max-connections",
+        "2",
+        "--header-read-timeout",
+        "300s",
+    ]);
     let oldest = slow_head(&worker);
     let younger = slow_head(&worker);
     let response = get(worker.addr, "/");
     assert_eq!(response.status, 200, "the waiting client is served");
     closed_unanswered(oldest);
-    // The younger head is still open, and completes into a request.
-    let mut younger = younger;
-    younger
-        .write_all(b"1\r\n\r\n")
-        .expect("the rest of the head");
-    let answer = crate::support::http::read_response_from(&mut younger)
-        .expect("the younger slow head is still served");
-    assert_eq!(answer.status, 200);
+    closed_unanswered(younger);
 }
 
 #[test]

@@ -250,12 +250,15 @@ impl Engine {
         counts
     }
 
-    /// Asks up to `max` connections to close to make room: first HTTP/1
-    /// request heads that have been arriving for longer than
-    /// [`SLOW_HEAD`] (oldest first: no legitimate client trickles a head
-    /// that long, and they hold a place without being served), then the
-    /// longest-quiet ones (HTTP/1 between requests or before the first one,
-    /// HTTP/2 with no stream open). Returns how many were asked.
+    /// Asks connections to close to make room: every HTTP/1 request head
+    /// that has been arriving for longer than [`SLOW_HEAD`] (oldest first,
+    /// at most [`SLOW_HEADS_AT_ONCE`]: no legitimate client trickles a head
+    /// that long, and such heads hold places without being served; taken
+    /// one at a time, a queue of them ahead of a waiting client would let
+    /// it in only after each had had its second), or, when there is none,
+    /// up to `max` of the longest-quiet ones (HTTP/1 between requests or
+    /// before the first one, HTTP/2 with no stream open). Returns how many
+    /// were asked.
     pub(crate) fn reclaim(&self, max: usize) -> usize {
         self.reclaim_at(max, self.now())
     }
@@ -272,7 +275,14 @@ impl Engine {
             })
             .collect();
         candidates.sort_unstable_by_key(|&(class, since, _)| (class, since));
-        candidates.truncate(max);
+        let slow = candidates
+            .iter()
+            .take_while(|(class, _, _)| *class == Reclaim::SlowHead)
+            .count();
+        candidates.truncate(match slow {
+            0 => max,
+            slow => slow.min(SLOW_HEADS_AT_ONCE),
+        });
         for (_, _, ctl) in &candidates {
             ctl.mark_reclaim();
         }
@@ -334,6 +344,9 @@ impl Engine {
 /// (Linux: 200 ms at least, plus the round trip). Slow heads are reclaimed
 /// first when room is needed.
 pub(crate) const SLOW_HEAD: Duration = Duration::from_secs(1);
+
+/// The most slow heads [`Engine::reclaim`] takes at once.
+pub(crate) const SLOW_HEADS_AT_ONCE: usize = 64;
 
 /// Which connections [`Engine::reclaim`] takes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -450,10 +463,12 @@ mod tests {
         let slower = engine.register(ConnState::Idle);
         slower.ctl.set_head_since(17 * S);
         let now = 20 * S;
-        assert_eq!(engine.reclaim_at(1, now), 1);
-        assert!(slower.ctl.snapshot().reclaim, "the oldest slow head first");
-        assert_eq!(engine.reclaim_at(1, now), 1);
-        assert!(slow.ctl.snapshot().reclaim, "then the next slow head");
+        assert_eq!(engine.reclaim_at(1, now), 2, "every slow head at once");
+        assert!(slower.ctl.snapshot().reclaim && slow.ctl.snapshot().reclaim);
+        assert!(
+            !idle.ctl.snapshot().reclaim,
+            "no quiet one while heads are slow"
+        );
         assert_eq!(engine.reclaim_at(1, now), 1);
         assert!(idle.ctl.snapshot().reclaim, "then the quiet one");
         assert_eq!(
@@ -464,6 +479,26 @@ mod tests {
         assert!(!young_head.ctl.snapshot().reclaim);
         assert_eq!(engine.reclaim_at(8, now + S), 1, "until it is");
         assert!(young_head.ctl.snapshot().reclaim);
+    }
+
+    #[test]
+    fn reclaim_takes_at_most_a_batch_of_slow_heads_oldest_first() {
+        const S: u64 = 1_000_000_000;
+        let engine = Engine::new(Timeouts::DEFAULT);
+        let heads: Vec<_> = (0..SLOW_HEADS_AT_ONCE + 2)
+            .map(|i| {
+                let r = engine.register(ConnState::NoRequest);
+                r.ctl.set_head_since(S + i as u64);
+                r
+            })
+            .collect();
+        assert_eq!(engine.reclaim_at(1, 10 * S), SLOW_HEADS_AT_ONCE);
+        let taken: Vec<bool> = heads.iter().map(|r| r.ctl.snapshot().reclaim).collect();
+        assert!(taken[..SLOW_HEADS_AT_ONCE].iter().all(|t| *t));
+        assert!(
+            !taken[SLOW_HEADS_AT_ONCE..].iter().any(|t| *t),
+            "the youngest wait"
+        );
     }
 
     #[test]

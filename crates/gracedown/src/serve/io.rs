@@ -825,7 +825,11 @@ mod tests {
         for _ in 0..10 {
             assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
         }
-        assert_eq!(count.0.load(Ordering::SeqCst), 0, "no wake-up while in flight");
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            0,
+            "no wake-up while in flight"
+        );
         drop(guard);
         assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken once it can go on");

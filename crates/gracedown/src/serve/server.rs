@@ -362,8 +362,8 @@ impl Server {
 
     /// At most this many connections are open at once; beyond it accepting
     /// pauses (new clients wait in the kernel's queue), and a client that
-    /// waits makes a request head that has trickled in for over a second
-    /// close, or else the longest-idle connection. Default: no limit
+    /// waits makes the request heads that have trickled in for over a
+    /// second close, or else the longest-idle connection. Default: no limit
     /// other than the descriptor limit. Connections an older generation
     /// hands over are taken even beyond it (refusing one would close it).
     pub fn max_connections(mut self, max: usize) -> Self {
