@@ -707,28 +707,27 @@ mod tests {
         }
     }
 
+    /// Each of `wires` loses the boundaries, from request number `from` on.
+    fn lost_from(from: u64, wires: &[&[u8]]) {
+        for wire in wires {
+            let what = String::from_utf8_lossy(wire);
+            let (framing, findings) = feed_all(&[wire]);
+            assert_eq!(framing.state, State::Lost, "{what:?}");
+            assert_eq!(findings, [Finding::Lost(from)], "{what:?}");
+        }
+    }
+
     #[test]
     fn framings_hyper_refuses_lose_the_boundaries_from_the_next_request_on() {
-        for wire in [
-            &b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello"[..],
-            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
-        ] {
-            let (framing, findings) = feed_all(&[wire]);
-            assert_eq!(
-                framing.state,
-                State::Lost,
-                "{:?}",
-                String::from_utf8_lossy(wire)
-            );
-            assert_eq!(
-                findings,
-                [Finding::Lost(2)],
-                "{:?}",
-                String::from_utf8_lossy(wire)
-            );
-        }
+        lost_from(
+            2,
+            &[
+                b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            ],
+        );
     }
 
     #[test]
@@ -766,26 +765,15 @@ mod tests {
         // Its head was fine: hyper dispatches the request, and its body
         // fails later. Lost from request 1, the server refuses it with 400
         // when the bad chunk came before hyper dispatched it.
-        for wire in [
-            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n"[..],
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: v\rX",
-        ] {
-            let (framing, findings) = feed_all(&[wire]);
-            assert_eq!(
-                framing.state,
-                State::Lost,
-                "{:?}",
-                String::from_utf8_lossy(wire)
-            );
-            assert_eq!(
-                findings,
-                [Finding::Lost(1)],
-                "{:?}",
-                String::from_utf8_lossy(wire)
-            );
-        }
+        lost_from(
+            1,
+            &[
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello",
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX",
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: v\rX",
+            ],
+        );
     }
 
     /// Pieces of heads, bodies and framing, valid or not, that the
