@@ -4,7 +4,6 @@
 //! the same TCP connection; everywhere else (a plain stop, Perl's
 //! start_server, a worker that declines) the connection closes as before.
 
-use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -12,65 +11,17 @@ use std::time::Duration;
 
 use crate::support::http::{Response, exchange, read_response_from};
 use crate::support::process::Proc;
-use crate::support::starter::{Impl, wait_status_where};
-use crate::support::{TEST_WAIT, TempDir, field, free_port, gracedown};
+use crate::support::starter::{Impl, Served};
+use crate::support::{TEST_WAIT, field};
 
 const GET: &str = "GET / HTTP/1.1\r\nHost: handoff\r\n\r\n";
 
-/// A superdaemon with `gracedown serve` workers on a fresh loopback port.
-struct Setup {
-    proc: Proc,
-    addr: SocketAddr,
-    status: std::path::PathBuf,
-    _dir: TempDir,
+fn start(which: Impl, worker_args: &[&str]) -> Served {
+    Served::start(which, worker_args, "gracedown=info")
 }
 
-fn start(which: Impl, worker_args: &[&str]) -> Setup {
-    start_with(which, worker_args, "gracedown=info")
-}
-
-fn start_with(which: Impl, worker_args: &[&str], log: &str) -> Setup {
-    let dir = TempDir::new("handoff");
-    let status = dir.join("status");
-    let port = free_port();
-    let mut worker: Vec<OsString> = vec![gracedown().into(), "serve".into()];
-    worker.extend(worker_args.iter().map(OsString::from));
-    worker.push(format!("--listen=127.0.0.1:{port}").into());
-    let mut cmd = which.command(
-        &[
-            format!("--port=127.0.0.1:{port}"),
-            format!("--status-file={}", status.display()),
-            "--interval=1".into(),
-        ],
-        &worker,
-    );
-    cmd.env("RUST_LOG", log);
-    let proc = Proc::spawn(cmd);
-    wait_status_where(&status, "generation 1", |s| s.starts_with("1:"), &proc);
-    Setup {
-        proc,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        status,
-        _dir: dir,
-    }
-}
-
-impl Setup {
-    /// Restarts and waits until generation `generation` alone is left.
-    fn restart_to(&self, generation: u32) {
-        self.proc.signal(libc::SIGHUP);
-        wait_until_alone(&self.status, generation, &self.proc);
-    }
-}
-
-fn wait_until_alone(status: &Path, generation: u32, proc: &Proc) {
-    let wanted = format!("{generation}:");
-    wait_status_where(
-        status,
-        &format!("generation {generation} alone"),
-        |s| s.starts_with(&wanted) && s.lines().count() == 1,
-        proc,
-    );
+fn start_with(which: Impl, worker_args: &[&str], log: &str) -> Served {
+    Served::start(which, worker_args, log)
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -235,7 +186,7 @@ fn a_response_in_flight_keeps_alive_and_the_connection_moves_after_it() {
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(generation(&response), "1", "{response:?}");
     assert_eq!(response.header("connection"), None, "{response:?}");
-    wait_until_alone(&setup.status, 2, &setup.proc);
+    setup.wait_alone(2);
     let drained = drain_line(&setup.proc, 1);
     assert_eq!(count(&drained, "handed_off"), 1, "{drained}");
     assert_eq!(count(&drained, "requests_after_signal"), 1, "{drained}");
@@ -271,7 +222,7 @@ fn under_perls_start_server_connections_close_as_before() {
     let drained = drain_line(&setup.proc, 1);
     assert_eq!(count(&drained, "handed_off"), 0, "{drained}");
     // A new connection reaches generation 2.
-    wait_until_alone(&setup.status, 2, &setup.proc);
+    setup.wait_alone(2);
     let mut again = connect(setup.addr);
     let second = exchange(&mut again, GET).expect("a new connection");
     assert_eq!(generation(&second), "2");
@@ -386,7 +337,7 @@ fn hundreds_of_connections_move_together_in_batches() {
 /// nothing for a quiet connection). Returns how many restarts came before
 /// the server closed the connection, which a bound that restarted with every
 /// move would never do. Bounded: at most 40 restarts.
-fn restarts_until_closed(setup: &Setup, client: &mut TcpStream, feed: &[u8]) -> u32 {
+fn restarts_until_closed(setup: &Served, client: &mut TcpStream, feed: &[u8]) -> u32 {
     client
         .set_read_timeout(Some(Duration::from_millis(300)))
         .expect("read timeout");

@@ -99,12 +99,8 @@ fn closed_unanswered(mut conn: TcpStream) {
 fn a_cap_full_of_slow_heads_lets_a_new_client_in_and_the_slow_heads_go() {
     // The header bound is far longer than the test waits: only the
     // slow-head reclaim can let the client in.
-    let worker = Worker::with_accept_log(&[
-        "--max-connections",
-        "2",
-        "--header-read-timeout",
-        "300s",
-    ]);
+    let worker =
+        Worker::with_accept_log(&["--max-connections", "2", "--header-read-timeout", "300s"]);
     let oldest = slow_head(&worker);
     let younger = slow_head(&worker);
     let response = get(worker.addr, "/");

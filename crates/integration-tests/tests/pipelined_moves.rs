@@ -14,54 +14,27 @@
 //! line, a head, a `Content-Length` body, a chunk size, chunk data, a
 //! trailer.
 
-use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::net::TcpStream;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use crate::support::process::Proc;
-use crate::support::starter::{Impl, wait_status_where};
-use crate::support::{TEST_WAIT, TempDir, field, free_port, gracedown};
+use crate::support::field;
+use crate::support::starter::{Impl, Served};
 
-/// `start_server` with `gracedown serve` workers on a fresh loopback port.
+/// Our start_server with `gracedown serve` workers, and the generation that
+/// serves now.
 struct Setup {
-    proc: Proc,
-    addr: SocketAddr,
-    status: PathBuf,
+    served: Served,
     generation: u32,
-    _dir: TempDir,
 }
 
 impl Setup {
     fn start() -> Self {
-        let dir = TempDir::new("pipelined");
-        let status = dir.join("status");
-        let port = free_port();
-        let worker: Vec<OsString> = vec![
-            gracedown().into(),
-            "serve".into(),
-            format!("--listen=127.0.0.1:{port}").into(),
-        ];
-        let mut cmd = Impl::Ours.command(
-            &[
-                format!("--port=127.0.0.1:{port}"),
-                format!("--status-file={}", status.display()),
-                "--interval=1".into(),
-            ],
-            &worker,
-        );
-        cmd.env("RUST_LOG", "gracedown=info");
-        let proc = Proc::spawn(cmd);
-        wait_status_where(&status, "generation 1", |s| s.starts_with("1:"), &proc);
         Self {
-            proc,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            status,
+            served: Served::start(Impl::Ours, &[], "gracedown=info"),
             generation: 1,
-            _dir: dir,
         }
     }
 
@@ -69,43 +42,8 @@ impl Setup {
     /// is told to drain then).
     fn restart(&mut self) {
         self.generation += 1;
-        self.proc.signal(libc::SIGHUP);
-        let wanted = format!("{}:", self.generation);
-        wait_status_where(
-            &self.status,
-            &format!("generation {} ready", self.generation),
-            |s| s.lines().any(|l| l.starts_with(&wanted)),
-            &self.proc,
-        );
-    }
-
-    /// Waits until the current generation alone is left (the older ones
-    /// have drained and exited).
-    fn wait_alone(&self) {
-        let wanted = format!("{}:", self.generation);
-        wait_status_where(
-            &self.status,
-            &format!("generation {} alone", self.generation),
-            |s| s.starts_with(&wanted) && s.lines().count() == 1,
-            &self.proc,
-        );
-    }
-
-    fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(TEST_WAIT))
-            .expect("read timeout");
-        stream
-    }
-
-    /// The `drain complete` lines so far.
-    fn drains(&self) -> Vec<String> {
-        self.proc
-            .output()
-            .into_iter()
-            .filter(|l| l.contains("drain complete"))
-            .collect()
+        self.served.proc.signal(libc::SIGHUP);
+        self.served.wait_ready(self.generation);
     }
 }
 
@@ -270,7 +208,7 @@ const FILL: usize = 25;
 /// on the same connection, and that the connection is still served after
 /// them. Returns the generations that answered the followers.
 fn pipeline_across_a_restart(setup: &mut Setup, followers: &[Req], cut: usize) -> Vec<String> {
-    let mut client = setup.connect();
+    let mut client = setup.served.connect();
     let mut wire = Vec::new();
     let mut expected = Vec::new();
     for (id, req) in followers.iter().enumerate() {
@@ -340,7 +278,7 @@ fn pipeline_across_a_restart(setup: &mut Setup, followers: &[Req], cut: usize) -
         "nothing but the responses: {:?}",
         reader.buf
     );
-    setup.wait_alone();
+    setup.served.wait_alone(setup.generation);
     // The connection is still open, now served by the new generation.
     client
         .write_all(b"GET /?after HTTP/1.1\r\nHost: pipelined\r\n\r\n")
@@ -429,7 +367,7 @@ fn requests_pipelined_behind_a_move_are_answered_once_in_order_wherever_the_deta
         );
     }
     // Each restart's drain handed the connection on.
-    let drains = setup.drains();
+    let drains = setup.served.drains();
     assert_eq!(drains.len(), cuts.len(), "{drains:?}");
     for line in &drains {
         assert_eq!(field(line, "handed_off").as_deref(), Some("1"), "{line}");

@@ -104,59 +104,72 @@ fn stopped_child(proc: &Proc, worker: u32) -> u32 {
     }
 }
 
-#[test]
-fn the_current_worker_dying_while_a_new_child_is_stuck_before_exec_leaves_the_port_served() {
-    let dir = TempDir::new("stuck-candidate");
-    let status = dir.join("status");
-    let port = free_port();
-    let mut cmd = Impl::Ours.command(
-        &[
+/// Our start_server whose generation 2 stops itself before exec at a
+/// `SIGHUP`, with a status file.
+struct Stuck {
+    proc: Proc,
+    status: std::path::PathBuf,
+    port: u16,
+    /// Generation 1's worker.
+    worker: u32,
+    /// Generation 2's child, stopped before exec.
+    stopped: u32,
+    _dir: TempDir,
+}
+
+impl Stuck {
+    fn start(extra: &[&str]) -> Self {
+        let dir = TempDir::new("stuck-candidate");
+        let status = dir.join("status");
+        let port = free_port();
+        let mut args = vec![
             format!("--port=127.0.0.1:{port}"),
             format!("--status-file={}", status.display()),
-        ],
-        &serve_worker(),
-    );
-    cmd.env("GRACEDOWN_STOP_BEFORE_EXEC", "2");
-    let proc = Proc::spawn(cmd);
-    let worker = ready_pid(&proc, 1);
-    proc.signal(libc::SIGHUP);
-    let stopped = stopped_child(&proc, worker);
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let mut cmd = Impl::Ours.command(&args, &serve_worker());
+        cmd.env("GRACEDOWN_STOP_BEFORE_EXEC", "2");
+        let proc = Proc::spawn(cmd);
+        let worker = ready_pid(&proc, 1);
+        proc.signal(libc::SIGHUP);
+        let stopped = stopped_child(&proc, worker);
+        Self {
+            proc,
+            status,
+            port,
+            worker,
+            stopped,
+            _dir: dir,
+        }
+    }
+}
+
+#[test]
+fn the_current_worker_dying_while_a_new_child_is_stuck_before_exec_leaves_the_port_served() {
+    let stuck = Stuck::start(&[]);
     // The only serving worker dies: start_server ends the stuck child and
     // starts generation 3, which serves.
-    send_signal(worker, libc::SIGKILL, false);
-    let third = ready_pid(&proc, 3);
-    wait_status(&status, &format!("3:{third}\n"), &proc);
-    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    send_signal(stuck.worker, libc::SIGKILL, false);
+    let third = ready_pid(&stuck.proc, 3);
+    wait_status(&stuck.status, &format!("3:{third}\n"), &stuck.proc);
+    let addr = format!("127.0.0.1:{}", stuck.port).parse().expect("addr");
     assert_eq!(get(addr, "/").body, format!("from pid {third}.\n"));
-    wait_ended(stopped, "the child that was stuck before exec");
+    wait_ended(stuck.stopped, "the child that was stuck before exec");
 }
 
 #[test]
 fn the_ready_timeout_ends_a_child_stuck_before_exec_and_the_restart_is_retried() {
-    let dir = TempDir::new("stuck-ready-timeout");
-    let status = dir.join("status");
-    let port = free_port();
-    let mut cmd = Impl::Ours.command(
-        &[
-            format!("--port=127.0.0.1:{port}"),
-            format!("--status-file={}", status.display()),
-            "--ready-timeout=1".into(),
-        ],
-        &serve_worker(),
-    );
-    cmd.env("GRACEDOWN_STOP_BEFORE_EXEC", "2");
-    let proc = Proc::spawn(cmd);
-    let worker = ready_pid(&proc, 1);
-    proc.signal(libc::SIGHUP);
-    let stopped = stopped_child(&proc, worker);
-    proc.wait_for_line("the stuck child is given up on", |l| {
-        l.contains("the worker of generation 2 did not start within 1 secs")
-    });
-    wait_ended(stopped, "the child that was stuck before exec");
+    let stuck = Stuck::start(&["--ready-timeout=1"]);
+    stuck
+        .proc
+        .wait_for_line("the stuck child is given up on", |l| {
+            l.contains("the worker of generation 2 did not start within 1 secs")
+        });
+    wait_ended(stuck.stopped, "the child that was stuck before exec");
     // Generation 3 takes over from generation 1, which served throughout.
-    let third = ready_pid(&proc, 3);
-    wait_status(&status, &format!("3:{third}\n"), &proc);
-    wait_ended(worker, "generation 1, replaced");
+    let third = ready_pid(&stuck.proc, 3);
+    wait_status(&stuck.status, &format!("3:{third}\n"), &stuck.proc);
+    wait_ended(stuck.worker, "generation 1, replaced");
 }
 
 fn is_stopped(pid: u32) -> bool {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::process::Proc;
-use super::{TEST_WAIT, tool};
+use super::{TEST_WAIT, TempDir, free_port, gracedown, tool};
 
 /// Which start_server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,4 +149,91 @@ pub fn without_fds(port_env: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(";")
+}
+
+/// A superdaemon with `gracedown serve` workers on a fresh loopback port,
+/// and its status file.
+pub struct Served {
+    pub proc: Proc,
+    pub addr: std::net::SocketAddr,
+    pub status: PathBuf,
+    _dir: TempDir,
+}
+
+impl Served {
+    /// `which` start_server with `gracedown serve WORKER_ARGS` workers
+    /// logging at `log` (`RUST_LOG`); returns once generation 1 serves.
+    pub fn start(which: Impl, worker_args: &[&str], log: &str) -> Self {
+        let dir = TempDir::new("served");
+        let status = dir.join("status");
+        let port = free_port();
+        let mut worker: Vec<OsString> = vec![gracedown().into(), "serve".into()];
+        worker.extend(worker_args.iter().map(OsString::from));
+        worker.push(format!("--listen=127.0.0.1:{port}").into());
+        let mut cmd = which.command(
+            &[
+                format!("--port=127.0.0.1:{port}"),
+                format!("--status-file={}", status.display()),
+                "--interval=1".into(),
+            ],
+            &worker,
+        );
+        cmd.env("RUST_LOG", log);
+        let proc = Proc::spawn(cmd);
+        wait_status_where(&status, "generation 1", |s| s.starts_with("1:"), &proc);
+        Self {
+            proc,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            status,
+            _dir: dir,
+        }
+    }
+
+    /// Restarts and waits until generation `generation` alone is left.
+    pub fn restart_to(&self, generation: u32) {
+        self.proc.signal(libc::SIGHUP);
+        self.wait_alone(generation);
+    }
+
+    /// Waits until generation `generation` is in the status file (ready:
+    /// the older ones are told to drain then).
+    pub fn wait_ready(&self, generation: u32) {
+        let wanted = format!("{generation}:");
+        wait_status_where(
+            &self.status,
+            &format!("generation {generation} ready"),
+            |s| s.lines().any(|l| l.starts_with(&wanted)),
+            &self.proc,
+        );
+    }
+
+    /// Waits until generation `generation` alone is left (the older ones
+    /// have drained and exited).
+    pub fn wait_alone(&self, generation: u32) {
+        let wanted = format!("{generation}:");
+        wait_status_where(
+            &self.status,
+            &format!("generation {generation} alone"),
+            |s| s.starts_with(&wanted) && s.lines().count() == 1,
+            &self.proc,
+        );
+    }
+
+    /// A connection to it, reads bounded by [`TEST_WAIT`].
+    pub fn connect(&self) -> std::net::TcpStream {
+        let stream = std::net::TcpStream::connect(self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(TEST_WAIT))
+            .expect("read timeout");
+        stream
+    }
+
+    /// The `drain complete` lines so far.
+    pub fn drains(&self) -> Vec<String> {
+        self.proc
+            .output()
+            .into_iter()
+            .filter(|l| l.contains("drain complete"))
+            .collect()
+    }
 }
