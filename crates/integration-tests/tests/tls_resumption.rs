@@ -12,7 +12,7 @@ use rustls::HandshakeKind;
 
 use crate::support::http::{Response, exchange};
 use crate::support::process::Proc;
-use crate::support::starter::{Impl, wait_status_where};
+use crate::support::starter::{Impl, wait_alone, wait_status_where};
 use crate::support::{TEST_WAIT, TempDir, free_port, gracedown};
 
 const GET: &str = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
@@ -94,13 +94,7 @@ impl Setup {
 
     fn restart_to(&self, generation: u32) {
         self.proc.signal(libc::SIGHUP);
-        let wanted = format!("{generation}:");
-        wait_status_where(
-            &self.status,
-            &format!("generation {generation} alone"),
-            |s| s.starts_with(&wanted) && s.lines().count() == 1,
-            &self.proc,
-        );
+        wait_alone(&self.status, generation, &self.proc);
     }
 }
 

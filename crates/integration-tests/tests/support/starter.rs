@@ -151,6 +151,18 @@ pub fn without_fds(port_env: &str) -> String {
         .join(";")
 }
 
+/// Waits until the status file at `path` names generation `generation`
+/// alone (the older ones have drained and exited).
+pub fn wait_alone(path: &Path, generation: u32, proc: &Proc) {
+    let wanted = format!("{generation}:");
+    wait_status_where(
+        path,
+        &format!("generation {generation} alone"),
+        |s| s.starts_with(&wanted) && s.lines().count() == 1,
+        proc,
+    );
+}
+
 /// A superdaemon with `gracedown serve` workers on a fresh loopback port,
 /// and its status file.
 pub struct Served {
@@ -210,13 +222,7 @@ impl Served {
     /// Waits until generation `generation` alone is left (the older ones
     /// have drained and exited).
     pub fn wait_alone(&self, generation: u32) {
-        let wanted = format!("{generation}:");
-        wait_status_where(
-            &self.status,
-            &format!("generation {generation} alone"),
-            |s| s.starts_with(&wanted) && s.lines().count() == 1,
-            &self.proc,
-        );
+        wait_alone(&self.status, generation, &self.proc);
     }
 
     /// A connection to it, reads bounded by [`TEST_WAIT`].
