@@ -131,6 +131,27 @@ fn at_the_cap_a_slow_head_goes_before_an_idle_keep_alive_connection() {
     assert_eq!(again.status, 200);
 }
 
+#[test]
+fn at_the_cap_a_tls_handshake_that_drags_on_goes_too() {
+    let worker = Worker::with_accept_log(&[
+        "--tls",
+        "--max-connections",
+        "1",
+        "--handshake-timeout",
+        "300s",
+    ]);
+    // Connected, and never says hello.
+    let stuck = worker.connect_accepted();
+    let waiting = TcpStream::connect(worker.addr).expect("connect");
+    let me = waiting.local_addr().expect("local addr");
+    worker
+        .proc
+        .wait_for_line("the waiting client is accepted", |l| {
+            l.contains("connection accepted") && l.contains(&format!("peer={me}"))
+        });
+    closed_unanswered(stuck);
+}
+
 fn open_descriptors(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("the worker's descriptors")

@@ -339,10 +339,12 @@ impl Engine {
 }
 
 /// A request head that has been arriving this long (from its first byte,
-/// complete or not) is slow: a legitimate client sends a head in one write,
-/// or in one flight of segments that a lost one delays by a retransmission
-/// (Linux: 200 ms at least, plus the round trip). Slow heads are reclaimed
-/// first when room is needed.
+/// complete or not), or a TLS handshake that has taken this long (from the
+/// accept), is slow: a legitimate client sends a head in one write, or in
+/// one flight of segments that a lost one delays by a retransmission
+/// (Linux: 200 ms at least, plus the round trip), and a TLS 1.3 handshake
+/// takes a round trip and a half. Slow heads are reclaimed first when room
+/// is needed.
 pub(crate) const SLOW_HEAD: Duration = Duration::from_secs(1);
 
 /// The most slow heads [`Engine::reclaim`] takes at once.
@@ -372,6 +374,9 @@ fn reclaimable(s: &Snapshot, now: u64) -> Option<(Reclaim, u64)> {
             (now.saturating_sub(s.head_since) >= slow_after)
                 .then_some((Reclaim::SlowHead, s.head_since))
         }
+        // A TLS handshake is a head too: one that drags on is as slow.
+        ConnState::Handshake => (now.saturating_sub(s.idle_since) >= slow_after)
+            .then_some((Reclaim::SlowHead, s.idle_since)),
         ConnState::Idle | ConnState::NoRequest | ConnState::Http2 => {
             Some((Reclaim::Quiet, s.idle_since))
         }
@@ -479,6 +484,12 @@ mod tests {
         assert!(!young_head.ctl.snapshot().reclaim);
         assert_eq!(engine.reclaim_at(8, now + S), 1, "until it is");
         assert!(young_head.ctl.snapshot().reclaim);
+        // A TLS handshake that drags on is a slow head too.
+        let handshake = engine.register(ConnState::Handshake);
+        handshake.ctl.set_idle_since(now);
+        assert_eq!(engine.reclaim_at(8, now + S / 2), 0);
+        assert_eq!(engine.reclaim_at(8, now + S), 1);
+        assert!(handshake.ctl.snapshot().reclaim);
     }
 
     #[test]

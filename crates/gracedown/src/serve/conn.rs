@@ -302,7 +302,14 @@ impl Conn {
     {
         self.info.tls = true;
         let handshake = acceptor.accept(stream);
-        let tls = match self.bounded(handshake, |_, _, _| None).await {
+        // The handshake bound, or a reclaim (a handshake that has dragged on
+        // while clients wait at the connection cap).
+        let reclaimed = |_, _, ctl: &ConnCtl| {
+            ctl.snapshot()
+                .reclaim
+                .then_some(Verdict::Close(Reason::Reclaim))
+        };
+        let tls = match self.bounded(handshake, reclaimed).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 debug!(error = %e, "tls handshake failed");
