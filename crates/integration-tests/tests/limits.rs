@@ -86,6 +86,17 @@ fn slow_head(worker: &Worker) -> TcpStream {
     conn
 }
 
+/// Trickles a header byte on each connection every 250 ms for 1.5 s, as a
+/// slowloris does: longer than any client takes to send a head.
+fn trickle(conns: &mut [TcpStream]) {
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        for conn in conns.iter_mut() {
+            conn.write_all(b"x").expect("a trickled byte");
+        }
+    }
+}
+
 /// Reads until the server ends the connection: a close with nothing sent.
 fn closed_unanswered(mut conn: TcpStream) {
     let mut rest = Vec::new();
@@ -101,10 +112,13 @@ fn a_cap_full_of_slow_heads_lets_a_new_client_in_and_the_slow_heads_go() {
     // slow-head reclaim can let the client in.
     let worker =
         Worker::with_accept_log(&["--max-connections", "2", "--header-read-timeout", "300s"]);
-    let oldest = slow_head(&worker);
-    let younger = slow_head(&worker);
+    let mut heads = [slow_head(&worker), slow_head(&worker)];
+    // Both trickled for longer than any client sends a head, before the
+    // new client comes: both are slow when it waits, and both go.
+    trickle(&mut heads);
     let response = get(worker.addr, "/");
     assert_eq!(response.status, 200, "the waiting client is served");
+    let [oldest, younger] = heads;
     closed_unanswered(oldest);
     closed_unanswered(younger);
 }
@@ -117,13 +131,10 @@ fn at_the_cap_a_slow_head_goes_before_an_idle_keep_alive_connection() {
     // The idle one is older than the slow head.
     let mut idle = worker.connect_accepted();
     exchange(&mut idle, request).expect("first response");
-    let mut slow = slow_head(&worker);
-    // Trickled as a slowloris does, for longer than any client sends a
-    // head (until then the slow head is not yet the one to go).
-    for _ in 0..6 {
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        slow.write_all(b"x").expect("a trickled byte");
-    }
+    let mut slow = [slow_head(&worker)];
+    // Until it has trickled for a second the slow head is not yet the one to go.
+    trickle(&mut slow);
+    let [slow] = slow;
     let response = get(worker.addr, "/");
     assert_eq!(response.status, 200, "the waiting client is served");
     closed_unanswered(slow);

@@ -700,6 +700,32 @@ mod tests {
         assert_eq!(&bytes[..], b"C\x00\x01\x01\x00\x00\x00\x08GET / HT");
         let (bytes, _) = Message::Receiving { clocks: false }.encode();
         assert_eq!(&bytes[..], b"R");
+        let (bytes, _) = Message::Version { version: VERSION }.encode();
+        assert_eq!(&bytes[..], b"V\x00\x00\x00\x02");
+        assert!(matches!(
+            Message::decode(&bytes, Vec::new()),
+            Ok(Message::Version { version: 2 })
+        ));
+        assert!(
+            Message::decode(b"V\x00\x00", Vec::new()).is_err(),
+            "a short version"
+        );
+        let one_fd = || {
+            let (_, server) = std::os::unix::net::UnixStream::pair().expect("a connection");
+            vec![OwnedFd::from(server)]
+        };
+        assert!(
+            Message::decode(b"c\x00\x01\x03\x00\x00\x00\x00", one_fd()).is_err(),
+            "clocks announced, none there"
+        );
+        assert!(
+            Message::decode(b"c\x00\x01\x04\x00\x00\x00\x00", one_fd()).is_err(),
+            "unknown flags"
+        );
+        assert!(
+            Message::decode(b"c\x00\x01\x01\x00\x00\x00\x00", one_fd()).is_ok(),
+            "fresh, no clocks"
+        );
     }
 
     #[test]
