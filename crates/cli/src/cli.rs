@@ -277,6 +277,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     pub(crate) drain_timeout: Duration,
 
+    /// Lame duck for this long after the stop signal: keep accepting and
+    /// serving while /healthz answers 503 and clients are told to go
+    /// elsewhere (Connection: close, HTTP/2 GOAWAY), then drain. For a fleet
+    /// behind a load balancer that learns of the stop late (Kubernetes);
+    /// not needed under start_server. A second stop signal ends it early.
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "0s", value_parser = duration)]
+    pub(crate) shutdown_delay: Duration,
+
     /// How long an idle keep-alive connection is kept while draining.
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "1s", value_parser = duration)]
     pub(crate) idle_timeout: Duration,

@@ -48,7 +48,7 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
             listeners = shown.join(",").as_str(),
             "worker ready"
         );
-        server.serve(service, signals.stopped()).await
+        server.serve_on_signals(service, signals).await
     });
     match result {
         Ok(_) => ExitCode::SUCCESS,
@@ -65,6 +65,7 @@ fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> 
     let listeners = inherited.take_all_or_bind(&args.listen)?;
     let mut server = Server::new(listeners)
         .drain_timeout(args.drain_timeout)
+        .shutdown_delay(args.shutdown_delay)
         .idle_timeout(args.idle_timeout)
         .first_request_timeout(args.first_request_timeout)
         .header_read_timeout(args.header_read_timeout)

@@ -13,6 +13,7 @@ mod drain_states;
 mod experiment;
 mod fd_adoption;
 mod handoff;
+mod lame_duck;
 mod limits;
 mod perl_start_server;
 mod pipelined_moves;

@@ -65,6 +65,9 @@ pub(crate) struct Engine {
     /// `epoch` on the system's monotonic clock, in nanoseconds (for [`Engine::stamp`]).
     epoch_ns: u64,
     phase: watch::Sender<Phase>,
+    /// The accept loops run while this is `true`: past the drain's start
+    /// when a lame-duck delay keeps them going.
+    accepting: watch::Sender<bool>,
     draining: AtomicBool,
     /// Draining, a newer generation takes this one's plain HTTP/1.1
     /// connections (`serve::handoff`).
@@ -86,6 +89,7 @@ impl Engine {
             // `Instant::now` above has read this clock (it panics when it cannot).
             epoch_ns: now_ns(Clock::Monotonic).unwrap_or(0),
             phase: watch::Sender::new(Phase::Serving),
+            accepting: watch::Sender::new(true),
             draining: AtomicBool::new(false),
             handing_off: AtomicBool::new(false),
             conns: Mutex::new(Slab::new()),
@@ -174,6 +178,24 @@ impl Engine {
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Phase> {
         self.phase.subscribe()
+    }
+
+    /// Whether the accept loops run (see [`Engine::stop_accepting`]).
+    pub(crate) fn subscribe_accepting(&self) -> watch::Receiver<bool> {
+        self.accepting.subscribe()
+    }
+
+    /// The accept loops end: the kernel's queue belongs to the next
+    /// generation (or to the balancer's other instances) from now on.
+    pub(crate) fn stop_accepting(&self) {
+        self.accepting.send_replace(false);
+    }
+
+    /// A drain that started without a generation to move to (a lame duck)
+    /// found one: connections that can move do from now on.
+    pub(crate) fn hand_off_from_now(&self) {
+        self.handing_off.store(true, Ordering::Release);
+        self.poke_all();
     }
 
     /// Registers a new connection in `initial` state.

@@ -21,7 +21,7 @@ use gracedown_sockets::handoff::Moving;
 use super::link::Link;
 use super::service::{HttpService, MakeService, ResponseBody, Shared as SharedService};
 use super::trim::Trim;
-use crate::drain::{ConnState, DrainReport, Engine, Phase, Timeouts};
+use crate::drain::{ConnState, DrainReport, Engine, Timeouts};
 use crate::error::Error;
 use crate::listener::{ListenAddr, Listener};
 use crate::notify::Notifier;
@@ -190,6 +190,7 @@ impl Shared {
 pub struct Server {
     listeners: Vec<Listener>,
     drain_timeout: Duration,
+    shutdown_delay: Duration,
     timeouts: Timeouts,
     max_connections: Option<usize>,
     /// `None`: the supervisor the environment names, read when serving starts.
@@ -207,6 +208,7 @@ impl Server {
         Self {
             listeners,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            shutdown_delay: Duration::ZERO,
             timeouts: Timeouts::DEFAULT,
             max_connections: None,
             notifier: None,
@@ -282,10 +284,30 @@ impl Server {
         self
     }
 
-    /// The drain deadline: how long after the shutdown signal connections may
-    /// take to finish before they are force-closed (default 30 s).
+    /// The drain deadline: how long after the shutdown signal (after the
+    /// [shutdown delay](Server::shutdown_delay), if any) connections may take
+    /// to finish before they are force-closed (default 30 s).
     pub fn drain_timeout(mut self, deadline: Duration) -> Self {
         self.drain_timeout = deadline;
+        self
+    }
+
+    /// Lame-duck mode: for this long after the shutdown signal the server
+    /// keeps accepting and serving, while it steers clients away (HTTP/1.1
+    /// responses say `Connection: close`, HTTP/2 connections get GOAWAY,
+    /// paced over the reconnect window) and handlers see [`Draining`]
+    /// (`/healthz`-style routes answer 503); only then does it stop
+    /// accepting and drain as usual. For a fleet behind a load balancer that
+    /// learns of a termination late (Kubernetes removes an endpoint while the
+    /// pod gets `SIGTERM`): a server that stops accepting at once refuses
+    /// whatever the balancer still sends it. Under gracedown's `start_server`
+    /// no delay is needed: the listening socket outlives every generation.
+    /// Default: none. With [`Server::serve_on_signals`], a second stop
+    /// signal ends the delay early.
+    ///
+    /// [`Draining`]: crate::shutdown::Draining
+    pub fn shutdown_delay(mut self, delay: Duration) -> Self {
+        self.shutdown_delay = delay;
         self
     }
 
@@ -454,15 +476,24 @@ impl Server {
             + 'static,
         F: Future<Output = ()> + Send,
     {
-        self.run(make_service, shutdown).await
+        self.run(make_service, shutdown, std::future::pending())
+            .await
     }
 
-    async fn run<M, S, B, F>(self, make_service: M, shutdown: F) -> Result<DrainReport, Error>
+    /// Serves until `shutdown`, then lame duck for the shutdown delay (or
+    /// until `skip`), then drains.
+    async fn run<M, S, B, F, K>(
+        self,
+        make_service: M,
+        shutdown: F,
+        skip: K,
+    ) -> Result<DrainReport, Error>
     where
         M: MakeService<S>,
         S: HttpService<B>,
         B: ResponseBody,
         F: Future<Output = ()> + Send,
+        K: Future<Output = ()> + Send,
     {
         if self.listeners.is_empty() {
             return Err(gracedown_sockets::Error::NoListeners {
@@ -527,20 +558,46 @@ impl Server {
 
         shutdown.await;
         let signal = Instant::now();
-        let deadline = signal + self.drain_timeout;
+        let deadline = signal + self.shutdown_delay + self.drain_timeout;
         notifier.send("STOPPING=1");
         if let Some(watchdog) = watchdog {
             watchdog.abort();
         }
+        let lame_duck = if self.shutdown_delay.is_zero() {
+            None
+        } else {
+            // Connections are steered away as in a drain, and accepting
+            // goes on: what the balancer still sends is served.
+            let at_signal = engine.start_drain(deadline, false);
+            info!(
+                connections = at_signal.total(),
+                delay_ms = self.shutdown_delay.as_millis() as u64,
+                "lame duck: serving and accepting for the shutdown delay, telling clients to go elsewhere"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(self.shutdown_delay) => {}
+                () = skip => info!("another stop signal: the lame duck ends early"),
+            }
+            Some(at_signal)
+        };
         let hand_off = match &shared.handoff {
             Some(handoff) => handoff.available().await,
             None => false,
         };
-        let at_signal = engine.start_drain(deadline, hand_off);
+        let at_signal = match lame_duck {
+            Some(at_signal) => {
+                if hand_off {
+                    engine.hand_off_from_now();
+                }
+                at_signal
+            }
+            None => engine.start_drain(deadline, hand_off),
+        };
+        engine.stop_accepting();
         info!(
             connections = at_signal.total(),
             states = %at_signal,
-            deadline_ms = self.drain_timeout.as_millis() as u64,
+            deadline_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             hand_off,
             "draining"
         );
@@ -605,7 +662,54 @@ impl Server {
             + 'static,
     {
         let signals = Signals::install()?;
-        self.serve(service, signals.stopped()).await
+        self.serve_on_signals(service, signals).await
+    }
+
+    /// [`Server::serve`] until the first stop signal `signals` receives;
+    /// a second one ends the [shutdown delay](Server::shutdown_delay) early
+    /// (an operator who wants the drain now). Each is logged.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`].
+    pub async fn serve_on_signals<S, B>(
+        self,
+        service: S,
+        mut signals: Signals,
+    ) -> Result<DrainReport, Error>
+    where
+        S: tower_service::Service<
+                Request<RequestBody>,
+                Response = http::Response<B>,
+                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+                Future: Send + 'static,
+            > + Clone
+            + Send
+            + 'static,
+        B: http_body::Body<
+                Data = bytes::Bytes,
+                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+            > + Send
+            + 'static,
+    {
+        let (count, received) = watch::channel(0u32);
+        let listening = tokio::spawn(async move {
+            loop {
+                let reason = signals.recv().await;
+                tracing::info!(signal = %reason, "stop signal received");
+                count.send_modify(|n| *n += 1);
+            }
+        });
+        let (mut first, mut second) = (received.clone(), received);
+        let shutdown = async move {
+            let _ = first.wait_for(|n| *n >= 1).await;
+        };
+        let skip = async move {
+            let _ = second.wait_for(|n| *n >= 2).await;
+        };
+        let report = self.run(SharedService(service), shutdown, skip).await;
+        listening.abort();
+        report
     }
 }
 
@@ -763,14 +867,14 @@ impl<M> Acceptor<M> {
         S: HttpService<B>,
         B: ResponseBody,
     {
-        let mut phase = self.engine.subscribe();
+        let mut accepting = self.engine.subscribe_accepting();
         loop {
-            let Some(permit) = self.permit(&mut phase).await else {
+            let Some(permit) = self.permit(&mut accepting).await else {
                 return;
             };
             let accepted = tokio::select! {
                 biased;
-                _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+                _ = accepting.wait_for(|a| !*a) => return,
                 accepted = self.listener.accept() => accepted,
             };
             match accepted {
@@ -808,7 +912,7 @@ impl<M> Acceptor<M> {
                     // The reclaimed connections need a moment to close.
                     let pause = if reclaimed > 0 { 10 } else { 100 };
                     tokio::select! {
-                        _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+                        _ = accepting.wait_for(|a| !*a) => return,
                         () = tokio::time::sleep(Duration::from_millis(pause)) => {}
                     }
                 }
@@ -842,7 +946,7 @@ impl<M> Acceptor<M> {
     /// longest-idle connection close (see [`Engine::reclaim`]). `None` when the drain starts.
     async fn permit(
         &mut self,
-        phase: &mut watch::Receiver<Phase>,
+        accepting: &mut watch::Receiver<bool>,
     ) -> Option<Option<OwnedSemaphorePermit>> {
         let Some(limit) = self.limit.clone() else {
             return Some(None);
@@ -850,7 +954,7 @@ impl<M> Acceptor<M> {
         loop {
             tokio::select! {
                 biased;
-                _ = phase.wait_for(|p| *p != Phase::Serving) => return None,
+                _ = accepting.wait_for(|a| !*a) => return None,
                 permit = Arc::clone(&limit).acquire_owned() => return permit.ok().map(Some),
                 () = tokio::time::sleep(Duration::from_millis(100)) => {
                     if self.listener.has_waiting_client() {

@@ -1,0 +1,99 @@
+//! Lame-duck mode (`--shutdown-delay`), for a fleet behind a load balancer
+//! that learns of a stop late: after the stop signal the worker keeps
+//! accepting and serving for the delay while it reports itself not ready
+//! and tells clients to go elsewhere, and only then stops accepting and
+//! drains; a second stop signal ends the delay early.
+
+use std::io::ErrorKind;
+use std::net::TcpStream;
+
+use crate::support::http::{exchange, get};
+use crate::support::{TEST_WAIT, Worker, field, spawn_worker};
+
+const GET: &str = "GET / HTTP/1.1\r\nHost: fleet\r\n\r\n";
+
+fn connect(worker: &Worker) -> TcpStream {
+    let stream = TcpStream::connect(worker.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(TEST_WAIT))
+        .expect("read timeout");
+    stream
+}
+
+/// Sends the stop signal and waits until the worker says it is a lame duck.
+fn stop(worker: &Worker) {
+    worker.proc.signal(libc::SIGTERM);
+    worker
+        .proc
+        .wait_for_line("the lame duck", |l| l.contains("lame duck:"));
+}
+
+#[test]
+fn during_the_delay_new_clients_are_served_told_to_go_and_readiness_fails() {
+    // A delay longer than the test: only the second signal ends it.
+    let mut worker = spawn_worker(&["--shutdown-delay", "300s"]);
+    let mut kept = connect(&worker);
+    let before = exchange(&mut kept, GET).expect("served before the stop");
+    assert_eq!(before.header("connection"), None);
+    assert_eq!(get(worker.addr, "/healthz").status, 200);
+    stop(&worker);
+    // A connection the balancer still sends: accepted and served, and told
+    // to go elsewhere.
+    let mut late = connect(&worker);
+    let answer = exchange(&mut late, GET).expect("served during the delay");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+    // A keep-alive connection from before: its next response says close.
+    let again = exchange(&mut kept, GET).expect("served during the delay");
+    assert_eq!(again.status, 200);
+    assert_eq!(again.header("connection"), Some("close"), "{again:?}");
+    // Readiness routes see the drain.
+    assert_eq!(get(worker.addr, "/healthz").status, 503);
+    // The second stop signal ends the delay: the worker drains and exits.
+    worker.proc.signal(libc::SIGTERM);
+    worker.proc.wait_for_line("the delay ends early", |l| {
+        l.contains("lame duck ends early")
+    });
+    let done = worker.drain_complete();
+    assert_eq!(field(&done, "forced").as_deref(), Some("0"), "{done}");
+    assert!(
+        worker.proc.wait_exit().success(),
+        "{}",
+        worker.proc.describe()
+    );
+}
+
+#[test]
+fn after_the_delay_the_worker_stops_accepting_and_drains() {
+    let mut worker = spawn_worker(&["--shutdown-delay", "1s"]);
+    stop(&worker);
+    assert_eq!(
+        get(worker.addr, "/").status,
+        200,
+        "accepting during the delay"
+    );
+    worker
+        .proc
+        .wait_for_line("the drain after the delay", |l| l.contains(" draining "));
+    worker.drain_complete();
+    assert!(
+        worker.proc.wait_exit().success(),
+        "{}",
+        worker.proc.describe()
+    );
+    // Its own listener (no superdaemon here) is closed: refused.
+    let refused = TcpStream::connect(worker.addr).expect_err("nothing listens");
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn without_a_delay_the_stop_drains_at_once() {
+    let worker = spawn_worker(&[]);
+    worker.proc.signal(libc::SIGTERM);
+    worker.drain_complete();
+    assert!(
+        !worker.proc.output().iter().any(|l| l.contains("lame duck")),
+        "{}",
+        worker.proc.describe()
+    );
+}
