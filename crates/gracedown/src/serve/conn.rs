@@ -354,6 +354,9 @@ impl Conn {
     /// `Connection: close`), so that a refusal never loses a request that
     /// was pipelined behind keep-alive responses.
     async fn hand_off(&mut self, transport: Transport) -> Result<Ending, Transport> {
+        let Some(handoff) = self.handoff.take() else {
+            return Err(self.served_here(transport));
+        };
         let fresh = self.ctl.requests() == 0 && !self.ctl.is_upgrading();
         // Its bounds go on in the next generation from the same times.
         let (engine, s) = (&self.ctl.engine, self.ctl.snapshot());
@@ -364,12 +367,9 @@ impl Conn {
                 since => engine.engine_to_monotonic(since),
             },
         };
-        let Some(handoff) = self.handoff.take() else {
-            return Err(transport);
-        };
         let (socket, prefix) = match transport.into_plain() {
             Ok(parts) => parts,
-            Err(Some(transport)) => return Err(transport),
+            Err(Some(transport)) => return Err(self.served_here(transport)),
             Err(None) => return Ok(Ending::Closed),
         };
         // Boxed: a handoff's future is large (its message buffer), and
@@ -380,7 +380,7 @@ impl Conn {
             Outcome::Refused(moving) => match Stream::adopt(moving.socket) {
                 Ok((stream, _, _)) => {
                     debug!("no generation took the connection; it drains here");
-                    Err(Transport::plain(stream, moving.prefix))
+                    Err(self.served_here(Transport::plain(stream, moving.prefix)))
                 }
                 Err(e) => {
                     debug!(error = %e, "a refused connection could not be taken back; closed");
@@ -389,6 +389,14 @@ impl Conn {
             },
             Outcome::Unknown => Ok(Ending::Closed),
         }
+    }
+
+    /// A connection that did not move is served here again: hyper reads
+    /// what comes (a parked head included), no longer detached.
+    fn served_here(&self, transport: Transport) -> Transport {
+        self.ctl.unpark();
+        self.ctl.set_io_mode(IoMode::Normal);
+        transport
     }
 
     /// Runs `fut` until it completes or the connection's bound (from
@@ -481,8 +489,6 @@ impl Conn {
                     Err(back) => {
                         // Nobody takes it: the head is served here, and the
                         // connection closes after its response.
-                        self.ctl.unpark();
-                        self.ctl.set_io_mode(IoMode::Normal);
                         (transport, keep_alive) = (back, false);
                         continue;
                     }
@@ -537,7 +543,6 @@ impl Conn {
                     Err(back) => {
                         // Nobody takes it: served here, closing after the
                         // next response.
-                        self.ctl.set_io_mode(IoMode::Normal);
                         (transport, keep_alive) = (back, false);
                         continue;
                     }
@@ -782,11 +787,7 @@ impl Conn {
             Reason::Deadline => Ending::Forced(self.ctl.state()).into(),
             Reason::Drain if self.moving() => match self.hand_off(transport).await {
                 Ok(ending) => ending.into(),
-                Err(back) => {
-                    // Served here again: hyper reads what comes.
-                    self.ctl.set_io_mode(IoMode::Normal);
-                    Step::Http1(back)
-                }
+                Err(back) => Step::Http1(back),
             },
             Reason::Reclaim => Ending::Closed.into(),
             reason => {

@@ -456,7 +456,8 @@ impl AsyncRead for ConnIo {
             .as_ref()
             .is_some_and(|f| f.head_pending(requests));
         let mut limit = None;
-        let body_left = this.framing.as_ref().and_then(Framing::body_left);
+        // Read only where a detach needs it, not on every read.
+        let body_left = || this.framing.as_ref().and_then(Framing::body_left);
         match this.ctl.io_mode() {
             // The bytes are the application's (an upgrade), whatever the
             // drain chose before the switch.
@@ -478,8 +479,8 @@ impl AsyncRead for ConnIo {
             // the detach ends at the boundary after them (what follows
             // stays in the socket, for the generation the connection moves
             // to).
-            IoMode::Detach if body_left.is_some() => {
-                limit = body_left.map(|left| usize::try_from(left).unwrap_or(usize::MAX));
+            IoMode::Detach if body_left().is_some() => {
+                limit = body_left().map(|left| usize::try_from(left).unwrap_or(usize::MAX));
             }
             // hyper is mid-response (its reads also watch for the client's
             // end while it writes): the end-of-file waits until the response
