@@ -1,4 +1,4 @@
-//! Connections that survive a restart (`../shared/DESIGN.md` §7): under our
+//! Connections that survive a restart (`docs/design/handoff.md`): under our
 //! start_server a draining `gracedown serve` hands its plain HTTP/1.1
 //! connections to the next generation, which answers the next request on
 //! the same TCP connection; everywhere else (a plain stop, Perl's

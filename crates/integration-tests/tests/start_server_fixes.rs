@@ -1,6 +1,6 @@
 //! Where Perl's start_server loses the healthy generation or orphans its
 //! workers, ours must not: one test per deliberate difference
-//! (`../shared/server-starter-protocol.md`, the decision table).
+//! (`docs/design/supervisor.md`, the table of differences from Perl).
 
 use std::os::unix::net::UnixListener;
 

@@ -1,4 +1,4 @@
-//! The connection handoff broker (`../shared/DESIGN.md` §7): each generation
+//! The connection handoff broker (`docs/design/handoff.md`): each generation
 //! gets one end of a handoff channel (`GRACEDOWN_HANDOFF_FD`); a draining
 //! generation hands the connections that are between requests to the
 //! current one through start_server, which alone knows which generation is

@@ -12,8 +12,9 @@
 //!                                         │ spawn (fds placed in pre_exec) / kill / status file
 //! ```
 //!
-//! `../shared/server-starter-protocol.md` is the compatibility contract;
-//! `docs/design/supervisor.md` lists where and why this one differs from Perl.
+//! Perl's Server::Starter 0.35 is the compatibility contract (its own test
+//! suite passes against this one); `docs/design/supervisor.md` lists where and
+//! why this one differs from Perl.
 
 mod broker;
 mod cli;

@@ -1,5 +1,5 @@
-//! The worker's link to gracedown's `start_server` (`../shared/DESIGN.md`
-//! §7): TLS session-ticket keys shared by every generation, and connection
+//! The worker's link to gracedown's `start_server` (`docs/design/handoff.md`):
+//! TLS session-ticket keys shared by every generation, and connection
 //! handoff.
 //!
 //! Under gracedown's `start_server` a worker inherits one end of a handoff
