@@ -273,17 +273,21 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub(crate) key: Option<PathBuf>,
 
-    /// How long the drain may take before what is left is force-closed.
-    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "30s", value_parser = duration)]
-    pub(crate) drain_timeout: Duration,
+    /// How long the drain may take before what is left is force-closed
+    /// [default: 30s; 20s in a Kubernetes pod]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = duration)]
+    pub(crate) drain_timeout: Option<Duration>,
 
     /// Lame duck for this long after the stop signal: keep accepting and
-    /// serving while /healthz answers 503 and clients are told to go
-    /// elsewhere (Connection: close, HTTP/2 GOAWAY), then drain. For a fleet
-    /// behind a load balancer that learns of the stop late (Kubernetes);
-    /// not needed under start_server. A second stop signal ends it early.
-    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "0s", value_parser = duration)]
-    pub(crate) shutdown_delay: Duration,
+    /// serving while /readyz and /healthz answer 503 and clients are told to
+    /// go elsewhere (Connection: close, HTTP/2 GOAWAY), then drain. For a
+    /// fleet behind a load balancer that learns of the stop late; not needed
+    /// under start_server. A second stop signal ends it early
+    /// [default: 0s; 5s in a Kubernetes pod (KUBERNETES_SERVICE_HOST set, no
+    /// inherited socket), where delay + drain timeout fit in the default
+    /// terminationGracePeriodSeconds of 30]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = duration)]
+    pub(crate) shutdown_delay: Option<Duration>,
 
     /// How long an idle keep-alive connection is kept while draining.
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "1s", value_parser = duration)]

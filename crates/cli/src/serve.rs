@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use gracedown::listener::{ListenAddr, Listeners};
 use gracedown::serve::Server;
-use gracedown::shutdown::Signals;
+use gracedown::shutdown::{ShutdownTiming, Signals};
 use gracedown::tls::{TicketKeys, TlsConfig};
 use tracing::info;
 
@@ -60,12 +60,21 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
 }
 
 fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> {
+    // Before the inherited sockets are taken (taking them clears their variables).
+    let timing = ShutdownTiming::detect();
+    if timing != ShutdownTiming::DEFAULT {
+        info!(
+            shutdown_delay_ms = timing.shutdown_delay.as_millis() as u64,
+            drain_timeout_ms = timing.drain_timeout.as_millis() as u64,
+            "Kubernetes pod (KUBERNETES_SERVICE_HOST set): lame duck and drain fit in the default grace period of 30 s; --shutdown-delay and --drain-timeout override"
+        );
+    }
     let mut inherited = Listeners::from_env()?;
     let generation = inherited.generation();
     let listeners = inherited.take_all_or_bind(&args.listen)?;
     let mut server = Server::new(listeners)
-        .drain_timeout(args.drain_timeout)
-        .shutdown_delay(args.shutdown_delay)
+        .drain_timeout(args.drain_timeout.unwrap_or(timing.drain_timeout))
+        .shutdown_delay(args.shutdown_delay.unwrap_or(timing.shutdown_delay))
         .idle_timeout(args.idle_timeout)
         .first_request_timeout(args.first_request_timeout)
         .header_read_timeout(args.header_read_timeout)

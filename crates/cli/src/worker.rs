@@ -9,6 +9,11 @@
 //! - `GET /bytes?n=N`: N bytes (`x`), in 64 KiB chunks, up to 1 GiB.
 //! - `GET /healthz`: `ok` (200), or `draining` (503) once the worker drains, so
 //!   a load balancer stops routing to it before its connections close.
+//! - `GET /readyz`: `ready` (200), or `draining` (503) from the stop signal on,
+//!   through the whole shutdown delay (gracedown's [`Readiness`]): the
+//!   readiness probe of an orchestrator or a load balancer.
+//! - `GET /livez`: `ok` (200) as long as the process serves, draining or not:
+//!   the liveness probe (a draining worker must not be restarted for it).
 //!
 //! Every response carries `x-gracedown-pid` and `x-gracedown-generation`.
 
@@ -19,7 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gracedown::serve::RequestBody;
-use gracedown::shutdown::Draining;
+use gracedown::shutdown::{Draining, Readiness};
 use http::header::{CONTENT_TYPE, HeaderName};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -70,6 +75,9 @@ pub(crate) fn handle(identity: Identity, req: Request<RequestBody>) -> Answer {
     let response = match (req.method(), req.uri().path()) {
         (&Method::POST, "/echo") => Ok(Response::new(ResponseBody::Echo(req.into_body()))),
         (_, "/healthz") => Ok(health(&req)),
+        (_, "/readyz") => Ok(Readiness::answer(req.extensions())
+            .map(|body| ResponseBody::Full(Full::new(Bytes::from(body))))),
+        (_, "/livez") => Ok(text(StatusCode::OK, Bytes::from_static(b"ok\n"))),
         (_, "/stream") => stream(identity, &req),
         (_, "/bytes") => bytes(&req),
         _ => Ok(text(

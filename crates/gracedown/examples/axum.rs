@@ -28,7 +28,7 @@ use axum::{Extension, Router};
 use futures_util::Stream;
 use gracedown::listener::Listeners;
 use gracedown::serve::Server;
-use gracedown::shutdown::{Draining, Signals};
+use gracedown::shutdown::{Draining, Readiness, Signals};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -59,6 +59,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/peer", get(peer))
         .route("/events", get(events))
         .route("/ws", get(websocket))
+        // 503 from the stop signal on: for a load balancer's or Kubernetes' probe.
+        .route_service("/readyz", Readiness)
         .with_state(app);
     let server = Server::new(listeners).drain_timeout(drain_timeout);
     // Handlers first: a stop signal after "ready" drains instead of killing.

@@ -75,6 +75,8 @@ fn restart_is_seen_cleanly(imp: Impl) {
     let old = ready_pid(&proc, 1);
     assert!(get(addr, "/").body.contains(&format!("pid {old}")));
     assert!(get(addr, "/peer").body.starts_with("you are 127.0.0.1:"));
+    let ready = get(addr, "/readyz");
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
     let mut ws = websocket(addr);
     echo_works(&mut ws);
     let mut sse = events(addr);

@@ -783,6 +783,13 @@ impl std::fmt::Display for ForcedStates<'_> {
     }
 }
 
+/// An accepted connection: the stream, the peer's and the local address (TCP).
+type Accepted = (Stream, Option<SocketAddr>, Option<SocketAddr>);
+
+/// At most this many connections are taken from an accept queue when
+/// accepting stops (Linux's default `somaxconn`).
+const SWEEP_MAX: usize = 4096;
+
 /// A listener registered with the runtime.
 enum TokioListener {
     Tcp(tokio::net::TcpListener),
@@ -805,7 +812,7 @@ impl TokioListener {
         })
     }
 
-    async fn accept(&self) -> io::Result<(Stream, Option<SocketAddr>, Option<SocketAddr>)> {
+    async fn accept(&self) -> io::Result<Accepted> {
         match self {
             Self::Tcp(l) => {
                 let (stream, peer) = l.accept().await?;
@@ -818,6 +825,29 @@ impl TokioListener {
                 .accept()
                 .await
                 .map(|(stream, _)| (Stream::Unix(stream), None, None)),
+        }
+    }
+
+    /// A client from the kernel's accept queue if one waits, without
+    /// waiting (and without the runtime's readiness, which may lag).
+    fn try_accept(&self) -> io::Result<Option<Accepted>> {
+        let flags = rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC;
+        let accepted = match self {
+            Self::Tcp(l) => rustix::net::accept_with(l, flags).map(|fd| {
+                let stream = std::net::TcpStream::from(fd);
+                let _ = stream.set_nodelay(true);
+                let (peer, local) = (stream.peer_addr().ok(), stream.local_addr().ok());
+                tokio::net::TcpStream::from_std(stream).map(|s| (Stream::Tcp(s), peer, local))
+            }),
+            Self::Unix(l) => rustix::net::accept_with(l, flags).map(|fd| {
+                tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
+                    .map(|s| (Stream::Unix(s), None, None))
+            }),
+        };
+        match accepted {
+            Ok(registered) => registered.map(Some),
+            Err(rustix::io::Errno::AGAIN) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -870,34 +900,15 @@ impl<M> Acceptor<M> {
         let mut accepting = self.engine.subscribe_accepting();
         loop {
             let Some(permit) = self.permit(&mut accepting).await else {
-                return;
+                return self.sweep();
             };
             let accepted = tokio::select! {
                 biased;
-                _ = accepting.wait_for(|a| !*a) => return,
+                _ = accepting.wait_for(|a| !*a) => return self.sweep(),
                 accepted = self.listener.accept() => accepted,
             };
             match accepted {
-                Ok((stream, peer, local)) => {
-                    // Registered here, so the connection counts from the accept on.
-                    let registration = self.engine.register(self.shared.initial_state());
-                    match peer {
-                        Some(peer) => debug!(peer = %peer, "connection accepted"),
-                        None => debug!(peer = "unix", "connection accepted"),
-                    }
-                    // Owned by `alive`: the drain waits for this task to drop it.
-                    tokio::spawn(conn::serve(Box::new(conn::Accepted {
-                        stream,
-                        handed: None,
-                        peer,
-                        local,
-                        make_service: self.make_service.clone(),
-                        shared: Arc::clone(&self.shared),
-                        registration,
-                        permit,
-                        alive: self.alive.clone(),
-                    })));
-                }
+                Ok(accepted) => self.spawn(accepted, permit),
                 Err(e) if is_connection_error(&e) => {
                     debug!(error = %e, "accept: connection error, ignored");
                 }
@@ -912,11 +923,85 @@ impl<M> Acceptor<M> {
                     // The reclaimed connections need a moment to close.
                     let pause = if reclaimed > 0 { 10 } else { 100 };
                     tokio::select! {
-                        _ = accepting.wait_for(|a| !*a) => return,
+                        _ = accepting.wait_for(|a| !*a) => return self.sweep(),
                         () = tokio::time::sleep(Duration::from_millis(pause)) => {}
                     }
                 }
             }
+        }
+    }
+
+    /// Serves an accepted connection on a task of its own.
+    fn spawn<S, B>(&self, accepted: Accepted, permit: Option<OwnedSemaphorePermit>)
+    where
+        M: MakeService<S>,
+        S: HttpService<B>,
+        B: ResponseBody,
+    {
+        let (stream, peer, local) = accepted;
+        // Registered here, so the connection counts from the accept on.
+        let registration = self.engine.register(self.shared.initial_state());
+        match peer {
+            Some(peer) => debug!(peer = %peer, "connection accepted"),
+            None => debug!(peer = "unix", "connection accepted"),
+        }
+        // Owned by `alive`: the drain waits for this task to drop it.
+        tokio::spawn(conn::serve(Box::new(conn::Accepted {
+            stream,
+            handed: None,
+            peer,
+            local,
+            make_service: self.make_service.clone(),
+            shared: Arc::clone(&self.shared),
+            registration,
+            permit,
+            alive: self.alive.clone(),
+        })));
+    }
+
+    /// When accepting stops: takes the clients already in the kernel's
+    /// accept queue, without waiting, and serves them like every other
+    /// connection of the drain, before the listener is dropped. Where this
+    /// process holds the only copy of the socket (bound here, no
+    /// superdaemon), closing it resets every queued connection: clients a
+    /// load balancer sent before it stopped routing here, which had
+    /// connected and were waiting for their accept. Bounded by the queue's
+    /// length at most and by the connection limit.
+    fn sweep<S, B>(self)
+    where
+        M: MakeService<S>,
+        S: HttpService<B>,
+        B: ResponseBody,
+    {
+        let mut swept = 0usize;
+        // The kernel caps a queue at somaxconn (4096 by default); a bound
+        // against a flood that keeps it full.
+        while swept < SWEEP_MAX {
+            let permit = match &self.limit {
+                Some(limit) => match Arc::clone(limit).try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => break,
+                },
+                None => None,
+            };
+            match self.listener.try_accept() {
+                Ok(Some(accepted)) => {
+                    self.spawn(accepted, permit);
+                    swept += 1;
+                }
+                Ok(None) => break,
+                Err(e) if is_connection_error(&e) => {}
+                Err(e) => {
+                    debug!(error = %e, "accept queue sweep stopped");
+                    break;
+                }
+            }
+        }
+        if swept > 0 {
+            info!(
+                connections = swept,
+                "took the connections waiting in the accept queue before closing the listener"
+            );
         }
     }
 
