@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests run for real (nginx: the experiment's
-# proxy scenario).
+# proxy scenario; HAProxy: its fleet).
 need=()
 command -v start_server >/dev/null || need+=(libserver-starter-perl)
 command -v wrk >/dev/null || need+=(wrk)
@@ -15,6 +15,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 perl -MPlack::Handler::Starlet -e1 2>/dev/null || need+=(starlet)
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+[ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   sudo=""

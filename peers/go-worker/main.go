@@ -6,6 +6,7 @@
 //
 // Build (standard library only): GO111MODULE=off go build -o go-worker main.go
 // Run with: start_server --port 127.0.0.1:8080 -- ./go-worker
+// or alone: ./go-worker -listen 127.0.0.1:8081
 package main
 
 import (
@@ -32,9 +33,10 @@ import (
 
 func main() {
 	useTLS := flag.Bool("tls", false, "serve HTTPS (HTTP/2 by ALPN) with a self-signed certificate")
+	listen := flag.String("listen", "127.0.0.1:8080", "address to bind when SERVER_STARTER_PORT is not set")
 	flag.Parse()
 
-	ln, err := listener()
+	ln, err := listener(*listen)
 	if err != nil {
 		log.Fatalf("go-worker: %v", err)
 	}
@@ -75,12 +77,12 @@ func main() {
 	<-done
 }
 
-// listener takes the first socket of SERVER_STARTER_PORT, or binds
-// 127.0.0.1:8080 when started by hand.
-func listener() (net.Listener, error) {
+// listener takes the first socket of SERVER_STARTER_PORT, or binds addr
+// when started by hand or as one instance of a fleet.
+func listener(addr string) (net.Listener, error) {
 	spec := os.Getenv("SERVER_STARTER_PORT")
 	if spec == "" {
-		return net.Listen("tcp", "127.0.0.1:8080")
+		return net.Listen("tcp", addr)
 	}
 	first := strings.Split(spec, ";")[0]
 	i := strings.LastIndex(first, "=")

@@ -7,7 +7,9 @@
 //!
 //! ```text
 //! { "schema": "gracedown-experiment/2",
-//!   "runs": [ { "scenario": "lab" | "wan" | "scale" | "proxy", "server": "gracedown" | "go",
+//!   "runs": [ { "scenario": "lab" | "wan" | "scale" | "proxy" | "fleet",
+//!               "frontend": "l4" | "l7" | null,  // the fleet's load balancer path
+//!               "server": "gracedown" | "gd-nodelay" | "go",
 //!               "client": "gracedown" | "wrk" | "h2load", "protocol": "http/1.1" | "h2",
 //!               "restart_every_ms": N | null, "restarts": N, "ratio": F | null,
 //!               "proxy_errors": N,  // the proxy's 502/503/504 answers
@@ -38,6 +40,46 @@ pub enum Scenario {
     /// A real nginx in front (keep-alive to the upstream), clients pausing
     /// between `POST /echo` requests.
     Proxy,
+    /// A fleet of instances with no superdaemon behind a real HAProxy,
+    /// replaced one by one as an orchestrator does (the balancer learns of
+    /// each stop late), loaded through both of its [`Frontend`]s at once.
+    Fleet,
+}
+
+/// How clients reach a fleet through the load balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Frontend {
+    /// `mode tcp`, a connection per `GET /`: the L4 path of a Kubernetes
+    /// Service (kube-proxy).
+    L4,
+    /// `mode http`, keep-alive `POST /echo`: an L7 ingress or load balancer.
+    L7,
+}
+
+impl Frontend {
+    /// Both, in the table's order.
+    pub const ALL: [Self; 2] = [Self::L4, Self::L7];
+
+    /// `l4` or `l7`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::L4 => "l4",
+            Self::L7 => "l7",
+        }
+    }
+
+    /// The request: method, path and body.
+    pub fn request(self) -> (&'static str, &'static str, &'static [u8]) {
+        match self {
+            Self::L4 => ("GET", "/", b""),
+            Self::L7 => ("POST", "/echo", b"hello, fleet\n"),
+        }
+    }
+
+    /// Whether clients keep their connection between requests.
+    pub fn keepalive(self) -> bool {
+        self == Self::L7
+    }
 }
 
 /// The protocols of the experiment.
@@ -61,7 +103,7 @@ impl Wire {
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Self; 4] = [Self::Lab, Self::Wan, Self::Scale, Self::Proxy];
+    pub const ALL: [Self; 5] = [Self::Lab, Self::Wan, Self::Scale, Self::Proxy, Self::Fleet];
 
     /// The name on the command line and in the table.
     pub fn name(self) -> &'static str {
@@ -70,6 +112,7 @@ impl Scenario {
             Self::Wan => "wan",
             Self::Scale => "scale",
             Self::Proxy => "proxy",
+            Self::Fleet => "fleet",
         }
     }
 
@@ -78,13 +121,14 @@ impl Scenario {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// Connections.
+    /// Connections (for the fleet: through each frontend).
     pub fn connections(self) -> usize {
         match self {
             Self::Lab => 10,
             Self::Wan => 200,
             Self::Scale => 1000,
             Self::Proxy => 100,
+            Self::Fleet => 50,
         }
     }
 
@@ -97,6 +141,11 @@ impl Scenario {
         match self {
             Self::Lab | Self::Scale => Load::BackToBack,
             Self::Wan | Self::Proxy => think,
+            // Busier clients: a lag of a second or two meets hundreds of requests.
+            Self::Fleet => Load::ThinkTime {
+                min: Duration::from_millis(100),
+                max: Duration::from_millis(300),
+            },
         }
     }
 
@@ -109,7 +158,7 @@ impl Scenario {
     pub fn wires(self) -> &'static [Wire] {
         match self {
             Self::Lab | Self::Scale => &[Wire::Http1, Wire::H2],
-            Self::Wan | Self::Proxy => &[Wire::Http1],
+            Self::Wan | Self::Proxy | Self::Fleet => &[Wire::Http1],
         }
     }
 
@@ -118,13 +167,14 @@ impl Scenario {
         match self {
             Self::Lab => Duration::from_secs(5),
             Self::Scale => Duration::from_secs(8),
-            Self::Wan | Self::Proxy => Duration::from_secs(15),
+            Self::Wan | Self::Proxy | Self::Fleet => Duration::from_secs(15),
         }
     }
 
-    /// Whether a proxy stands in front of the server.
+    /// Whether a proxy stands in front of the server (its 5xx answers are
+    /// the server's failures).
     pub fn via_proxy(self) -> bool {
-        self == Self::Proxy
+        matches!(self, Self::Proxy | Self::Fleet)
     }
 
     /// The request: method, path and body.
@@ -141,7 +191,10 @@ impl Scenario {
 pub struct Row {
     /// The scenario.
     pub scenario: Scenario,
-    /// `gracedown` or the peer (`go`).
+    /// The load balancer's frontend the load went through (the fleet).
+    pub frontend: Option<Frontend>,
+    /// `gracedown`, `gd-nodelay` (a fleet's instances without the shutdown
+    /// delay) or the peer (`go`).
     pub server: String,
     /// `gracedown`, `wrk` or `h2load`.
     pub client: String,
@@ -191,6 +244,14 @@ impl Row {
         self.server == "gracedown" && self.client == "gracedown"
     }
 
+    /// The scenario's name, with the frontend for the fleet (`fleet-l4`).
+    pub fn scene(&self) -> String {
+        match self.frontend {
+            Some(frontend) => format!("{}-{}", self.scenario.name(), frontend.name()),
+            None => self.scenario.name().to_owned(),
+        }
+    }
+
     fn every(&self) -> String {
         self.restart_every.map_or("none".to_owned(), |d| {
             format!("every {}", humantime_short(d))
@@ -217,13 +278,14 @@ impl Results {
     /// Sets each restarting row's ratio: its req/s over the run without
     /// restarts of the same scenario, server, protocol and client.
     pub fn set_ratios(&mut self) {
-        let baselines: Vec<(Scenario, String, Wire, String, f64)> = self
+        let baselines: Vec<(Scenario, Option<Frontend>, String, Wire, String, f64)> = self
             .rows
             .iter()
             .filter(|r| r.restart_every.is_none())
             .map(|r| {
                 (
                     r.scenario,
+                    r.frontend,
                     r.server.clone(),
                     r.wire,
                     r.client.clone(),
@@ -232,11 +294,15 @@ impl Results {
             })
             .collect();
         for row in self.rows.iter_mut().filter(|r| r.restart_every.is_some()) {
-            let base = baselines.iter().find(|(s, server, w, c, _)| {
-                *s == row.scenario && *server == row.server && *w == row.wire && *c == row.client
+            let base = baselines.iter().find(|(s, f, server, w, c, _)| {
+                *s == row.scenario
+                    && *f == row.frontend
+                    && *server == row.server
+                    && *w == row.wire
+                    && *c == row.client
             });
             row.ratio = base
-                .map(|b| b.4)
+                .map(|b| b.5)
                 .filter(|b| *b > 0.0)
                 .map(|b| row.rps() / b);
         }
@@ -260,7 +326,7 @@ impl Results {
                 }
                 format!(
                     "{} {} restarts {}: {}",
-                    row.scenario.name(),
+                    row.scene(),
                     row.wire.name(),
                     row.every(),
                     classes.join(", ")
@@ -277,7 +343,7 @@ impl Results {
     pub fn write_table(&self, out: &mut impl Write) -> io::Result<()> {
         let classes: Vec<Class> = Class::ALL.into_iter().filter(|c| *c != Class::Ok).collect();
         let mut head = format!(
-            "{:<6} {:<9} {:<9} {:<8} {:<11} {:>9} {:>8} {:>6}",
+            "{:<8} {:<10} {:<9} {:<8} {:<11} {:>9} {:>8} {:>6}",
             "scene", "server", "client", "protocol", "restarts", "req/s", "ok", "errors"
         );
         for class in &classes {
@@ -291,8 +357,8 @@ impl Results {
         writeln!(out, "{head}")?;
         for r in &self.rows {
             let mut line = format!(
-                "{:<6} {:<9} {:<9} {:<8} {:<11} {:>9.0} {:>8} {:>6}",
-                r.scenario.name(),
+                "{:<8} {:<10} {:<9} {:<8} {:<11} {:>9.0} {:>8} {:>6}",
+                r.scene(),
                 r.server,
                 r.client,
                 r.wire.name(),
@@ -354,6 +420,7 @@ impl Results {
             "schema": "gracedown-experiment/2",
             "runs": self.rows.iter().map(|r| serde_json::json!({
                 "scenario": r.scenario.name(),
+                "frontend": r.frontend.map(Frontend::name),
                 "server": r.server,
                 "client": r.client,
                 "protocol": r.wire.name(),
@@ -420,6 +487,7 @@ mod tests {
     fn results() -> Results {
         let row = |scenario, restart_every: Option<Duration>, report: Report, proxy_errors| Row {
             scenario,
+            frontend: None,
             server: "gracedown".to_owned(),
             client: "gracedown".to_owned(),
             wire: Wire::Http1,
@@ -474,12 +542,12 @@ mod tests {
         }
         results.write_table(&mut out).expect("table");
         let expected = "\
-scene  server    client    protocol restarts        req/s       ok errors  unproc connect  closed   trunc timeout   5xx      p99  dip avg  dip max     gap    n gens  ratio   tls resumed
-lab    gracedown gracedown http/1.1 none             1000     1000      0       0       0       0       0       0     -    2.0ms        -        -  1000ms    0    0      -             -
-lab    gracedown gracedown http/1.1 every 1s          900      900      0       0       0       0       0       0     -    2.0ms    450ms    700ms  1000ms    2    0  0.900         40/50
-proxy  gracedown gracedown http/1.1 none              100      100      0       0       0       0       0       0     0    2.0ms        -        -  1000ms    0    0      -             -
-proxy  gracedown gracedown http/1.1 every 500ms        93       93      4       0       0       1       0       0     3    2.0ms    450ms    700ms  1000ms    2    0  0.930             -
-lab    gracedown wrk       http/1.1 none              950      950      0       -       -       -       -       -     -        -        -        -       -    0    -      -             -
+scene    server     client    protocol restarts        req/s       ok errors  unproc connect  closed   trunc timeout   5xx      p99  dip avg  dip max     gap    n gens  ratio   tls resumed
+lab      gracedown  gracedown http/1.1 none             1000     1000      0       0       0       0       0       0     -    2.0ms        -        -  1000ms    0    0      -             -
+lab      gracedown  gracedown http/1.1 every 1s          900      900      0       0       0       0       0       0     -    2.0ms    450ms    700ms  1000ms    2    0  0.900         40/50
+proxy    gracedown  gracedown http/1.1 none              100      100      0       0       0       0       0       0     0    2.0ms        -        -  1000ms    0    0      -             -
+proxy    gracedown  gracedown http/1.1 every 500ms        93       93      4       0       0       1       0       0     3    2.0ms    450ms    700ms  1000ms    2    0  0.930             -
+lab      gracedown  wrk       http/1.1 none              950      950      0       -       -       -       -       -     -        -        -        -       -    0    -      -             -
 ";
         assert_eq!(String::from_utf8(out).expect("utf-8"), expected);
     }
@@ -496,6 +564,43 @@ lab    gracedown wrk       http/1.1 none              950      950      0       
         assert_eq!(json["runs"][3]["errors"], 4);
         assert_eq!(json["runs"][3]["scenario"], "proxy");
         assert_eq!(json["runs"][1]["ratio"], 0.9);
+    }
+
+    #[test]
+    fn fleet_rows_are_named_and_compared_per_frontend() {
+        let fleet = |frontend, server: &str, restart_every, report| Row {
+            scenario: Scenario::Fleet,
+            frontend: Some(frontend),
+            server: server.to_owned(),
+            client: "gracedown".to_owned(),
+            wire: Wire::Http1,
+            restart_every,
+            restarts: 0,
+            report: Some(report),
+            external: None,
+            ratio: None,
+            proxy_errors: 0,
+        };
+        let every = Some(Duration::from_secs(1));
+        let mut results = Results {
+            rows: vec![
+                fleet(Frontend::L4, "gracedown", None, report(1000, 0, 0, 0)),
+                fleet(Frontend::L7, "gracedown", None, report(500, 0, 0, 0)),
+                fleet(Frontend::L4, "gracedown", every, report(990, 0, 0, 2)),
+                fleet(Frontend::L7, "gracedown", every, report(500, 0, 0, 2)),
+                fleet(Frontend::L4, "gd-nodelay", None, report(1000, 0, 0, 0)),
+                fleet(Frontend::L4, "gd-nodelay", every, report(900, 7, 0, 2)),
+            ],
+        };
+        results.set_ratios();
+        let ratios: Vec<Option<f64>> = results.rows.iter().map(|r| r.ratio).collect();
+        assert_eq!(ratios, [None, None, Some(0.99), Some(1.0), None, Some(0.9)]);
+        assert_eq!(results.rows[2].scene(), "fleet-l4");
+        // The rows without the delay show what the lag costs; they are not the verdict.
+        assert!(results.failures().is_empty(), "{:?}", results.failures());
+        let json = results.to_json();
+        assert_eq!(json["runs"][3]["frontend"], "l7");
+        assert_eq!(json["runs"][3]["scenario"], "fleet");
     }
 
     #[test]

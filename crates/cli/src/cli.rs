@@ -77,7 +77,9 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment, after_help = crate::exit::HELP)]
 pub(crate) struct ExperimentArgs {
-    /// Scenarios, in order: `lab`, `wan`, `scale`, `proxy`.
+    /// Scenarios, in order: `lab`, `wan`, `scale`, `proxy`, `fleet` (instances
+    /// behind HAProxy replaced one by one; its restart intervals are the
+    /// pace of replacements).
     #[arg(long = "scenario", value_name = "LIST", value_delimiter = ',', default_value = "lab,wan", value_parser = scenario)]
     pub(crate) scenarios: Vec<gracedown_bench::experiment::Scenario>,
 
@@ -114,8 +116,23 @@ pub(crate) struct ExperimentArgs {
     #[arg(long, value_name = "PEER")]
     pub(crate) peer: Option<Peer>,
 
+    /// The fleet scenario: instances behind the load balancer.
+    #[arg(long, value_name = "N", default_value = "3", value_parser = positive_count)]
+    pub(crate) fleet_size: usize,
+
+    /// The fleet scenario: how late the load balancer learns that an
+    /// instance was stopped, drawn at random in `MIN..MAX` per replacement.
+    #[arg(long, value_name = "MIN..MAX", default_value = "500ms..2500ms", value_parser = duration_range)]
+    pub(crate) fleet_lag: (Duration, Duration),
+
+    /// The fleet scenario: the `--shutdown-delay` of the gracedown row (the
+    /// `gd-nodelay` row has none).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = positive_duration)]
+    pub(crate) fleet_delay: Duration,
+
     /// Run this worker program instead of `gracedown serve` (it must take its
-    /// socket from SERVER_STARTER_PORT); arguments after `--`.
+    /// socket from SERVER_STARTER_PORT); arguments after `--`. Not for the
+    /// fleet scenario.
     #[arg(long, value_name = "PROGRAM")]
     pub(crate) worker: Option<PathBuf>,
 
@@ -126,7 +143,7 @@ pub(crate) struct ExperimentArgs {
 
 fn scenario(text: &str) -> Result<gracedown_bench::experiment::Scenario, String> {
     gracedown_bench::experiment::Scenario::from_name(text)
-        .ok_or_else(|| format!("`{text}` is not a scenario: lab, wan, scale or proxy"))
+        .ok_or_else(|| format!("`{text}` is not a scenario: lab, wan, scale, proxy or fleet"))
 }
 
 /// An external load client for `--compare`.
@@ -432,6 +449,18 @@ pub(crate) fn duration(text: &str) -> Result<Duration, String> {
         };
         format!("`{text}` is not a duration: {why}; write e.g. 500ms, 10s or 1m30s")
     })
+}
+
+/// `MIN..MAX`, two durations with `MIN <= MAX` (`500ms..2.5s`).
+pub(crate) fn duration_range(text: &str) -> Result<(Duration, Duration), String> {
+    let (min, max) = text
+        .split_once("..")
+        .ok_or_else(|| format!("`{text}` is not a range: write MIN..MAX, e.g. 500ms..2500ms"))?;
+    let (min, max) = (duration(min)?, duration(max)?);
+    if min > max {
+        return Err(format!("`{text}`: the minimum is above the maximum"));
+    }
+    Ok((min, max))
 }
 
 /// A duration with a unit (`60s`, `500ms`) that is not zero.

@@ -1,8 +1,10 @@
 //! `gracedown experiment`, end to end but short: zero failures and more
 //! than one generation per restarting row; a non-zero exit, naming the
 //! scenario and the failing class, when the worker drains naively, in the
-//! lab and across the emulated WAN; and nginx's 502s counted as errors in
-//! the proxy scenario.
+//! lab and across the emulated WAN; nginx's 502s counted as errors in the
+//! proxy scenario; and a fleet behind a real HAProxy replaced one instance
+//! at a time, losing nothing with the shutdown delay and failing requests
+//! without it.
 
 use std::process::Command;
 
@@ -62,7 +64,7 @@ fn short_lab_experiment_shows_zero_failures_and_new_generations() {
         assert!(svg.contains("restart"), "{chart} marks the restarts");
     }
     assert!(
-        out.stdout.contains("scene  server    client"),
+        out.stdout.contains("scene    server     client"),
         "the table: {out:?}"
     );
 }
@@ -169,4 +171,67 @@ fn the_proxy_scenario_counts_nginxs_502s_as_errors() {
         assert!(run["proxy_errors"].as_u64().unwrap_or(0) > 0, "{run}");
         assert_eq!(run["errors"], run["proxy_errors"], "{run}");
     }
+}
+
+#[test]
+fn a_fleet_replaced_behind_haproxy_loses_nothing_with_the_shutdown_delay_only() {
+    let dir = TempDir::new("experiment-fleet");
+    let out = experiment(
+        &dir.0,
+        &[
+            "--scenario",
+            "fleet",
+            "--connections",
+            "20",
+            "--duration",
+            "3s",
+            "--intervals",
+            "500ms",
+            "--fleet-lag",
+            "300ms..600ms",
+            "--fleet-delay",
+            "1s",
+        ],
+    );
+    // The rows without the delay fail requests, and are not the verdict.
+    assert!(out.status.success(), "{out:?}");
+    let runs = runs(&dir);
+    assert_eq!(runs.len(), 8, "2 servers x 2 frontends x 2 runs: {runs:?}");
+    let mut lost_without_delay = 0;
+    for run in &runs {
+        assert_eq!(run["scenario"], "fleet", "{run}");
+        assert!(
+            run["report"]["outcomes"]["ok"].as_u64().unwrap_or(0) > 0,
+            "{run}"
+        );
+        let replacing = run["restart_every_ms"].is_number();
+        if replacing {
+            assert!(run["restarts"].as_u64().unwrap_or(0) >= 3, "{run}");
+            assert!(
+                run["report"]["generations"].as_u64().unwrap_or(0) > 3,
+                "new instances served: {run}"
+            );
+        }
+        match (run["server"].as_str(), replacing) {
+            (Some("gracedown"), _) | (Some("gd-nodelay"), false) => {
+                assert_eq!(run["errors"], 0, "{run}");
+            }
+            (Some("gd-nodelay"), true) => {
+                lost_without_delay += run["errors"].as_u64().unwrap_or(0);
+            }
+            _ => panic!("unexpected row {run}"),
+        }
+    }
+    // Each replacement stops an instance the balancer still routes a third
+    // of the requests to for 300-600 ms; without the delay they fail.
+    assert!(lost_without_delay > 0, "{runs:?}");
+    for frontend in ["l4", "l7"] {
+        let chart = format!("fleet-gracedown-{frontend}.svg");
+        let svg = std::fs::read_to_string(dir.join(&chart)).expect("chart");
+        assert!(svg.contains("restart"), "{chart} marks the replacements");
+    }
+    assert!(
+        out.stdout.contains("fleet-l7 gd-nodelay"),
+        "the table: {out:?}"
+    );
 }

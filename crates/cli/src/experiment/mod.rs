@@ -3,12 +3,15 @@
 //! scenario says (back to back, clients with think time across a round trip,
 //! a thousand connections, a real nginx in front), per protocol; optionally
 //! the same runs with wrk and h2load (`--compare`) and against the Go
-//! `net/http` peer under Perl's start_server (`--peer go`).
+//! `net/http` peer under Perl's start_server (`--peer go`). The `fleet`
+//! scenario has no superdaemon: instances behind HAProxy, replaced one by
+//! one ([`fleet`]).
 //!
 //! This module orchestrates processes; the table, the JSON document and the
 //! verdict are `gracedown_bench::experiment`'s.
 
 mod external;
+mod fleet;
 mod proxy;
 mod starter;
 
@@ -19,7 +22,7 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gracedown_bench::experiment::{PROXY_FAILURES, Results, Row, Scenario, Wire};
+use gracedown_bench::experiment::{Frontend, PROXY_FAILURES, Results, Row, Scenario, Wire};
 use gracedown_bench::report::Report;
 use gracedown_bench::{Load, Markers, Plan, Progress, Protocol};
 
@@ -62,6 +65,9 @@ fn experiment(args: &ExperimentArgs) -> Result<ExitCode, BoxError> {
         std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create `{}`: {e}", args.out.display()))?;
+    if args.worker.is_some() && args.scenarios.contains(&Scenario::Fleet) {
+        return Err("--worker is not used by the fleet scenario: its instances are `gracedown serve` (and the Go peer)".into());
+    }
     let mut servers = vec![Server::Gracedown];
     if args.peer == Some(Peer::Go) {
         servers.push(Server::Go);
@@ -80,9 +86,12 @@ fn experiment(args: &ExperimentArgs) -> Result<ExitCode, BoxError> {
     let runs: usize = args
         .scenarios
         .iter()
-        .map(|s| wires(*s, args).len() * (1 + args.intervals.len()))
-        .sum::<usize>()
-        * servers.len();
+        .map(|s| {
+            // The fleet runs its two frontends at once, for one more server.
+            let stacks = servers.len() + usize::from(*s == Scenario::Fleet);
+            wires(*s, args).len() * (1 + args.intervals.len()) * stacks
+        })
+        .sum();
     eprintln!(
         "experiment: {} run(s) over scenario(s) {}, {} server(s); results in {}",
         runs,
@@ -96,6 +105,12 @@ fn experiment(args: &ExperimentArgs) -> Result<ExitCode, BoxError> {
     );
     let mut results = Results::default();
     for &scenario in &args.scenarios {
+        if scenario == Scenario::Fleet {
+            if !wires(scenario, args).is_empty() {
+                measure_fleet(&runtime, &exe, args, &mut results)?;
+            }
+            continue;
+        }
         for &server in &servers {
             for wire in wires(scenario, args) {
                 measure_stack(&runtime, &exe, scenario, server, wire, args, &mut results)?;
@@ -283,10 +298,16 @@ fn commands(
 /// Builds `peers/go-worker` (standard library only) with Debian's Go.
 fn build_go_worker(out: &Path) -> Result<PathBuf, BoxError> {
     let binary = std::path::absolute(out.join("go-worker"))?;
-    if binary.exists() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/go-worker/main.go");
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some(written)) = (modified(&binary), modified(&source))
+        && built >= written
+    {
         return Ok(binary);
     }
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/go-worker/main.go");
+    if binary.exists() && !source.exists() {
+        return Ok(binary);
+    }
     if !source.exists() {
         return Err(format!(
             "--peer go needs the source `{}` (a checkout of gracedown)",
@@ -358,6 +379,7 @@ fn measure(
     };
     Ok(Row {
         scenario: run.scenario,
+        frontend: None,
         server: run.server.name().to_owned(),
         client: "gracedown".to_owned(),
         wire: run.wire,
@@ -395,6 +417,7 @@ fn measure_external(
     };
     Ok(Row {
         scenario: run.scenario,
+        frontend: None,
         server: run.server.name().to_owned(),
         client: client.to_owned(),
         wire: run.wire,
@@ -405,6 +428,156 @@ fn measure_external(
         ratio: None,
         proxy_errors: 0,
     })
+}
+
+/// The fleet scenario: per server (gracedown with the shutdown delay,
+/// without it, the Go peer), a fleet behind HAProxy loaded through both
+/// frontends at once, without replacements and then at each interval.
+fn measure_fleet(
+    runtime: &tokio::runtime::Runtime,
+    exe: &Path,
+    args: &ExperimentArgs,
+    results: &mut Results,
+) -> Result<(), BoxError> {
+    use self::fleet::{Fleet, Program, Rollout};
+    let mut stacks = vec![
+        (
+            "gracedown",
+            Program::Gracedown {
+                exe: exe.to_owned(),
+                delay: args.fleet_delay,
+            },
+        ),
+        (
+            "gd-nodelay",
+            Program::Gracedown {
+                exe: exe.to_owned(),
+                delay: Duration::ZERO,
+            },
+        ),
+    ];
+    if args.peer == Some(Peer::Go) {
+        stacks.push(("go", Program::Go(build_go_worker(&args.out)?)));
+    }
+    for (server, program) in stacks {
+        // Lent to the rollout while it replaces instances.
+        let mut fleet = Some(Fleet::start(program, args.fleet_size)?);
+        let mut levels: [Option<f64>; 2] = [None, None];
+        for restart_every in std::iter::once(None).chain(args.intervals.iter().copied().map(Some)) {
+            eprintln!(
+                "  fleet {server} x{}: {}",
+                args.fleet_size,
+                restart_every.map_or("no replacements".to_owned(), |d| format!(
+                    "a replacement every {}, the balancer {:.1}-{:.1} s late",
+                    humantime::format_duration(d),
+                    args.fleet_lag.0.as_secs_f64(),
+                    args.fleet_lag.1.as_secs_f64()
+                ))
+            );
+            let markers = Markers::default();
+            let Some(here) = fleet.take() else {
+                return Err("the fleet was lost".into());
+            };
+            let urls = Frontend::ALL.map(|frontend| {
+                let path = frontend.request().1;
+                format!("http://127.0.0.1:{}{path}", here.haproxy.port(frontend))
+            });
+            let [l4, l7] = [0, 1].map(|i| fleet_plan(Frontend::ALL[i], &urls[i], args, &markers));
+            let (l4, l7) = (l4?, l7?);
+            let rollout = match restart_every {
+                Some(every) => Some(Rollout::start(here, every, args.fleet_lag, markers.clone())),
+                None => {
+                    fleet = Some(here);
+                    None
+                }
+            };
+            let (l4_samples, l7_samples) = runtime.block_on(async {
+                tokio::join!(
+                    gracedown_bench::run(&l4, Arc::default()),
+                    gracedown_bench::run(&l7, Arc::default())
+                )
+            });
+            let replaced = match rollout {
+                Some(rollout) => {
+                    let (back, replaced) = rollout.finish()?;
+                    fleet = Some(back);
+                    replaced
+                }
+                None => 0,
+            };
+            for ((i, frontend), (plan, samples)) in Frontend::ALL
+                .into_iter()
+                .enumerate()
+                .zip([(&l4, l4_samples), (&l7, l7_samples)])
+            {
+                let samples = samples?;
+                let url = &urls[i];
+                let report = Report::new(
+                    &samples,
+                    url,
+                    samples.protocol.name(),
+                    plan.run_duration(),
+                    levels[i],
+                );
+                if restart_every.is_none() {
+                    levels[i] = Some(report.rps);
+                } else {
+                    let title = format!(
+                        "fleet of {} behind HAProxy ({}), {server}: {url}",
+                        args.fleet_size,
+                        frontend.name()
+                    );
+                    let svg = gracedown_bench::plot::svg(&samples, &title, levels[i])?;
+                    std::fs::write(
+                        args.out
+                            .join(format!("fleet-{server}-{}.svg", frontend.name())),
+                        svg,
+                    )?;
+                }
+                let proxy_errors = PROXY_FAILURES
+                    .iter()
+                    .filter_map(|s| report.status.get(&s.to_string()))
+                    .sum();
+                results.rows.push(Row {
+                    scenario: Scenario::Fleet,
+                    frontend: Some(frontend),
+                    server: server.to_owned(),
+                    client: "gracedown".to_owned(),
+                    wire: Wire::Http1,
+                    restart_every,
+                    restarts: replaced,
+                    report: Some(report),
+                    external: None,
+                    ratio: None,
+                    proxy_errors,
+                });
+            }
+        }
+        if let Some(fleet) = fleet {
+            fleet.stop()?;
+        }
+    }
+    Ok(())
+}
+
+/// The load through one of the balancer's frontends.
+fn fleet_plan(
+    frontend: Frontend,
+    url: &str,
+    args: &ExperimentArgs,
+    markers: &Markers,
+) -> Result<Plan, BoxError> {
+    let scenario = Scenario::Fleet;
+    let (method, _, body) = frontend.request();
+    Ok(Plan::from_url(url, false)?
+        .connections(args.connections.unwrap_or_else(|| scenario.connections()))
+        .duration(args.duration.unwrap_or_else(|| scenario.duration()))
+        .timeout(Duration::from_secs(10))
+        .load(scenario.load())
+        .keepalive(frontend.keepalive())
+        .method(method.parse()?)
+        .body(bytes::Bytes::from_static(body))
+        .markers(markers.clone()))
 }
 
 fn every(restart_every: Option<Duration>) -> String {
