@@ -16,12 +16,24 @@ command -v systemd-socket-activate >/dev/null || need+=(systemd)
 perl -MPlack::Handler::Starlet -e1 2>/dev/null || need+=(starlet)
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# The deploy kit's validators: Python for kubernetes-validate (from PyPI).
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# kubernetes-validate (Kubernetes' own schemas, offline) in a private
+# environment, for the deploy kit's tests.
+export GRACEDOWN_DEPLOY_VENV="$PWD/target/deploy-venv"
+if [ ! -x "$GRACEDOWN_DEPLOY_VENV/bin/kubernetes-validate" ]; then
+  echo "installing kubernetes-validate into $GRACEDOWN_DEPLOY_VENV"
+  python3 -m venv "$GRACEDOWN_DEPLOY_VENV"
+  "$GRACEDOWN_DEPLOY_VENV/bin/pip" install -q --disable-pip-version-check 'kubernetes-validate==1.37.0'
 fi
 
 # Every process the suite starts inherits this marker (start_server passes

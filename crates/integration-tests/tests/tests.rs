@@ -8,6 +8,7 @@ mod bad_input;
 mod bench_load;
 mod bench_outcomes;
 mod bounds;
+mod deploy_kit;
 mod desync;
 mod drain_states;
 mod experiment;

@@ -351,7 +351,11 @@ impl Fleet {
             // No event tells that a port started listening; poll, bounded.
             std::thread::sleep(Duration::from_millis(10));
         }
-        self.haproxy.add(slot, port)?;
+        if let Err(e) = self.haproxy.add(slot, port) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
         Ok(Instance { child, slot })
     }
 
