@@ -3,13 +3,17 @@
 
     check-deploy.py KUBERNETES_YAML... -- SYSTEMD_UNIT...
 
-Kubernetes: every container that runs `gracedown serve` has a grace period
-longer than its shutdown delay plus its drain timeout (gracedown serve's pod
-defaults, 5 s and 20 s, where the arguments do not say), a readiness probe
-on /readyz, a liveness probe on /livez, and no preStop hook (the delay is
+Kubernetes: every container that runs `gracedown serve` (or nothing: the
+image's default, deploy/Dockerfile's `serve`) has a grace period longer than
+its longest shutdown: its shutdown delay, its drain timeout (gracedown
+serve's pod defaults, 5 s and 15 s, where the arguments do not say) and the
+5 s that what the drain's deadline forced may take to close; a readiness
+probe on /readyz; a liveness probe on /livez that tolerates the drain (its
+connection is refused once accepting stops, so periodSeconds x
+failureThreshold must exceed the drain); and no preStop hook (the delay is
 the server's own). systemd: a unit's TimeoutStopSec covers what it runs:
-gracedown serve's delay and drain, or start_server's --drain-timeout, which
-in turn covers its worker's drain.
+gracedown serve's longest shutdown, or start_server's --drain-timeout, which
+in turn covers its worker's.
 
 Needs PyYAML (installed with kubernetes-validate). Prints one line per
 problem and exits 1 if there is any.
@@ -21,23 +25,34 @@ import sys
 
 import yaml
 
-# gracedown serve's defaults in a pod and elsewhere (ShutdownTiming).
-POD = {"--shutdown-delay": 5.0, "--drain-timeout": 20.0}
+# gracedown serve's defaults in a pod and elsewhere (ShutdownTiming), and
+# how long what the drain's deadline forced may take to close (FORCED_CLOSE).
+POD = {"--shutdown-delay": 5.0, "--drain-timeout": 15.0}
 HOST = {"--shutdown-delay": 0.0, "--drain-timeout": 30.0}
+FORCED_CLOSE = 5.0
 # systemd's default TimeoutStopSec; Kubernetes' default grace period.
 SYSTEMD_STOP = 90.0
 KUBERNETES_GRACE = 30.0
 
-UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+# Go-style (gracedown: 1m30s) and systemd's forms (1min 30sec, 2minutes).
+UNITS = {
+    "us": 1e-6, "usec": 1e-6, "ms": 0.001, "msec": 0.001,
+    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+    "m": 60.0, "min": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0,
+}
 
 
 def seconds(text):
-    """`1m30s`, `500ms`, `20s`, `35` (seconds) -> seconds."""
+    """`1m30s`, `500ms`, `1min 30sec`, `35` (seconds), `infinity` -> seconds."""
     text = str(text).strip()
+    if text == "infinity":
+        return float("inf")
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(ms|min|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]+)", text)
+    compact = text.replace(" ", "")
+    if not parts or "".join(n + u for n, u in parts) != compact or any(u not in UNITS for _, u in parts):
         raise ValueError(f"`{text}` is not a duration")
     return sum(float(n) * UNITS[u] for n, u in parts)
 
@@ -60,6 +75,10 @@ def serve_timing(args, defaults):
     )
 
 
+def longest(delay, drain):
+    return delay + drain + FORCED_CLOSE
+
+
 def check_kubernetes(path, problems):
     with open(path) as f:
         documents = [d for d in yaml.safe_load_all(f) if d]
@@ -72,13 +91,15 @@ def check_kubernetes(path, problems):
         for container in pod["containers"]:
             where = f"{name}, container {container['name']}"
             command = list(container.get("command", [])) + list(container.get("args", []))
+            if not command:
+                command = ["serve"]  # deploy/Dockerfile's CMD
             if "serve" not in command:
                 continue
             delay, drain = serve_timing(command, POD)
-            if delay + drain >= grace:
+            if longest(delay, drain) >= grace:
                 problems.append(
-                    f"{where}: terminationGracePeriodSeconds {grace:g} does not cover "
-                    f"the shutdown delay {delay:g} s + drain timeout {drain:g} s"
+                    f"{where}: terminationGracePeriodSeconds {grace:g} does not cover the shutdown delay "
+                    f"{delay:g} s + drain timeout {drain:g} s + {FORCED_CLOSE:g} s to close what it forced"
                 )
             if delay <= 0:
                 problems.append(f"{where}: no shutdown delay: requests sent during the endpoint lag fail")
@@ -86,6 +107,14 @@ def check_kubernetes(path, problems):
                 got = container.get(probe, {}).get("httpGet", {}).get("path")
                 if got != path_:
                     problems.append(f"{where}: {probe} is on {got!r}, not {path_}")
+            liveness = container.get("livenessProbe", {})
+            # Kubernetes' defaults: every 10 s, 3 failures.
+            tolerated = float(liveness.get("periodSeconds", 10)) * float(liveness.get("failureThreshold", 3))
+            if liveness and tolerated <= drain + FORCED_CLOSE:
+                problems.append(
+                    f"{where}: the livenessProbe fails after {tolerated:g} s of refused connections, "
+                    f"within the drain ({drain:g} s + {FORCED_CLOSE:g} s): a draining pod would be killed"
+                )
             if container.get("lifecycle", {}).get("preStop"):
                 problems.append(f"{where}: a preStop hook delays SIGTERM past the shutdown delay")
 
@@ -118,10 +147,10 @@ def check_unit(path, problems):
             kill_at = stop
         if "serve" in worker:
             delay, drain = serve_timing(worker, HOST)
-            if delay + drain > kill_at:
+            if longest(delay, drain) > kill_at:
                 problems.append(
-                    f"{path}: start_server kills workers at {kill_at:g} s, before their "
-                    f"delay {delay:g} s + drain {drain:g} s"
+                    f"{path}: start_server kills workers at {kill_at:g} s, before their delay {delay:g} s "
+                    f"+ drain {drain:g} s + {FORCED_CLOSE:g} s to close what it forced"
                 )
         if kill_at >= stop:
             problems.append(
@@ -129,10 +158,10 @@ def check_unit(path, problems):
             )
     elif "serve" in command:
         delay, drain = serve_timing(command, HOST)
-        if delay + drain >= stop:
+        if longest(delay, drain) >= stop:
             problems.append(
-                f"{path}: TimeoutStopSec {stop:g} does not cover the shutdown delay "
-                f"{delay:g} s + drain timeout {drain:g} s"
+                f"{path}: TimeoutStopSec {stop:g} does not cover the shutdown delay {delay:g} s "
+                f"+ drain timeout {drain:g} s + {FORCED_CLOSE:g} s to close what it forced"
             )
 
 
@@ -143,9 +172,15 @@ def main(argv):
     manifests, units = argv[:split], argv[split + 1:]
     problems = []
     for path in manifests:
-        check_kubernetes(path, problems)
+        try:
+            check_kubernetes(path, problems)
+        except ValueError as e:
+            problems.append(f"{path}: {e}")
     for path in units:
-        check_unit(path, problems)
+        try:
+            check_unit(path, problems)
+        except ValueError as e:
+            problems.append(f"{path}: {e}")
     for problem in problems:
         print(problem)
     if problems:

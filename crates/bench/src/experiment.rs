@@ -218,10 +218,19 @@ pub struct Row {
 pub const PROXY_FAILURES: [u16; 3] = [502, 503, 504];
 
 impl Row {
-    /// Completed responses per second.
+    /// Completed responses per second, but for a proxy's 502/503/504
+    /// answers, which are the server's failures, not its work.
     pub fn rps(&self) -> f64 {
         match (&self.report, &self.external) {
-            (Some(r), _) => r.rps,
+            (Some(r), _) => {
+                let completed = r.outcomes.get(Class::Ok);
+                if completed == 0 {
+                    r.rps
+                } else {
+                    let served = completed.saturating_sub(self.proxy_errors);
+                    r.rps * served as f64 / completed as f64
+                }
+            }
             (None, Some(e)) => e.rps,
             (None, None) => 0.0,
         }
@@ -546,7 +555,7 @@ scene    server     client    protocol restarts        req/s       ok errors  un
 lab      gracedown  gracedown http/1.1 none             1000     1000      0       0       0       0       0       0     -    2.0ms        -        -  1000ms    0    0      -             -
 lab      gracedown  gracedown http/1.1 every 1s          900      900      0       0       0       0       0       0     -    2.0ms    450ms    700ms  1000ms    2    0  0.900         40/50
 proxy    gracedown  gracedown http/1.1 none              100      100      0       0       0       0       0       0     0    2.0ms        -        -  1000ms    0    0      -             -
-proxy    gracedown  gracedown http/1.1 every 500ms        93       93      4       0       0       1       0       0     3    2.0ms    450ms    700ms  1000ms    2    0  0.930             -
+proxy    gracedown  gracedown http/1.1 every 500ms        90       93      4       0       0       1       0       0     3    2.0ms    450ms    700ms  1000ms    2    0  0.900             -
 lab      gracedown  wrk       http/1.1 none              950      950      0       -       -       -       -       -     -        -        -        -       -    0    -      -             -
 ";
         assert_eq!(String::from_utf8(out).expect("utf-8"), expected);

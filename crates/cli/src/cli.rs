@@ -291,7 +291,7 @@ pub(crate) struct ServeArgs {
     pub(crate) key: Option<PathBuf>,
 
     /// How long the drain may take before what is left is force-closed
-    /// [default: 30s; 20s in a Kubernetes pod]
+    /// [default: 30s; 15s in a Kubernetes pod]
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = duration)]
     pub(crate) drain_timeout: Option<Duration>,
 

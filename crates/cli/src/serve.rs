@@ -61,20 +61,25 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
 
 fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> {
     // Before the inherited sockets are taken (taking them clears their variables).
-    let timing = ShutdownTiming::detect();
-    if timing != ShutdownTiming::DEFAULT {
+    let detected = ShutdownTiming::detect();
+    let timing = ShutdownTiming {
+        shutdown_delay: args.shutdown_delay.unwrap_or(detected.shutdown_delay),
+        drain_timeout: args.drain_timeout.unwrap_or(detected.drain_timeout),
+    };
+    if detected != ShutdownTiming::DEFAULT {
         info!(
             shutdown_delay_ms = timing.shutdown_delay.as_millis() as u64,
             drain_timeout_ms = timing.drain_timeout.as_millis() as u64,
-            "Kubernetes pod (KUBERNETES_SERVICE_HOST set): lame duck and drain fit in the default grace period of 30 s; --shutdown-delay and --drain-timeout override"
+            longest_ms = timing.longest().as_millis() as u64,
+            "Kubernetes pod (KUBERNETES_SERVICE_HOST set): 5 s of lame duck and a 15 s drain unless --shutdown-delay or --drain-timeout say otherwise; the grace period must exceed longest_ms"
         );
     }
     let mut inherited = Listeners::from_env()?;
     let generation = inherited.generation();
     let listeners = inherited.take_all_or_bind(&args.listen)?;
     let mut server = Server::new(listeners)
-        .drain_timeout(args.drain_timeout.unwrap_or(timing.drain_timeout))
-        .shutdown_delay(args.shutdown_delay.unwrap_or(timing.shutdown_delay))
+        .drain_timeout(timing.drain_timeout)
+        .shutdown_delay(timing.shutdown_delay)
         .idle_timeout(args.idle_timeout)
         .first_request_timeout(args.first_request_timeout)
         .header_read_timeout(args.header_read_timeout)

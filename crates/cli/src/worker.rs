@@ -12,8 +12,9 @@
 //! - `GET /readyz`: `ready` (200), or `draining` (503) from the stop signal on,
 //!   through the whole shutdown delay (gracedown's [`Readiness`]): the
 //!   readiness probe of an orchestrator or a load balancer.
-//! - `GET /livez`: `ok` (200) as long as the process serves, draining or not:
-//!   the liveness probe (a draining worker must not be restarted for it).
+//! - `GET /livez`: `ok` (200) whenever it is asked, draining or not: the
+//!   liveness probe (after the shutdown delay the listener is closed and a
+//!   probe's connection is refused, so the probe must tolerate the drain).
 //!
 //! Every response carries `x-gracedown-pid` and `x-gracedown-generation`.
 

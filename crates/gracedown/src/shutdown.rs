@@ -15,6 +15,11 @@ pub use crate::drain::{ConnState, DrainReport, Draining};
 /// The default drain deadline.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// After the drain's deadline, how long what it force-closed may take to
+/// close (tasks end at their next poll, closes already lingering finish
+/// theirs): a process that drains ends at most this long after its deadline.
+pub const FORCED_CLOSE: Duration = Duration::from_secs(5);
+
 /// The shutdown timing a process gets when nobody chose one: how long it
 /// stays a lame duck after the stop signal
 /// ([`Server::shutdown_delay`](crate::serve::Server::shutdown_delay)) and
@@ -57,26 +62,29 @@ impl ShutdownTiming {
     /// In a Kubernetes pod: 5 s of lame duck, enough for the endpoint
     /// controller, kube-proxy and ingresses to stop routing to the pod (they
     /// learn of its termination when the process does, and take from a few
-    /// hundred milliseconds to a few seconds), then a 20 s drain, so that the
-    /// whole shutdown (25 s) ends before Kubernetes' default
-    /// `terminationGracePeriodSeconds` of 30 s sends `SIGKILL`. No `preStop`
-    /// sleep is needed.
+    /// hundred milliseconds to a few seconds), then a 15 s drain, so that the
+    /// whole shutdown (at most 25 s with [`FORCED_CLOSE`]) ends before
+    /// Kubernetes' default `terminationGracePeriodSeconds` of 30 s sends
+    /// `SIGKILL`. No `preStop` sleep is needed.
     pub const KUBERNETES: Self = Self {
         shutdown_delay: Duration::from_secs(5),
-        drain_timeout: Duration::from_secs(20),
+        drain_timeout: Duration::from_secs(15),
     };
 
-    /// The delay and the deadline together: how long a shutdown may take at
-    /// most from the stop signal (a second stop signal makes it shorter).
-    pub fn total(&self) -> Duration {
-        self.shutdown_delay + self.drain_timeout
+    /// How long a shutdown may take at most from the stop signal: the
+    /// delay, the drain's deadline and [`FORCED_CLOSE`] (a second stop
+    /// signal makes it shorter). A supervisor's grace period must be longer.
+    pub fn longest(&self) -> Duration {
+        self.shutdown_delay + self.drain_timeout + FORCED_CLOSE
     }
 
     /// [`ShutdownTiming::KUBERNETES`] when this process runs in a pod
     /// (Kubernetes sets `KUBERNETES_SERVICE_HOST` in every container) and
     /// owns its listening socket (no `SERVER_STARTER_PORT` or `LISTEN_FDS`:
-    /// under a superdaemon the socket outlives the worker, and a delay only
-    /// slows restarts); [`ShutdownTiming::DEFAULT`] otherwise.
+    /// under a superdaemon the socket outlives the worker at a restart, and
+    /// a delay only slows restarts); [`ShutdownTiming::DEFAULT`] otherwise.
+    /// (A superdaemon in a pod is stopped with the pod: then the lag is the
+    /// superdaemon's to cover, not its workers'.)
     pub fn detect() -> Self {
         let present = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
         if present("KUBERNETES_SERVICE_HOST")

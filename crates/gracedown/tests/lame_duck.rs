@@ -150,8 +150,9 @@ async fn during_the_delay_clients_are_served_and_told_to_go_and_readiness_fails(
 async fn a_connection_accepted_in_the_delay_is_answered_when_its_request_comes_after_it() {
     let mut server = start(
         |s| {
-            s.shutdown_delay(Duration::from_millis(300))
-                .first_request_timeout(Duration::from_secs(5))
+            // Long enough for two connects and a round trip on a busy machine.
+            s.shutdown_delay(Duration::from_secs(2))
+                .first_request_timeout(Duration::from_secs(10))
         },
         service(),
     );

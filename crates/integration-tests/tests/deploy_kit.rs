@@ -135,27 +135,29 @@ fn every_grace_period_covers_the_servers_delay_and_drain_and_probes_its_endpoint
                 "terminationGracePeriodSeconds: 25",
             ),
             ("path: /livez", "path: /healthz"),
+            ("failureThreshold: 3", "failureThreshold: 1"),
         ],
     );
     let bare = broken(
         "systemd/gracedown.service",
         "gracedown.service",
-        &[("--drain-timeout 20s", "--drain-timeout 1m")],
+        &[("--drain-timeout 15s", "--drain-timeout 1m")],
     );
     let starter = broken(
         "systemd/gracedown-starter.service",
         "gracedown-starter.service",
-        &[("--drain-timeout=35", "--drain-timeout=25")],
+        &[("--drain-timeout=40", "--drain-timeout=25")],
     );
     let out = check(&[manifest], &[bare, starter]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     for expected in [
-        "terminationGracePeriodSeconds 25 does not cover the shutdown delay 5 s + drain timeout 20 s",
+        "terminationGracePeriodSeconds 25 does not cover the shutdown delay 5 s + drain timeout 15 s + 5 s to close what it forced",
         "livenessProbe is on '/healthz', not /livez",
-        "TimeoutStopSec 30 does not cover the shutdown delay 5 s + drain timeout 60 s",
-        "start_server kills workers at 25 s, before their delay 0 s + drain 30 s",
+        "the livenessProbe fails after 10 s of refused connections, within the drain (15 s + 5 s)",
+        "TimeoutStopSec 30 does not cover the shutdown delay 5 s + drain timeout 60 s + 5 s to close what it forced",
+        "start_server kills workers at 25 s, before their delay 0 s + drain 30 s + 5 s to close what it forced",
     ] {
         assert!(out.stdout.contains(expected), "`{expected}` in {out:?}");
     }
-    assert_eq!(out.stdout.lines().count(), 4, "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 5, "{out:?}");
 }

@@ -28,6 +28,17 @@ fn stop(worker: &Worker) {
         .wait_for_line("the lame duck", |l| l.contains("lame duck:"));
 }
 
+/// Waits for the drain's report and the exit: nothing forced, exit 0.
+fn drains_cleanly(worker: &mut Worker) {
+    let done = worker.drain_complete();
+    assert_eq!(field(&done, "forced").as_deref(), Some("0"), "{done}");
+    assert!(
+        worker.proc.wait_exit().success(),
+        "{}",
+        worker.proc.describe()
+    );
+}
+
 #[test]
 fn during_the_delay_new_clients_are_served_told_to_go_and_readiness_fails() {
     // A delay longer than the test: only the second signal ends it.
@@ -60,13 +71,7 @@ fn during_the_delay_new_clients_are_served_told_to_go_and_readiness_fails() {
     worker.proc.wait_for_line("the delay ends early", |l| {
         l.contains("lame duck ends early")
     });
-    let done = worker.drain_complete();
-    assert_eq!(field(&done, "forced").as_deref(), Some("0"), "{done}");
-    assert!(
-        worker.proc.wait_exit().success(),
-        "{}",
-        worker.proc.describe()
-    );
+    drains_cleanly(&mut worker);
 }
 
 #[test]
@@ -128,13 +133,7 @@ fn clients_waiting_in_the_accept_queue_at_the_stop_are_served_not_reset() {
         assert_eq!(answer.status, 200, "queued client {i}: {answer:?}");
     }
     drop(queued);
-    let done = worker.drain_complete();
-    assert_eq!(field(&done, "forced").as_deref(), Some("0"), "{done}");
-    assert!(
-        worker.proc.wait_exit().success(),
-        "{}",
-        worker.proc.describe()
-    );
+    drains_cleanly(&mut worker);
 }
 
 #[test]
@@ -153,7 +152,13 @@ fn in_a_kubernetes_pod_the_worker_is_a_lame_duck_for_five_seconds_by_default() {
     );
     assert_eq!(
         field(&detected, "drain_timeout_ms").as_deref(),
-        Some("20000"),
+        Some("15000"),
+        "{detected}"
+    );
+    // Within Kubernetes' default grace period of 30 s.
+    assert_eq!(
+        field(&detected, "longest_ms").as_deref(),
+        Some("25000"),
         "{detected}"
     );
     worker.proc.signal(libc::SIGTERM);
@@ -171,8 +176,16 @@ fn in_a_kubernetes_pod_the_worker_is_a_lame_duck_for_five_seconds_by_default() {
         worker.proc.describe()
     );
 
-    // An explicit flag wins.
+    // An explicit flag wins, and the log says what is in effect.
     let worker = spawn_worker_with(&["--shutdown-delay", "0s"], &pod);
+    let detected = worker
+        .proc
+        .wait_for_line("the pod defaults", |l| l.contains("Kubernetes pod"));
+    assert_eq!(
+        field(&detected, "shutdown_delay_ms").as_deref(),
+        Some("0"),
+        "{detected}"
+    );
     worker.proc.signal(libc::SIGTERM);
     worker.drain_complete();
     assert!(

@@ -35,8 +35,10 @@ const SPARE_SLOTS: usize = 16;
 /// One instance's program.
 #[derive(Debug, Clone)]
 pub(super) enum Program {
-    /// `gracedown serve` with this shutdown delay (none: what
-    /// `axum::serve(..).with_graceful_shutdown(..)` does).
+    /// `gracedown serve` with this shutdown delay (none: it stops accepting
+    /// at `SIGTERM`, as `axum::serve(..).with_graceful_shutdown(..)` does,
+    /// though it still serves what is in its accept queue then, which axum
+    /// resets).
     Gracedown {
         /// This program (`gracedown`).
         exe: PathBuf,
@@ -340,7 +342,7 @@ impl Fleet {
             .map_err(|e| format!("cannot start an instance: {e}"))?;
         let deadline = Instant::now() + START_WAIT;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline || child.try_wait()?.is_some() {
+            if Instant::now() > deadline || !matches!(child.try_wait(), Ok(None)) {
                 let _ = child.kill();
                 let _ = child.wait();
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -379,9 +381,10 @@ impl Fleet {
         while i < self.leaving.len() {
             if self.leaving[i].0 <= now {
                 let (_, instance) = self.leaving.remove(i);
+                // Tracked before anything can fail, so that it is ended on drop.
+                self.exiting.push(instance.child);
                 self.haproxy.remove(instance.slot)?;
                 self.free.insert(0, instance.slot);
-                self.exiting.push(instance.child);
             } else {
                 i += 1;
             }
@@ -442,10 +445,21 @@ impl Drop for Fleet {
 
 /// Replaces instances at a fixed pace on a thread of its own, each old one
 /// leaving the balancer after a lag drawn from `lag`, and marks each
-/// `SIGTERM` on the timeline.
+/// `SIGTERM` on the timeline. Dropped without [`Rollout::finish`] (a
+/// panic), it stops the thread and the fleet ends with it.
 pub(super) struct Rollout {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<(Fleet, Result<u32, String>)>,
+    thread: Option<std::thread::JoinHandle<(Fleet, Result<u32, String>)>>,
+}
+
+impl Drop for Rollout {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            // The fleet it gives back is dropped: every process ends.
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Rollout {
@@ -476,17 +490,18 @@ impl Rollout {
             })();
             (fleet, result.map_err(|e| e.to_string()))
         });
-        Self { stop, thread }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Stops replacing, lets the stopped instances leave and drain, and
     /// gives the fleet back with the number of replacements.
-    pub(super) fn finish(self) -> Result<(Fleet, u32), BoxError> {
+    pub(super) fn finish(mut self) -> Result<(Fleet, u32), BoxError> {
         self.stop.store(true, Ordering::Release);
-        let (mut fleet, result) = self
-            .thread
-            .join()
-            .map_err(|_| "the rollout thread panicked")?;
+        let thread = self.thread.take().ok_or("the rollout was finished twice")?;
+        let (mut fleet, result) = thread.join().map_err(|_| "the rollout thread panicked")?;
         let replaced = result?;
         fleet.settle(Duration::from_secs(60))?;
         Ok((fleet, replaced))

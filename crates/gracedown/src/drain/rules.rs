@@ -335,6 +335,15 @@ mod tests {
     use super::*;
     use crate::drain::ConnState;
 
+    #[test]
+    fn what_the_deadline_forces_closes_within_the_promised_time() {
+        // A forced close that was lingering finishes its linger, one that
+        // starts lingering at the force has a whole one: two, and a second
+        // for the tasks to run.
+        let linger = Timeouts::default().linger;
+        assert!(linger * 2 + Duration::from_secs(1) <= crate::shutdown::FORCED_CLOSE);
+    }
+
     const S: u64 = 1_000_000_000;
 
     fn quiet(idle_since: u64, requests: u64) -> Snapshot {

@@ -25,7 +25,7 @@ use crate::drain::{ConnState, DrainReport, Engine, Timeouts};
 use crate::error::Error;
 use crate::listener::{ListenAddr, Listener};
 use crate::notify::Notifier;
-use crate::shutdown::{DEFAULT_DRAIN_TIMEOUT, Signals};
+use crate::shutdown::{DEFAULT_DRAIN_TIMEOUT, FORCED_CLOSE, Signals};
 
 /// How many idle connections are reclaimed at once when descriptors run out.
 const RECLAIM_BATCH: usize = 16;
@@ -526,9 +526,11 @@ impl Server {
         let (alive, mut all_closed) = mpsc::channel::<()>(1);
         let mut accepting = tokio::task::JoinSet::new();
         for listener in self.listeners {
+            let owned = listener.is_bound_here();
             let listener = TokioListener::new(listener)?;
             let acceptor = Acceptor {
                 listener,
+                owned,
                 make_service: make_service.clone(),
                 shared: Arc::clone(&shared),
                 engine: Arc::clone(&engine),
@@ -613,8 +615,7 @@ impl Server {
             // Forced tasks end at their next poll, closes already lingering
             // within two linger bounds; a task stuck in a handler that never
             // yields is not waited for.
-            let grace = self.timeouts.linger * 2 + Duration::from_secs(1);
-            let _ = tokio::time::timeout(grace, all_closed.recv()).await;
+            let _ = tokio::time::timeout(FORCED_CLOSE, all_closed.recv()).await;
         }
         for task in receiving.into_iter().flatten() {
             task.abort();
@@ -868,6 +869,9 @@ impl TokioListener {
 /// One listener's accept loop.
 struct Acceptor<M> {
     listener: TokioListener,
+    /// Bound by this process: nobody else holds the socket, and what is in
+    /// its queue when accepting stops is taken ([`Acceptor::sweep`]).
+    owned: bool,
     make_service: M,
     shared: Arc<Shared>,
     engine: Arc<Engine>,
@@ -904,7 +908,10 @@ impl<M> Acceptor<M> {
             };
             let accepted = tokio::select! {
                 biased;
-                _ = accepting.wait_for(|a| !*a) => return self.sweep(),
+                _ = accepting.wait_for(|a| !*a) => {
+                    drop(permit);
+                    return self.sweep();
+                }
                 accepted = self.listener.accept() => accepted,
             };
             match accepted {
@@ -913,6 +920,7 @@ impl<M> Acceptor<M> {
                     debug!(error = %e, "accept: connection error, ignored");
                 }
                 Err(e) => {
+                    drop(permit);
                     let out_of_descriptors = is_out_of_descriptors(&e);
                     let reclaimed = if out_of_descriptors {
                         self.engine.reclaim(RECLAIM_BATCH)
@@ -959,20 +967,23 @@ impl<M> Acceptor<M> {
         })));
     }
 
-    /// When accepting stops: takes the clients already in the kernel's
-    /// accept queue, without waiting, and serves them like every other
-    /// connection of the drain, before the listener is dropped. Where this
-    /// process holds the only copy of the socket (bound here, no
-    /// superdaemon), closing it resets every queued connection: clients a
-    /// load balancer sent before it stopped routing here, which had
-    /// connected and were waiting for their accept. Bounded by the queue's
-    /// length at most and by the connection limit.
+    /// When accepting stops on a socket this process bound (no superdaemon):
+    /// takes the clients already in the kernel's accept queue, without
+    /// waiting, and serves them like every other connection of the drain,
+    /// before the listener is dropped. Closing the only copy of a socket
+    /// resets every queued connection: clients a load balancer sent before
+    /// it stopped routing here, which had connected and were waiting for
+    /// their accept. A shared socket's queue is left to the next generation.
+    /// Bounded by the queue's length at most and by the connection limit.
     fn sweep<S, B>(self)
     where
         M: MakeService<S>,
         S: HttpService<B>,
         B: ResponseBody,
     {
+        if !self.owned {
+            return;
+        }
         let mut swept = 0usize;
         // The kernel caps a queue at somaxconn (4096 by default); a bound
         // against a flood that keeps it full.

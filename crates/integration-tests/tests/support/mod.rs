@@ -94,9 +94,11 @@ pub fn spawn_worker(args: &[&str]) -> Worker {
 pub fn spawn_worker_with(args: &[&str], env: &[(&str, &str)]) -> Worker {
     let mut cmd = std::process::Command::new(gracedown());
     cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+    // Nor a pod's defaults, should the suite run in one.
     cmd.env_remove("SERVER_STARTER_PORT")
         .env_remove("LISTEN_FDS")
-        .env_remove("NOTIFY_SOCKET");
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("KUBERNETES_SERVICE_HOST");
     cmd.envs(env.iter().copied());
     let proc = process::Proc::spawn(cmd);
     let line = proc.wait_for_line("worker ready", |l| l.contains("worker ready"));

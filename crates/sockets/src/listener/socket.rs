@@ -19,6 +19,19 @@ pub enum Listener {
     Unix(std::os::unix::net::UnixListener),
 }
 
+/// The sockets [`Listener::bind`] made in this process, by inode (unique
+/// among open sockets).
+fn bound_here() -> std::sync::MutexGuard<'static, Vec<u64>> {
+    static BOUND_HERE: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+    BOUND_HERE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn inode(fd: BorrowedFd<'_>) -> Option<u64> {
+    rustix::fs::fstat(fd).ok().map(|stat| stat.st_ino)
+}
+
 /// The accept queue asked for; Linux caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: i32 = 65_535;
 
@@ -49,7 +62,20 @@ impl Listener {
         // Listening again only sets the queue's length; the kernel caps it.
         rustix::net::listen(&listener, LISTEN_BACKLOG).map_err(|e| bind_error(e.into()))?;
         listener.set_nonblocking().map_err(bind_error)?;
+        if let Some(inode) = inode(listener.as_fd()) {
+            bound_here().push(inode);
+        }
         Ok(listener)
+    }
+
+    /// Whether [`Listener::bind`] made this socket in this process, rather
+    /// than a superdaemon or systemd passing it: then, unless the program
+    /// gave it away itself, this process holds its only copy, and closing it
+    /// resets every client still in its accept queue (a shared socket's
+    /// queue is the next holder's). A listener of your own
+    /// (`From<std::net::TcpListener>`) counts as not bound here.
+    pub fn is_bound_here(&self) -> bool {
+        inode(self.as_fd()).is_some_and(|inode| bound_here().contains(&inode))
     }
 
     /// The address the socket is bound to.
@@ -198,6 +224,20 @@ impl FromStr for ListenAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_socket_bound_here_is_known_as_such() {
+        let bound = Listener::bind(&"127.0.0.1:0".parse().expect("addr")).expect("bind");
+        assert!(bound.is_bound_here());
+        let own = Listener::from(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"));
+        assert!(!own.is_bound_here());
+        // A descriptor of the same socket (as a child would inherit it) is the same socket.
+        let Listener::Tcp(tcp) = &bound else {
+            unreachable!("bound TCP")
+        };
+        let copy = Listener::from(tcp.try_clone().expect("dup"));
+        assert!(copy.is_bound_here());
+    }
 
     #[test]
     fn a_fallback_listener_queues_a_burst_beyond_the_standard_librarys_128() {
