@@ -1,4 +1,4 @@
-//! Dormant HTTP/1 connections (issue 13): a keep-alive connection quiet
+//! Dormant HTTP/1 connections: a keep-alive connection quiet
 //! between requests lets go of hyper and its buffers, and is served by a
 //! fresh hyper connection at its next byte, on the same TCP connection, with
 //! every bound and drain rule as before.

@@ -1,6 +1,6 @@
 //! The drain, one connection state at a time, in-process: `Server::serve` on
 //! an ephemeral port, a oneshot as the shutdown trigger, raw clients, and the
-//! `DrainReport` the server returns (issue 10). A deadline shorter than the
+//! `DrainReport` the server returns. A deadline shorter than the
 //! state's own bound makes the connection wait for it, so it is forced and
 //! counted in that state.
 

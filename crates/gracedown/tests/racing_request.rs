@@ -1,6 +1,6 @@
 //! A request that races the close of a quiet keep-alive connection is still
 //! served: the connection stops at a message boundary, and what is waiting
-//! in the socket then starts a new request on the same connection (issue 9:
+//! in the socket then starts a new request on the same connection (and
 //! this path serves only after a boundary the server chose, never after an
 //! error or a close the protocol demanded).
 //!

@@ -3,7 +3,7 @@
 //! drain's idle bound): whatever requests a client pipelines, however the
 //! bytes are split and paced, and however often that path runs, the server
 //! answers the requests in order, each at most once, and nothing after a
-//! request that demands a close or cannot be framed (issue 9).
+//! request that demands a close or cannot be framed.
 
 use std::convert::Infallible;
 use std::io::{Read, Write};

@@ -1,4 +1,4 @@
-//! axum and tower are first-class (issue 10): an axum `Router` and a boxed
+//! axum and tower are first-class: an axum `Router` and a boxed
 //! tower service are served as they are, axum's `ConnectInfo<SocketAddr>`
 //! works through `serve_make_service`, every request carries the
 //! connection's addresses, and a WebSocket over TLS (ALPN http/1.1) is

@@ -1,4 +1,4 @@
-//! `crates/gracedown/examples/axum.rs`, as a user runs it (issue 10): under
+//! `crates/gracedown/examples/axum.rs`, as a user runs it: under
 //! our start_server and under Perl's, a WebSocket echo works, `kill -HUP`
 //! gives it close code 1001 and a clean end, a Server-Sent Events stream
 //! ends cleanly, the next connection reaches the new generation, and a

@@ -1,4 +1,4 @@
-//! `gracedown bench`'s load models do what they claim (issue 11): think time
+//! `gracedown bench`'s load models do what they claim: think time
 //! paces each connection, an open-loop rate holds whatever the server does
 //! and shows a stall in latency (no coordinated omission), and the
 //! round-trip relay adds its delay without creating or hiding an error.

@@ -1,4 +1,4 @@
-//! Every wait is bounded (issue 9): a slow request head, a request body the
+//! Every wait is bounded: a slow request head, a request body the
 //! client never sends, a quiet keep-alive connection (HTTP/1 and HTTP/2), a
 //! client that stops reading, a TLS handshake that never starts. Each test
 //! sets the bound short and checks that the server, not the client, ends

@@ -1,4 +1,4 @@
-//! HTTP/1 request smuggling and desync (issue 9): each request that demands
+//! HTTP/1 request smuggling and desync: each request that demands
 //! a close, or that a proxy in front could frame differently, gets exactly
 //! one response, then the connection closes; what was pipelined after it is
 //! never served.

@@ -1,4 +1,4 @@
-//! Slow clients do not stretch a restart to the drain deadline (issue 9):
+//! Slow clients do not stretch a restart to the drain deadline:
 //! the drain's first-request bound ends connections whose request head
 //! trickles in, however slowly it trickles.
 

@@ -1,5 +1,5 @@
 //! No worker outlives start_server, and start_server never freezes on a
-//! child (issue 9): a `kill -9` of start_server, or of its whole process
+//! child: a `kill -9` of start_server, or of its whole process
 //! group, makes the worker drain and exit so the port is free again; a child
 //! stopped before exec does not keep start_server from handling SIGTERM, nor
 //! leaves the port unserved when the current worker dies or the ready

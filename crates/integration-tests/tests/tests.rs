@@ -24,7 +24,7 @@ mod serve_protocols;
 mod slowloris;
 mod start_server_bad_input;
 mod start_server_conformance;
-mod start_server_fixes;
+mod start_server_differences_from_perl;
 mod start_server_interop;
 mod start_server_options;
 mod start_server_orphans;
