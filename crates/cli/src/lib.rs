@@ -13,6 +13,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The `gracedown` binary allocates through jemalloc (declared here, in the
+/// library, so that every binary made of it, the tests' copy included, runs
+/// the same allocator). An idle keep-alive
+/// connection goes dormant and frees hyper's buffers; after a burst of
+/// connections, glibc's allocator cannot give back the pages those buffers
+/// shared with the connections' long-lived objects (5.7 KB per idle
+/// connection, against 1.9 KB with jemalloc, whose size classes keep small
+/// long-lived objects apart from buffers; see BENCHMARKS.md). Its background
+/// thread purges freed pages after about a second (`.cargo/config.toml`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Runs the `gracedown` command with the process's arguments.
 pub fn main() -> ExitCode {
     // `gracedown start-server ARGS` is start_server itself, so that one binary

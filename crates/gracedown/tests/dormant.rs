@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use gracedown::shutdown::ConnState;
-use support::{WAIT, hello, start, tls_pair};
+use support::{WAIT, hello, start};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -237,10 +237,11 @@ async fn a_dormant_connection_outliving_the_deadline_is_forced_as_idle() {
     assert_eq!(report.forced(ConnState::Idle), 1, "{report}");
 }
 
+#[cfg(feature = "tls")]
 #[tokio::test]
 async fn a_tls_connection_goes_dormant_and_serves_on() {
     let (_guard, mut events) = events();
-    let (tls, connector) = tls_pair(&[b"http/1.1"]);
+    let (tls, connector) = support::tls_pair(&[b"http/1.1"]);
     let server = start(|s| s.tls(tls).dormant_after(Duration::ZERO), hello());
     let tcp = TcpStream::connect(server.addr).await.expect("connect");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");

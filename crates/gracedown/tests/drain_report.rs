@@ -156,6 +156,7 @@ async fn a_request_outliving_the_deadline_is_forced_as_in_flight() {
     assert_eq!(report.forced(ConnState::InFlight), 1, "{report}");
 }
 
+#[cfg(feature = "tls")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_handshake_outliving_the_deadline_is_forced_as_handshake() {
     let (tls, connector) = support::tls_pair(&[b"http/1.1"]);

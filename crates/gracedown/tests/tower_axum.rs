@@ -10,13 +10,10 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, Extension};
 use axum::routing::get;
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use gracedown::serve::{ConnectionInfo, RequestBody, Server};
-use gracedown::shutdown::{ConnState, Draining};
 use http_body_util::Full;
 use support::{WAIT, listener, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -117,84 +114,100 @@ async fn axums_connect_info_works_through_a_service_made_per_connection() {
         .expect("server");
 }
 
-async fn echo_until_drained(mut socket: WebSocket, mut draining: Draining) {
-    loop {
-        tokio::select! {
-            message = socket.recv() => match message {
-                Some(Ok(Message::Text(text))) => { let _ = socket.send(Message::Text(text)).await; }
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
-            _ = draining.wait() => {
-                let bye = CloseFrame { code: close_code::AWAY, reason: "bye".into() };
-                let _ = socket.send(Message::Close(Some(bye))).await;
-                while let Some(Ok(message)) = socket.recv().await {
-                    if matches!(message, Message::Close(_)) {
-                        break;
+/// A WebSocket over TLS, drained like a plain one.
+#[cfg(feature = "tls")]
+mod over_tls {
+    use axum::Router;
+    use axum::extract::Extension;
+    use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+    use axum::routing::get;
+    use futures_util::{SinkExt, StreamExt};
+    use gracedown::serve::ConnectionInfo;
+    use gracedown::shutdown::{ConnState, Draining};
+    use tokio::net::TcpStream;
+
+    use super::support::{self, WAIT, start};
+
+    async fn echo_until_drained(mut socket: WebSocket, mut draining: Draining) {
+        loop {
+            tokio::select! {
+                message = socket.recv() => match message {
+                    Some(Ok(Message::Text(text))) => { let _ = socket.send(Message::Text(text)).await; }
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                    Some(Ok(_)) => {}
+                },
+                _ = draining.wait() => {
+                    let bye = CloseFrame { code: close_code::AWAY, reason: "bye".into() };
+                    let _ = socket.send(Message::Close(Some(bye))).await;
+                    while let Some(Ok(message)) = socket.recv().await {
+                        if matches!(message, Message::Close(_)) {
+                            break;
+                        }
                     }
+                    return;
                 }
-                return;
             }
         }
     }
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_websocket_over_tls_is_served_and_told_to_go_away_on_drain() {
-    let (tls, connector) = support::tls_pair(&[b"http/1.1"]);
-    let router = Router::new().route(
-        "/ws",
-        get(
-            |upgrade: WebSocketUpgrade,
-             Extension(draining): Extension<Draining>,
-             Extension(info): Extension<ConnectionInfo>| async move {
-                assert!(info.is_tls());
-                upgrade.on_upgrade(move |socket| echo_until_drained(socket, draining))
-            },
-        ),
-    );
-    let mut server = start(|s| s.tls(tls), router);
-    let tcp = TcpStream::connect(server.addr).await.expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let stream = connector.connect(name, tcp).await.expect("tls");
-    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    let (mut ws, response) = tokio_tungstenite::client_async("wss://localhost/ws", stream)
-        .await
-        .expect("websocket handshake");
-    assert_eq!(response.status(), 101);
-    ws.send(tokio_tungstenite::tungstenite::Message::text("ping"))
-        .await
-        .expect("send");
-    let echo = tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("in time")
-        .expect("a message");
-    assert_eq!(
-        echo.expect("echo"),
-        tokio_tungstenite::tungstenite::Message::text("ping")
-    );
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_websocket_over_tls_is_served_and_told_to_go_away_on_drain() {
+        let (tls, connector) = support::tls_pair(&[b"http/1.1"]);
+        let router = Router::new().route(
+            "/ws",
+            get(
+                |upgrade: WebSocketUpgrade,
+                 Extension(draining): Extension<Draining>,
+                 Extension(info): Extension<ConnectionInfo>| async move {
+                    assert!(info.is_tls());
+                    upgrade.on_upgrade(move |socket| echo_until_drained(socket, draining))
+                },
+            ),
+        );
+        let mut server = start(|s| s.tls(tls), router);
+        let tcp = TcpStream::connect(server.addr).await.expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let stream = connector.connect(name, tcp).await.expect("tls");
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let (mut ws, response) = tokio_tungstenite::client_async("wss://localhost/ws", stream)
+            .await
+            .expect("websocket handshake");
+        assert_eq!(response.status(), 101);
+        ws.send(tokio_tungstenite::tungstenite::Message::text("ping"))
+            .await
+            .expect("send");
+        let echo = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("in time")
+            .expect("a message");
+        assert_eq!(
+            echo.expect("echo"),
+            tokio_tungstenite::tungstenite::Message::text("ping")
+        );
 
-    server.drain();
-    let close = tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("in time")
-        .expect("a message");
-    let tokio_tungstenite::tungstenite::Message::Close(Some(frame)) = close.expect("close") else {
-        panic!("a close frame");
-    };
-    assert_eq!(u16::from(frame.code), 1001);
-    // tungstenite answers the close; the stream then ends cleanly.
-    while let Some(next) = tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("in time")
-    {
-        assert!(next.is_ok(), "a clean end: {next:?}");
+        server.drain();
+        let close = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("in time")
+            .expect("a message");
+        let tokio_tungstenite::tungstenite::Message::Close(Some(frame)) = close.expect("close")
+        else {
+            panic!("a close frame");
+        };
+        assert_eq!(u16::from(frame.code), 1001);
+        // tungstenite answers the close; the stream then ends cleanly.
+        while let Some(next) = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("in time")
+        {
+            assert!(next.is_ok(), "a clean end: {next:?}");
+        }
+        let report = server.report().await;
+        assert_eq!(report.at_signal(ConnState::Upgraded), 1, "{report}");
+        assert_eq!(
+            (report.drained(), report.forced_total()),
+            (1, 0),
+            "{report}"
+        );
     }
-    let report = server.report().await;
-    assert_eq!(report.at_signal(ConnState::Upgraded), 1, "{report}");
-    assert_eq!(
-        (report.drained(), report.forced_total()),
-        (1, 0),
-        "{report}"
-    );
 }

@@ -183,3 +183,20 @@ fn each_connection_costs_one_descriptor() {
     }
     assert_eq!(open_descriptors(worker.proc.pid()), before + 50);
 }
+
+#[test]
+fn the_worker_under_test_runs_the_shipped_allocator() {
+    // Memory per idle connection depends on the allocator (jemalloc, whose
+    // background threads purge freed pages): the tests' copy of the binary
+    // must run the one users get.
+    let worker = crate::support::spawn_worker(&[]);
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", worker.proc.pid()))
+        .expect("the worker's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(
+        threads.iter().any(|name| name == "jemalloc_bg_thd"),
+        "no jemalloc background thread among {threads:?}"
+    );
+}

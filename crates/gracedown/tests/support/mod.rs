@@ -4,7 +4,6 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gracedown::listener::{ListenAddr, Listener};
@@ -82,7 +81,10 @@ where
 
 /// A self-signed certificate for `localhost`: the server's TLS configuration
 /// (built by the caller's own rustls `ServerConfig`) and a client that trusts it.
+#[cfg(feature = "tls")]
 pub fn tls_pair(alpn: &[&[u8]]) -> (gracedown::tls::TlsConfig, tokio_rustls::TlsConnector) {
+    use std::sync::Arc;
+
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certified =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
