@@ -46,6 +46,51 @@ pub enum Scenario {
     Fleet,
 }
 
+/// The server stack a row measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stack {
+    /// gracedown (for a fleet: with the shutdown delay).
+    Gracedown,
+    /// A fleet of gracedown instances without the shutdown delay: they
+    /// stop accepting at `SIGTERM`.
+    GracedownNoDelay,
+    /// The Go `net/http` peer (`Server.Shutdown`).
+    Go,
+}
+
+impl Stack {
+    /// `gracedown`, `gd-nodelay` or `go`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gracedown => "gracedown",
+            Self::GracedownNoDelay => "gd-nodelay",
+            Self::Go => "go",
+        }
+    }
+}
+
+/// The load client of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Client {
+    /// `gracedown bench`'s engine: every outcome counted.
+    Bench,
+    /// wrk, a cross-check (HTTP/1.1).
+    Wrk,
+    /// h2load, a cross-check (HTTP/2).
+    H2load,
+}
+
+impl Client {
+    /// `gracedown`, `wrk` or `h2load`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bench => "gracedown",
+            Self::Wrk => "wrk",
+            Self::H2load => "h2load",
+        }
+    }
+}
+
 /// How clients reach a fleet through the load balancer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Frontend {
@@ -193,11 +238,10 @@ pub struct Row {
     pub scenario: Scenario,
     /// The load balancer's frontend the load went through (the fleet).
     pub frontend: Option<Frontend>,
-    /// `gracedown`, `gd-nodelay` (a fleet's instances without the shutdown
-    /// delay) or the peer (`go`).
-    pub server: String,
-    /// `gracedown`, `wrk` or `h2load`.
-    pub client: String,
+    /// The server stack.
+    pub server: Stack,
+    /// The load client.
+    pub client: Client,
     /// The protocol.
     pub wire: Wire,
     /// The restart pace, or none.
@@ -250,7 +294,7 @@ impl Row {
     /// measured by gracedown bench (external clients are cross-checks, the
     /// peer is the comparison).
     pub fn is_verdict(&self) -> bool {
-        self.server == "gracedown" && self.client == "gracedown"
+        self.server == Stack::Gracedown && self.client == Client::Bench
     }
 
     /// The scenario's name, with the frontend for the fleet (`fleet-l4`).
@@ -287,20 +331,11 @@ impl Results {
     /// Sets each restarting row's ratio: its req/s over the run without
     /// restarts of the same scenario, server, protocol and client.
     pub fn set_ratios(&mut self) {
-        let baselines: Vec<(Scenario, Option<Frontend>, String, Wire, String, f64)> = self
+        let baselines: Vec<(Scenario, Option<Frontend>, Stack, Wire, Client, f64)> = self
             .rows
             .iter()
             .filter(|r| r.restart_every.is_none())
-            .map(|r| {
-                (
-                    r.scenario,
-                    r.frontend,
-                    r.server.clone(),
-                    r.wire,
-                    r.client.clone(),
-                    r.rps(),
-                )
-            })
+            .map(|r| (r.scenario, r.frontend, r.server, r.wire, r.client, r.rps()))
             .collect();
         for row in self.rows.iter_mut().filter(|r| r.restart_every.is_some()) {
             let base = baselines.iter().find(|(s, f, server, w, c, _)| {
@@ -368,8 +403,8 @@ impl Results {
             let mut line = format!(
                 "{:<8} {:<10} {:<9} {:<8} {:<11} {:>9.0} {:>8} {:>6}",
                 r.scene(),
-                r.server,
-                r.client,
+                r.server.name(),
+                r.client.name(),
                 r.wire.name(),
                 r.every(),
                 r.rps(),
@@ -430,8 +465,8 @@ impl Results {
             "runs": self.rows.iter().map(|r| serde_json::json!({
                 "scenario": r.scenario.name(),
                 "frontend": r.frontend.map(Frontend::name),
-                "server": r.server,
-                "client": r.client,
+                "server": r.server.name(),
+                "client": r.client.name(),
                 "protocol": r.wire.name(),
                 "restart_every_ms": r.restart_every.map(|d| d.as_millis() as u64),
                 "restarts": r.restarts,
@@ -497,8 +532,8 @@ mod tests {
         let row = |scenario, restart_every: Option<Duration>, report: Report, proxy_errors| Row {
             scenario,
             frontend: None,
-            server: "gracedown".to_owned(),
-            client: "gracedown".to_owned(),
+            server: Stack::Gracedown,
+            client: Client::Bench,
             wire: Wire::Http1,
             restart_every,
             restarts: u32::from(restart_every.is_some()) * 2,
@@ -526,7 +561,7 @@ mod tests {
             ],
         };
         results.rows.push(Row {
-            client: "wrk".to_owned(),
+            client: Client::Wrk,
             report: None,
             external: Some(External {
                 rps: 950.0,
@@ -577,11 +612,11 @@ lab      gracedown  wrk       http/1.1 none              950      950      0    
 
     #[test]
     fn fleet_rows_are_named_and_compared_per_frontend() {
-        let fleet = |frontend, server: &str, restart_every, report| Row {
+        let fleet = |frontend, server, restart_every, report| Row {
             scenario: Scenario::Fleet,
             frontend: Some(frontend),
-            server: server.to_owned(),
-            client: "gracedown".to_owned(),
+            server,
+            client: Client::Bench,
             wire: Wire::Http1,
             restart_every,
             restarts: 0,
@@ -593,12 +628,22 @@ lab      gracedown  wrk       http/1.1 none              950      950      0    
         let every = Some(Duration::from_secs(1));
         let mut results = Results {
             rows: vec![
-                fleet(Frontend::L4, "gracedown", None, report(1000, 0, 0, 0)),
-                fleet(Frontend::L7, "gracedown", None, report(500, 0, 0, 0)),
-                fleet(Frontend::L4, "gracedown", every, report(990, 0, 0, 2)),
-                fleet(Frontend::L7, "gracedown", every, report(500, 0, 0, 2)),
-                fleet(Frontend::L4, "gd-nodelay", None, report(1000, 0, 0, 0)),
-                fleet(Frontend::L4, "gd-nodelay", every, report(900, 7, 0, 2)),
+                fleet(Frontend::L4, Stack::Gracedown, None, report(1000, 0, 0, 0)),
+                fleet(Frontend::L7, Stack::Gracedown, None, report(500, 0, 0, 0)),
+                fleet(Frontend::L4, Stack::Gracedown, every, report(990, 0, 0, 2)),
+                fleet(Frontend::L7, Stack::Gracedown, every, report(500, 0, 0, 2)),
+                fleet(
+                    Frontend::L4,
+                    Stack::GracedownNoDelay,
+                    None,
+                    report(1000, 0, 0, 0),
+                ),
+                fleet(
+                    Frontend::L4,
+                    Stack::GracedownNoDelay,
+                    every,
+                    report(900, 7, 0, 2),
+                ),
             ],
         };
         results.set_ratios();

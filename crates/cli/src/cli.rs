@@ -472,3 +472,23 @@ pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
         d => Ok(d),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lag_range_is_two_durations_in_order() {
+        let ms = Duration::from_millis;
+        assert_eq!(duration_range("500ms..2500ms"), Ok((ms(500), ms(2500))));
+        assert_eq!(duration_range("1s..1s"), Ok((ms(1000), ms(1000))));
+        for (bad, says) in [
+            ("2s", "is not a range"),
+            ("3s..1s", "the minimum is above the maximum"),
+            ("1s..x", "`x` is not a duration"),
+        ] {
+            let e = duration_range(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}

@@ -507,3 +507,65 @@ impl Rollout {
         Ok((fleet, replaced))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn haproxy_gets_two_frontends_without_retries_and_a_slot_pool_per_backend() {
+        let config = config(Path::new("/run/x"), 1001, 1002, 3);
+        assert!(
+            config.contains("stats socket /run/x/admin.sock mode 600 level admin"),
+            "{config}"
+        );
+        assert!(config.contains("retries 0"), "{config}");
+        assert!(config.contains("retry-on none"), "{config}");
+        for (frontend, mode, port) in [("l4", "tcp", 1001), ("l7", "http", 1002)] {
+            let section =
+                format!("frontend {frontend}\n    mode {mode}\n    bind 127.0.0.1:{port}\n");
+            assert!(config.contains(&section), "{config}");
+        }
+        // Each backend has the slots s0..s2, no other server.
+        assert_eq!(config.matches("    server s").count(), 6, "{config}");
+        assert!(config.contains("    server s2 127.0.0.1:9\n"), "{config}");
+        assert!(!config.contains("disabled"), "{config}");
+    }
+
+    #[test]
+    fn each_instance_binds_its_own_port_and_ignores_a_pods_defaults() {
+        let gracedown = Program::Gracedown {
+            exe: PathBuf::from("/opt/gracedown"),
+            delay: Duration::from_millis(2500),
+        };
+        let cmd = gracedown.command(4242);
+        let argv: Vec<_> = cmd.get_args().collect();
+        assert_eq!(
+            argv,
+            [
+                "serve",
+                "--listen",
+                "127.0.0.1:4242",
+                "--shutdown-delay",
+                "2500ms"
+            ]
+        );
+        let removed: Vec<_> = cmd
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        for name in [
+            "SERVER_STARTER_PORT",
+            "LISTEN_FDS",
+            "KUBERNETES_SERVICE_HOST",
+        ] {
+            assert!(removed.iter().any(|n| n == name), "{name} in {removed:?}");
+        }
+        let go = Program::Go(PathBuf::from("/opt/go-worker")).command(4243);
+        assert_eq!(
+            go.get_args().collect::<Vec<_>>(),
+            ["-listen", "127.0.0.1:4243"]
+        );
+    }
+}

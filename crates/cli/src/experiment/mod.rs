@@ -22,7 +22,9 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gracedown_bench::experiment::{Frontend, PROXY_FAILURES, Results, Row, Scenario, Wire};
+use gracedown_bench::experiment::{
+    self as table, Frontend, PROXY_FAILURES, Results, Row, Scenario, Stack, Wire,
+};
 use gracedown_bench::report::Report;
 use gracedown_bench::{Load, Markers, Plan, Progress, Protocol};
 
@@ -44,33 +46,17 @@ pub(crate) fn run(args: &ExperimentArgs) -> ExitCode {
     }
 }
 
-/// One server stack to measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Server {
-    Gracedown,
-    Go,
-}
-
-impl Server {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Gracedown => "gracedown",
-            Self::Go => "go",
-        }
-    }
-}
-
 fn experiment(args: &ExperimentArgs) -> Result<ExitCode, BoxError> {
+    if args.worker.is_some() && args.scenarios.contains(&Scenario::Fleet) {
+        return Err("--worker is not used by the fleet scenario: its instances are `gracedown serve` (and the Go peer)".into());
+    }
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create `{}`: {e}", args.out.display()))?;
-    if args.worker.is_some() && args.scenarios.contains(&Scenario::Fleet) {
-        return Err("--worker is not used by the fleet scenario: its instances are `gracedown serve` (and the Go peer)".into());
-    }
-    let mut servers = vec![Server::Gracedown];
+    let mut servers = vec![Stack::Gracedown];
     if args.peer == Some(Peer::Go) {
-        servers.push(Server::Go);
+        servers.push(Stack::Go);
     }
     let most = args
         .scenarios
@@ -191,7 +177,7 @@ fn measure_stack(
     runtime: &tokio::runtime::Runtime,
     exe: &Path,
     scenario: Scenario,
-    server: Server,
+    server: Stack,
     wire: Wire,
     args: &ExperimentArgs,
     results: &mut Results,
@@ -249,7 +235,7 @@ fn measure_stack(
 #[derive(Debug, Clone, Copy)]
 struct Run {
     scenario: Scenario,
-    server: Server,
+    server: Stack,
     wire: Wire,
     restart_every: Option<Duration>,
     /// The port the load goes to (the worker's, or nginx's).
@@ -258,13 +244,13 @@ struct Run {
 
 /// The superdaemon and worker command lines for a server and protocol.
 fn commands(
-    server: Server,
+    server: Stack,
     wire: Wire,
     exe: &Path,
     args: &ExperimentArgs,
 ) -> Result<(Vec<OsString>, Vec<OsString>), BoxError> {
     let tls = wire == Wire::H2;
-    if server == Server::Go {
+    if server == Stack::Go {
         let perl = Path::new("/usr/bin/start_server");
         if !perl.exists() {
             return Err("--peer go runs the Go worker under Perl's start_server: install libserver-starter-perl".into());
@@ -354,7 +340,7 @@ fn measure(
     let samples = samples?;
     let url = url(run);
     let report = Report::new(&samples, &url, samples.protocol.name(), duration, level);
-    if run.server == Server::Gracedown && run.restart_every == args.intervals.first().copied() {
+    if run.server == Stack::Gracedown && run.restart_every == args.intervals.first().copied() {
         let title = format!(
             "{} scenario, {}, {}: {url}",
             run.scenario.name(),
@@ -380,8 +366,8 @@ fn measure(
     Ok(Row {
         scenario: run.scenario,
         frontend: None,
-        server: run.server.name().to_owned(),
-        client: "gracedown".to_owned(),
+        server: run.server,
+        client: table::Client::Bench,
         wire: run.wire,
         restart_every: run.restart_every,
         restarts,
@@ -412,14 +398,14 @@ fn measure_external(
     };
     let restarts = restarter.map_or(0, Restarter::finish);
     let client = match client {
-        Client::Wrk => "wrk",
-        Client::H2load => "h2load",
+        Client::Wrk => table::Client::Wrk,
+        Client::H2load => table::Client::H2load,
     };
     Ok(Row {
         scenario: run.scenario,
         frontend: None,
-        server: run.server.name().to_owned(),
-        client: client.to_owned(),
+        server: run.server,
+        client,
         wire: run.wire,
         restart_every: run.restart_every,
         restarts,
@@ -442,14 +428,14 @@ fn measure_fleet(
     use self::fleet::{Fleet, Program, Rollout};
     let mut stacks = vec![
         (
-            "gracedown",
+            Stack::Gracedown,
             Program::Gracedown {
                 exe: exe.to_owned(),
                 delay: args.fleet_delay,
             },
         ),
         (
-            "gd-nodelay",
+            Stack::GracedownNoDelay,
             Program::Gracedown {
                 exe: exe.to_owned(),
                 delay: Duration::ZERO,
@@ -457,7 +443,7 @@ fn measure_fleet(
         ),
     ];
     if args.peer == Some(Peer::Go) {
-        stacks.push(("go", Program::Go(build_go_worker(&args.out)?)));
+        stacks.push((Stack::Go, Program::Go(build_go_worker(&args.out)?)));
     }
     for (server, program) in stacks {
         // Lent to the rollout while it replaces instances.
@@ -465,7 +451,8 @@ fn measure_fleet(
         let mut levels: [Option<f64>; 2] = [None, None];
         for restart_every in std::iter::once(None).chain(args.intervals.iter().copied().map(Some)) {
             eprintln!(
-                "  fleet {server} x{}: {}",
+                "  fleet {} x{}: {}",
+                server.name(),
                 args.fleet_size,
                 restart_every.map_or("no replacements".to_owned(), |d| format!(
                     "a replacement every {}, the balancer {:.1}-{:.1} s late",
@@ -523,14 +510,15 @@ fn measure_fleet(
                     levels[i] = Some(report.rps);
                 } else {
                     let title = format!(
-                        "fleet of {} behind HAProxy ({}), {server}: {url}",
+                        "fleet of {} behind HAProxy ({}), {}: {url}",
                         args.fleet_size,
-                        frontend.name()
+                        frontend.name(),
+                        server.name()
                     );
                     let svg = gracedown_bench::plot::svg(&samples, &title, levels[i])?;
                     std::fs::write(
                         args.out
-                            .join(format!("fleet-{server}-{}.svg", frontend.name())),
+                            .join(format!("fleet-{}-{}.svg", server.name(), frontend.name())),
                         svg,
                     )?;
                 }
@@ -541,8 +529,8 @@ fn measure_fleet(
                 results.rows.push(Row {
                     scenario: Scenario::Fleet,
                     frontend: Some(frontend),
-                    server: server.to_owned(),
-                    client: "gracedown".to_owned(),
+                    server,
+                    client: table::Client::Bench,
                     wire: Wire::Http1,
                     restart_every,
                     restarts: replaced,
@@ -613,4 +601,80 @@ fn plan(run: &Run, args: &ExperimentArgs, markers: Markers) -> Result<Plan, BoxE
         plan = plan.protocol(Protocol::HttpsHttp2).insecure(true);
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command as Sub};
+
+    fn args(extra: &[&str]) -> ExperimentArgs {
+        let argv = ["gracedown", "experiment"].iter().chain(extra);
+        match Cli::try_parse_from(argv).expect("valid arguments").command {
+            Sub::Experiment(args) => args,
+            other => panic!("not an experiment: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn protocols_narrow_each_scenarios_own() {
+        let all = args(&[]);
+        assert_eq!(wires(Scenario::Lab, &all), [Wire::Http1, Wire::H2]);
+        assert_eq!(wires(Scenario::Fleet, &all), [Wire::Http1]);
+        let h2 = args(&["--protocols", "h2"]);
+        assert_eq!(wires(Scenario::Lab, &h2), [Wire::H2]);
+        // A scenario without the protocol asked for runs nothing.
+        assert!(wires(Scenario::Wan, &h2).is_empty());
+        assert!(wires(Scenario::Fleet, &h2).is_empty());
+    }
+
+    #[test]
+    fn gracedown_runs_under_the_embedded_start_server_and_a_custom_worker_takes_its_arguments() {
+        let exe = Path::new("/opt/gracedown");
+        let (superdaemon, worker) =
+            commands(Stack::Gracedown, Wire::H2, exe, &args(&[])).expect("commands");
+        assert_eq!(
+            superdaemon,
+            ["/opt/gracedown", "start-server", "--interval=0.1"]
+        );
+        assert_eq!(worker, ["/opt/gracedown", "serve", "--tls"]);
+        let custom = args(&["--worker", "/bin/app", "--", "--port", "1"]);
+        let (_, worker) = commands(Stack::Gracedown, Wire::Http1, exe, &custom).expect("commands");
+        assert_eq!(worker, ["/bin/app", "--port", "1"]);
+    }
+
+    #[test]
+    fn the_fleet_loads_each_frontend_its_own_way() {
+        let args = args(&["--scenario", "fleet", "-c", "7", "-d", "2s"]);
+        let markers = Markers::default();
+        let l4 = fleet_plan(Frontend::L4, "http://127.0.0.1:1/", &args, &markers).expect("plan");
+        let l7 =
+            fleet_plan(Frontend::L7, "http://127.0.0.1:2/echo", &args, &markers).expect("plan");
+        let (l4, l7) = (format!("{l4:?}"), format!("{l7:?}"));
+        for plan in [&l4, &l7] {
+            assert!(plan.contains("connections: 7"), "{plan}");
+            assert!(plan.contains("duration: 2s"), "{plan}");
+        }
+        assert!(
+            l4.contains("keepalive: false") && l4.contains("method: GET"),
+            "{l4}"
+        );
+        assert!(
+            l7.contains("keepalive: true") && l7.contains("method: POST"),
+            "{l7}"
+        );
+    }
+
+    #[test]
+    fn the_fleet_takes_no_custom_worker() {
+        let args = args(&["--scenario", "fleet", "--worker", "/bin/app"]);
+        let e = experiment(&args).expect_err("refused");
+        assert!(
+            e.to_string()
+                .contains("--worker is not used by the fleet scenario"),
+            "{e}"
+        );
+    }
 }
