@@ -48,7 +48,7 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
             listeners = shown.join(",").as_str(),
             "worker ready"
         );
-        server.serve_on_signals(service, signals).await
+        server.serve(service).with_signals(signals).await
     });
     match result {
         Ok(_) => ExitCode::SUCCESS,

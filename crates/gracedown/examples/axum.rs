@@ -72,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
     // Made per connection, so that `ConnectInfo<SocketAddr>` works.
     let make = router.into_make_service_with_connect_info::<SocketAddr>();
-    let report = server.serve_make_service(make, signals.stopped()).await?;
+    let report = server.serve(make).with_signals(signals).await?;
     say(&format!("drain complete {report}"));
     Ok(())
 }

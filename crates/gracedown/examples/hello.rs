@@ -28,7 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text))))
     });
-    let report = Server::new(listeners).serve_until_signal(service).await?;
+    let report = Server::new(listeners).serve(service).await?;
     eprintln!("drained: {report}");
     Ok(())
 }

@@ -15,7 +15,7 @@ use gracedown::{listener::Listeners, serve::Server};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listeners = Listeners::from_env()?.take_all_or_bind(&["127.0.0.1:8080".parse()?])?;
     let app = Router::new().route("/", get(|| async { "hello\n" }));
-    let report = Server::new(listeners).serve_until_signal(app).await?;
+    let report = Server::new(listeners).serve(app).await?;
     eprintln!("drained: {report}");
     Ok(())
 }

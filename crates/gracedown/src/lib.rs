@@ -27,7 +27,7 @@
 //!   start_server ── owns the sockets, SIGHUP → new generation, SIGTERM → old
 //!        │  fds 3.. + SERVER_STARTER_PORT=127.0.0.1:8080=3
 //!        ▼
-//!   worker: Listeners::from_env() → Server::serve_until_signal(service) → DrainReport
+//!   worker: Listeners::from_env() → Server::serve(app).await → DrainReport
 //! ```
 //!
 //! # Example: an axum worker
@@ -41,7 +41,7 @@
 //!     // The sockets start_server or systemd passed, or 127.0.0.1:8080 by hand.
 //!     let listeners = Listeners::from_env()?.take_all_or_bind(&["127.0.0.1:8080".parse()?])?;
 //!     let app = Router::new().route("/", get(|| async { "hello\n" }));
-//!     let report = Server::new(listeners).serve_until_signal(app).await?;
+//!     let report = Server::new(listeners).serve(app).await?;
 //!     eprintln!("drained: {report}");
 //!     Ok(())
 //! }
@@ -50,7 +50,8 @@
 //! Handlers see [`shutdown::Draining`] in their request's extensions (a
 //! WebSocket says goodbye with close code 1001, a stream ends), and
 //! [`serve::ConnectionInfo`] with the client's address; axum's
-//! `ConnectInfo<SocketAddr>` works through [`serve::Server::serve_make_service`].
+//! `ConnectInfo<SocketAddr>` works when [`serve::Server::serve`] is given
+//! `router.into_make_service_with_connect_info::<SocketAddr>()`.
 //! `examples/axum.rs` has state, a WebSocket echo, Server-Sent Events and
 //! `ConnectInfo`; `examples/hello.rs` is a worker with no framework.
 //!
@@ -69,7 +70,7 @@
 //!     let service = service_fn(|_req: http::Request<RequestBody>| async {
 //!         Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("hello\n"))))
 //!     });
-//!     let report = Server::new(listeners).serve_until_signal(service).await?;
+//!     let report = Server::new(listeners).serve(service).await?;
 //!     eprintln!("drained: {report}");
 //!     Ok(())
 //! }

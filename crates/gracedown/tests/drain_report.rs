@@ -7,6 +7,7 @@
 mod support;
 
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -318,9 +319,14 @@ async fn a_users_blocking_std_listener_is_served() {
     let addr = std.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = gracedown::serve::Server::new(vec![std.into()]);
-    let task = tokio::spawn(server.serve(hello(), async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(
+        server
+            .serve(hello())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
     let mut conn = TcpStream::connect(addr).await.expect("connect");
     assert!(exchange(&mut conn, GET).await.starts_with("HTTP/1.1 200"));
     drop(conn);

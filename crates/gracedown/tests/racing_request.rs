@@ -10,6 +10,7 @@
 //! passed and the request is waiting, both at once.
 
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -66,9 +67,14 @@ fn race(configure: impl FnOnce(Server) -> Server, bound: Duration, drain: bool) 
         let (stop, stopped) = oneshot::channel::<()>();
         let mut stop = Some(stop);
         let server = configure(Server::new(vec![listener]));
-        let server = tokio::spawn(server.serve(service, async move {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(
+            server
+                .serve(service)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .into_future(),
+        );
         let mut conn = TcpStream::connect(addr).await.expect("connect");
         conn.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
             .await

@@ -6,6 +6,7 @@
 //! request that demands a close or cannot be framed.
 
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -204,7 +205,12 @@ fn server(keepalive: Duration) -> SocketAddr {
         let service = service_fn(answer);
         let server = Server::new(vec![listener]).keepalive_timeout(keepalive);
         // The test process ends the server.
-        let _ = runtime.block_on(server.serve(service, std::future::pending()));
+        let _ = runtime.block_on(
+            server
+                .serve(service)
+                .with_graceful_shutdown(std::future::pending())
+                .into_future(),
+        );
     });
     addr
 }
@@ -338,9 +344,14 @@ fn run_stalling(requests: &[Req], cuts: &[Cut], pauses: &[u64]) -> Vec<(u16, Str
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // The timer's resolution is a millisecond; the pauses reach past it.
         let server = Server::new(vec![listener]).keepalive_timeout(Duration::from_millis(1));
-        let server = tokio::spawn(server.serve(service, async move {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(
+            server
+                .serve(service)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .into_future(),
+        );
         let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
         conn.set_nodelay(true).expect("nodelay");
         'send: for (piece, pause) in positions(requests, cuts)

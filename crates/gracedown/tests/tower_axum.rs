@@ -1,12 +1,13 @@
 //! axum and tower are first-class: an axum `Router` and a boxed
 //! tower service are served as they are, axum's `ConnectInfo<SocketAddr>`
-//! works through `serve_make_service`, every request carries the
+//! works when the server is given axum's make-service, every request carries the
 //! connection's addresses, and a WebSocket over TLS (ALPN http/1.1) is
 //! served and drained like a plain one.
 
 mod support;
 
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -91,9 +92,12 @@ async fn axums_connect_info_works_through_a_service_made_per_connection() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let make = router.into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(
-        Server::new(vec![listener]).serve_make_service(make, async move {
-            let _ = stopped.await;
-        }),
+        Server::new(vec![listener])
+            .serve(make)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
     );
     let mut conn = TcpStream::connect(addr).await.expect("connect");
     let me = conn.local_addr().expect("local addr");

@@ -42,7 +42,7 @@ fn worker_saying_ready_is_handed_over_long_before_the_interval() {
 
 #[test]
 fn a_library_server_says_ready_without_being_told_to() {
-    // The README's example: `Server::new(..).serve_until_signal(..)` and no
+    // The README's example: `Server::new(..).serve(..)` and no
     // `.notify(..)`; the server notifies the supervisor the environment names.
     let dir = TempDir::new("readme");
     let status = dir.join("status");

@@ -17,11 +17,12 @@ use tracing::{debug, trace};
 
 use gracedown_sockets::handoff::{Clocks, MAX_PREFIX};
 
+use super::app::{HttpService, MakeService, ResponseBody};
 use super::info::ConnectionInfo;
 use super::io::{ConnIo, ReadNow, Returned, Stream, Transport, force_shutdown};
 use super::link::{Link, Outcome};
 use super::server::Shared;
-use super::service::{Adapter, HttpService, MakeService, ResponseBody, make};
+use super::service::{Adapter, make};
 use super::streams::{Inline, Streams};
 use crate::drain::{
     ConnCtl, ConnState, IoMode, Phase, Proto, Reason, Registration, Verdict, http1, http2,

@@ -6,6 +6,7 @@
 //! [`service_fn`]. Every request carries [`ConnectionInfo`] and
 //! [`crate::shutdown::Draining`] in its extensions.
 
+mod app;
 mod body;
 mod conn;
 mod framing;
@@ -18,7 +19,12 @@ mod service_fn;
 mod streams;
 mod trim;
 
+pub use app::{
+    AsMakeService, AsService, BoxError, HttpService, IntoApp, MakeService, ResponseBody,
+    SharedService,
+};
 pub use body::{BodyError, RequestBody};
 pub use info::ConnectionInfo;
+pub use server::Serve;
 pub use server::Server;
 pub use service_fn::{ServiceFn, service_fn};

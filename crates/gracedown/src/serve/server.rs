@@ -2,24 +2,23 @@
 //! limit, reclaiming idle connections when descriptors run out), one task per
 //! connection, and the drain that ends it all with a [`DrainReport`].
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::Request;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use super::body::RequestBody;
 use super::conn;
 use super::io::Stream;
 use gracedown_sockets::handoff::Moving;
 
+use super::app::{HttpService, IntoApp, MakeService, ResponseBody};
 use super::link::Link;
-use super::service::{HttpService, MakeService, ResponseBody, Shared as SharedService};
 use super::trim::Trim;
 use crate::drain::{ConnState, DrainReport, Engine, Timeouts};
 use crate::error::Error;
@@ -178,10 +177,9 @@ impl Shared {
 /// let service = gracedown::serve::service_fn(|_req: http::Request<RequestBody>| async {
 ///     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("hello\n"))))
 /// });
-/// let signals = gracedown::shutdown::Signals::install()?;
 /// let report = Server::new(listeners)
 ///     .drain_timeout(Duration::from_secs(10))
-///     .serve(service, signals.stopped())
+///     .serve(service)
 ///     .await?;
 /// println!("{report}");
 /// # Ok(()) }
@@ -302,8 +300,8 @@ impl Server {
     /// pod gets `SIGTERM`): a server that stops accepting at once refuses
     /// whatever the balancer still sends it. Under gracedown's `start_server`
     /// no delay is needed: the listening socket outlives every generation.
-    /// Default: none. With [`Server::serve_on_signals`], a second stop
-    /// signal ends the delay early.
+    /// Default: none. When [`Server::serve`] ends on the stop signals, a
+    /// second one ends the delay early.
     ///
     /// [`Draining`]: crate::shutdown::Draining
     pub fn shutdown_delay(mut self, delay: Duration) -> Self {
@@ -402,82 +400,60 @@ impl Server {
         self.listeners.iter().map(Listener::local_addr).collect()
     }
 
-    /// Serves `service` until `shutdown` resolves, then drains and returns the report.
+    /// Serves `app` until the stop signal, then drains and gives the
+    /// report: `app` is a tower service ([`HttpService`]: an axum `Router`,
+    /// a `tower::ServiceBuilder` stack, [`service_fn`](super::service_fn)),
+    /// cloned for every connection, or a factory called per connection with
+    /// the client's address ([`MakeService`]: axum's
+    /// `router.into_make_service_with_connect_info::<SocketAddr>()`, for its
+    /// `ConnectInfo<SocketAddr>`).
     ///
-    /// Must run inside a tokio runtime with I/O and time enabled.
+    /// Awaiting the [`Serve`] it returns installs the handlers of
+    /// [`Signals`] (with their process-wide effect) and ends on the first of
+    /// `SIGTERM`, `SIGINT` and `SIGQUIT`; a second one ends the
+    /// [shutdown delay](Server::shutdown_delay) early. [`Serve::with_signals`]
+    /// takes handlers installed earlier (before announcing readiness), and
+    /// [`Serve::with_graceful_shutdown`] ends on a future of yours instead.
+    /// It must run inside a tokio runtime with I/O and time enabled.
     ///
-    /// # Errors
-    ///
-    /// [`Error::Sockets`] when there is nothing to serve on, or
-    /// [`Error::Io`] when a listener cannot be registered with the runtime.
-    /// Errors of single connections never end the server.
-    pub async fn serve<S, B, F>(self, service: S, shutdown: F) -> Result<DrainReport, Error>
-    where
-        S: tower_service::Service<
-                Request<RequestBody>,
-                Response = http::Response<B>,
-                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-                Future: Send + 'static,
-            > + Clone
-            + Send
-            + 'static,
-        B: http_body::Body<
-                Data = bytes::Bytes,
-                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-            > + Send
-            + 'static,
-        F: Future<Output = ()> + Send,
-    {
-        self.serve_make_service(SharedService(service), shutdown)
-            .await
-    }
-
-    /// Like [`Server::serve`], with a service made per connection from the
-    /// client's address (`0.0.0.0:0` on a unix socket). This is how axum's
-    /// `ConnectInfo<SocketAddr>` extractor works:
+    /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo(router: axum::Router, server: gracedown::serve::Server) -> Result<(), gracedown::Error> {
+    /// # async fn demo(listeners: Vec<gracedown::listener::Listener>) -> Result<(), gracedown::Error> {
     /// use std::net::SocketAddr;
-    /// let make = router.into_make_service_with_connect_info::<SocketAddr>();
-    /// let report = server.serve_make_service(make, std::future::pending()).await?;
-    /// # Ok(()) }
+    /// use axum::{Router, routing::get};
+    /// use gracedown::serve::Server;
+    ///
+    /// let app = Router::new().route("/", get(|| async { "hello\n" }));
+    /// // Until SIGTERM, as a worker under a superdaemon or an orchestrator runs:
+    /// let report = Server::new(listeners).serve(app).await?;
+    /// # let (listeners, app) = (Vec::new(), Router::new());
+    /// // With axum's `ConnectInfo<SocketAddr>`, until a future of yours:
+    /// let make = app.into_make_service_with_connect_info::<SocketAddr>();
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// let report = Server::new(listeners)
+    ///     .serve(make)
+    ///     .with_graceful_shutdown(async { let _ = stopped.await; })
+    ///     .await?;
+    /// # drop(stop); Ok(()) }
     /// ```
     ///
     /// # Errors
     ///
-    /// As [`Server::serve`].
-    pub async fn serve_make_service<M, S, B, F>(
-        self,
-        make_service: M,
-        shutdown: F,
-    ) -> Result<DrainReport, Error>
+    /// [`Error::Sockets`] when there is nothing to serve on,
+    /// [`Error::Io`] when a listener cannot be registered with the runtime or
+    /// the signal handlers cannot be installed. Errors of single connections
+    /// never end the server.
+    pub fn serve<A, Kind>(self, app: A) -> Serve<A::Make, A::Service, A::Body>
     where
-        M: tower_service::Service<
-                SocketAddr,
-                Response = S,
-                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-                Future: Send + 'static,
-            > + Clone
-            + Send
-            + 'static,
-        S: tower_service::Service<
-                Request<RequestBody>,
-                Response = http::Response<B>,
-                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-                Future: Send + 'static,
-            > + Clone
-            + Send
-            + 'static,
-        B: http_body::Body<
-                Data = bytes::Bytes,
-                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-            > + Send
-            + 'static,
-        F: Future<Output = ()> + Send,
+        A: IntoApp<Kind>,
     {
-        self.run(make_service, shutdown, std::future::pending())
-            .await
+        Serve {
+            server: self,
+            make: app.into_make(),
+            stop: Stop::Signals(None),
+            _types: std::marker::PhantomData,
+        }
     }
 
     /// Serves until `shutdown`, then lame duck for the shutdown delay (or
@@ -636,62 +612,17 @@ impl Server {
         Ok(report)
     }
 
-    /// The one-call form: serve until `SIGTERM`, `SIGINT` or `SIGQUIT`, then
-    /// drain and return the report (go-gracedown's `Serve` + `Close`).
-    ///
-    /// Installs the signal handlers of [`Signals`], with
-    /// their process-wide effect.
-    ///
-    /// # Errors
-    ///
-    /// As [`Server::serve`], and [`Error::Io`] when the signal handlers
-    /// cannot be installed.
-    pub async fn serve_until_signal<S, B>(self, service: S) -> Result<DrainReport, Error>
-    where
-        S: tower_service::Service<
-                Request<RequestBody>,
-                Response = http::Response<B>,
-                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-                Future: Send + 'static,
-            > + Clone
-            + Send
-            + 'static,
-        B: http_body::Body<
-                Data = bytes::Bytes,
-                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-            > + Send
-            + 'static,
-    {
-        let signals = Signals::install()?;
-        self.serve_on_signals(service, signals).await
-    }
-
-    /// [`Server::serve`] until the first stop signal `signals` receives;
-    /// a second one ends the [shutdown delay](Server::shutdown_delay) early
-    /// (an operator who wants the drain now). Each is logged.
-    ///
-    /// # Errors
-    ///
-    /// As [`Server::serve`].
-    pub async fn serve_on_signals<S, B>(
+    /// Serves until the first stop signal `signals` receives; a second one
+    /// ends the shutdown delay early. Each is logged.
+    async fn run_on_signals<M, S, B>(
         self,
-        service: S,
+        make: M,
         mut signals: Signals,
     ) -> Result<DrainReport, Error>
     where
-        S: tower_service::Service<
-                Request<RequestBody>,
-                Response = http::Response<B>,
-                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-                Future: Send + 'static,
-            > + Clone
-            + Send
-            + 'static,
-        B: http_body::Body<
-                Data = bytes::Bytes,
-                Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-            > + Send
-            + 'static,
+        M: MakeService<S>,
+        S: HttpService<B>,
+        B: ResponseBody,
     {
         let (count, received) = watch::channel(0u32);
         let listening = tokio::spawn(async move {
@@ -708,9 +639,93 @@ impl Server {
         let skip = async move {
             let _ = second.wait_for(|n| *n >= 2).await;
         };
-        let report = self.run(SharedService(service), shutdown, skip).await;
+        let report = self.run(make, shutdown, skip).await;
         listening.abort();
         report
+    }
+}
+
+/// A server about to serve an app: await it (it is an [`IntoFuture`]) for
+/// the [`DrainReport`]. Made by [`Server::serve`].
+#[must_use = "a server serves nothing until it is awaited"]
+pub struct Serve<M, S, B> {
+    server: Server,
+    make: M,
+    stop: Stop,
+    _types: std::marker::PhantomData<fn() -> (S, B)>,
+}
+
+/// What ends the serving.
+enum Stop {
+    /// The stop signals: these handlers, or ones installed when awaited.
+    Signals(Option<Signals>),
+    /// A future of the caller's.
+    Future(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+impl<M, S, B> std::fmt::Debug for Serve<M, S, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("server", &self.server)
+            .field(
+                "stop",
+                &match self.stop {
+                    Stop::Signals(_) => "signals",
+                    Stop::Future(_) => "future",
+                },
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, S, B> Serve<M, S, B> {
+    /// Ends on `signal` instead of the stop signals (no handler is
+    /// installed): the drain starts when it resolves, after the
+    /// [shutdown delay](Server::shutdown_delay) if there is one.
+    pub fn with_graceful_shutdown<F>(mut self, signal: F) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.stop = Stop::Future(Box::pin(signal));
+        self
+    }
+
+    /// Ends on the stop signals these handlers receive, installed earlier:
+    /// a program installs them before it announces readiness, so that no
+    /// stop signal can arrive while the default action (death) still
+    /// applies. The first starts the shutdown, a second ends the
+    /// [shutdown delay](Server::shutdown_delay); each is logged.
+    pub fn with_signals(mut self, signals: Signals) -> Self {
+        self.stop = Stop::Signals(Some(signals));
+        self
+    }
+}
+
+impl<M, S, B> IntoFuture for Serve<M, S, B>
+where
+    M: MakeService<S>,
+    S: HttpService<B>,
+    B: ResponseBody,
+{
+    type Output = Result<DrainReport, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let Self {
+            server, make, stop, ..
+        } = self;
+        Box::pin(async move {
+            match stop {
+                Stop::Future(shutdown) => server.run(make, shutdown, std::future::pending()).await,
+                Stop::Signals(signals) => {
+                    let signals = match signals {
+                        Some(signals) => signals,
+                        None => Signals::install()?,
+                    };
+                    server.run_on_signals(make, signals).await
+                }
+            }
+        })
     }
 }
 

@@ -18,84 +18,10 @@ use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tower_service::Service;
 
+use super::app::{BoxError, HttpService, MakeService, ResponseBody};
 use super::body::RequestBody;
 use super::info::ConnectionInfo;
 use crate::drain::{ConnCtl, ConnState, Draining, Proto, Refusal, RequestGuard};
-
-/// The error type every service error is boxed into.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The bounds a served service meets: a tower service on
-/// [`RequestBody`] requests (an axum `Router`, a `tower::ServiceBuilder`
-/// stack, `tower::service_fn`), cloned once per connection.
-pub(crate) trait HttpService<B>:
-    Service<
-        Request<RequestBody>,
-        Response = Response<B>,
-        Error: Into<BoxError>,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + 'static
-{
-}
-
-impl<S, B> HttpService<B> for S where
-    S: Service<
-            Request<RequestBody>,
-            Response = Response<B>,
-            Error: Into<BoxError>,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static
-{
-}
-
-/// The bounds a response body meets (axum's `Body`, `http_body_util`'s
-/// `Full` and `BoxBody`, ...).
-pub(crate) trait ResponseBody:
-    Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
-{
-}
-
-impl<B> ResponseBody for B where B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
-
-/// The bounds of a service factory called once per connection with the
-/// client's address (axum's `into_make_service_with_connect_info::<SocketAddr>()`).
-pub(crate) trait MakeService<S>:
-    Service<SocketAddr, Response = S, Error: Into<BoxError>, Future: Send + 'static>
-    + Clone
-    + Send
-    + 'static
-{
-}
-
-impl<M, S> MakeService<S> for M where
-    M: Service<SocketAddr, Response = S, Error: Into<BoxError>, Future: Send + 'static>
-        + Clone
-        + Send
-        + 'static
-{
-}
-
-/// A service factory that hands out clones of one service.
-#[derive(Debug, Clone)]
-pub(crate) struct Shared<S>(pub(crate) S);
-
-impl<S: Clone> Service<SocketAddr> for Shared<S> {
-    type Response = S;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<S, std::convert::Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: SocketAddr) -> Self::Future {
-        std::future::ready(Ok(self.0.clone()))
-    }
-}
 
 /// Makes the service of one connection; the address is the unspecified
 /// `0.0.0.0:0` on a unix socket.

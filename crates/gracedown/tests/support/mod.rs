@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -69,9 +70,14 @@ where
     let (listener, addr) = listener();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = configure(Server::new(vec![listener]));
-    let task = tokio::spawn(server.serve(service, async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(
+        server
+            .serve(service)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
     Running {
         addr,
         stop: Some(stop),
