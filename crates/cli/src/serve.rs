@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use gracedown::listener::{ListenAddr, Listeners};
-use gracedown::serve::Server;
+use gracedown::serve::{Server, Timeouts, Tuning};
 use gracedown::shutdown::{ShutdownTiming, Signals};
 use gracedown::tls::{TicketKeys, TlsConfig};
 use tracing::info;
@@ -80,18 +80,22 @@ fn prepare(args: &ServeArgs) -> Result<(Server, Option<u64>), gracedown::Error> 
     let mut server = Server::new(listeners)
         .drain_timeout(timing.drain_timeout)
         .shutdown_delay(timing.shutdown_delay)
-        .idle_timeout(args.idle_timeout)
-        .first_request_timeout(args.first_request_timeout)
-        .header_read_timeout(args.header_read_timeout)
-        .body_read_timeout(args.body_read_timeout)
-        .send_timeout(args.send_timeout)
-        .keepalive_timeout(args.keepalive_timeout)
-        .handshake_timeout(args.handshake_timeout)
-        .dormant_after(args.dormant_after)
-        .reconnect_window(args.reconnect_window)
+        .timeouts(Timeouts {
+            handshake: args.handshake_timeout,
+            request_head: args.header_read_timeout,
+            request_body_read: args.body_read_timeout,
+            response_send: args.send_timeout,
+            keepalive: args.keepalive_timeout,
+            drain_idle: args.idle_timeout,
+            drain_first_request: args.first_request_timeout,
+            reconnect_window: args.reconnect_window,
+        })
         .handoff(!args.no_handoff)
-        .http2_inline_streams(!args.http2_stream_tasks)
-        .http1_writev(!args.http1_flatten);
+        .tuning(Tuning {
+            dormant_after: args.dormant_after,
+            http2_inline_streams: !args.http2_stream_tasks,
+            http1_writev: !args.http1_flatten,
+        });
     if let Some(max) = args.max_connections {
         server = server.max_connections(max.get());
     }

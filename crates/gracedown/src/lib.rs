@@ -18,7 +18,7 @@
 //!   closed but handed to the next generation on the same TCP connection, TLS
 //!   sessions resume there (shared ticket keys, [`tls::TicketKeys`]), and TLS
 //!   and HTTP/2 connections reconnect paced over a window
-//!   ([`serve::Server::reconnect_window`]).
+//!   ([`serve::Timeouts::reconnect_window`]).
 //!
 //! It does not supervise processes: that is `start_server`'s job (or Perl's
 //! Server::Starter, or systemd).

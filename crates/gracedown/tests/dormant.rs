@@ -9,6 +9,8 @@
 
 mod support;
 
+use gracedown::serve::{Timeouts, Tuning};
+
 use std::time::Duration;
 
 use gracedown::shutdown::ConnState;
@@ -124,7 +126,15 @@ async fn closed_by_server(conn: &mut TcpStream) -> Result<(), tokio::time::error
 #[tokio::test]
 async fn a_dormant_connection_serves_its_next_requests_on_the_same_connection() {
     let (_guard, mut events) = events();
-    let server = start(|s| s.dormant_after(Duration::ZERO), hello());
+    let server = start(
+        |s| {
+            s.tuning(Tuning {
+                dormant_after: Duration::ZERO,
+                ..Tuning::default()
+            })
+        },
+        hello(),
+    );
     let mut conn = TcpStream::connect(server.addr).await.expect("connect");
     for round in 0..3 {
         let response = exchange(&mut conn, GET, 1).await;
@@ -154,8 +164,14 @@ async fn a_dormant_connection_keeps_its_keepalive_bound() {
     let (_guard, mut events) = events();
     let server = start(
         |s| {
-            s.dormant_after(Duration::ZERO)
-                .keepalive_timeout(Duration::from_millis(200))
+            s.tuning(Tuning {
+                dormant_after: Duration::ZERO,
+                ..Tuning::default()
+            })
+            .timeouts(Timeouts {
+                keepalive: Duration::from_millis(200),
+                ..Timeouts::default()
+            })
         },
         hello(),
     );
@@ -173,8 +189,14 @@ async fn a_dormant_connection_drains_like_an_idle_one() {
     let (_guard, mut events) = events();
     let server = start(
         |s| {
-            s.dormant_after(Duration::ZERO)
-                .idle_timeout(Duration::from_millis(50))
+            s.tuning(Tuning {
+                dormant_after: Duration::ZERO,
+                ..Tuning::default()
+            })
+            .timeouts(Timeouts {
+                drain_idle: Duration::from_millis(50),
+                ..Timeouts::default()
+            })
         },
         hello(),
     );
@@ -196,8 +218,14 @@ async fn a_request_to_a_dormant_connection_during_the_drain_is_answered_with_clo
     let (_guard, mut events) = events();
     let mut server = start(
         |s| {
-            s.dormant_after(Duration::ZERO)
-                .idle_timeout(Duration::from_secs(30))
+            s.tuning(Tuning {
+                dormant_after: Duration::ZERO,
+                ..Tuning::default()
+            })
+            .timeouts(Timeouts {
+                drain_idle: Duration::from_secs(30),
+                ..Timeouts::default()
+            })
         },
         hello(),
     );
@@ -226,9 +254,15 @@ async fn a_dormant_connection_outliving_the_deadline_is_forced_as_idle() {
     let (_guard, mut events) = events();
     let server = start(
         |s| {
-            s.dormant_after(Duration::ZERO)
-                .drain_timeout(Duration::from_millis(200))
-                .idle_timeout(Duration::from_secs(30))
+            s.tuning(Tuning {
+                dormant_after: Duration::ZERO,
+                ..Tuning::default()
+            })
+            .drain_timeout(Duration::from_millis(200))
+            .timeouts(Timeouts {
+                drain_idle: Duration::from_secs(30),
+                ..Timeouts::default()
+            })
         },
         hello(),
     );
@@ -242,7 +276,15 @@ async fn a_dormant_connection_outliving_the_deadline_is_forced_as_idle() {
 async fn a_tls_connection_goes_dormant_and_serves_on() {
     let (_guard, mut events) = events();
     let (tls, connector) = support::tls_pair(&[b"http/1.1"]);
-    let server = start(|s| s.tls(tls).dormant_after(Duration::ZERO), hello());
+    let server = start(
+        |s| {
+            s.tls(tls).tuning(Tuning {
+                dormant_after: Duration::ZERO,
+                ..Tuning::default()
+            })
+        },
+        hello(),
+    );
     let tcp = TcpStream::connect(server.addr).await.expect("connect");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let mut conn = connector.connect(name, tcp).await.expect("handshake");
@@ -263,7 +305,15 @@ async fn without_dormancy_the_connection_never_goes_dormant() {
     // The control for the tests above: with the bound far away, the
     // "dormant" event never comes, so waiting for it proves something.
     let (_guard, mut events) = events();
-    let server = start(|s| s.dormant_after(Duration::from_secs(3600)), hello());
+    let server = start(
+        |s| {
+            s.tuning(Tuning {
+                dormant_after: Duration::from_secs(3600),
+                ..Tuning::default()
+            })
+        },
+        hello(),
+    );
     let mut conn = TcpStream::connect(server.addr).await.expect("connect");
     for _ in 0..3 {
         exchange(&mut conn, GET, 1).await;

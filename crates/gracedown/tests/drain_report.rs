@@ -11,7 +11,7 @@ use std::future::IntoFuture;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gracedown::serve::{RequestBody, service_fn};
+use gracedown::serve::{RequestBody, Timeouts, service_fn};
 use gracedown::shutdown::{ConnState, Draining};
 use http_body_util::Full;
 use support::{WAIT, hello, start};
@@ -55,9 +55,11 @@ async fn a_connection_without_a_request_is_counted_and_forced_at_the_deadline() 
     let short = Duration::from_millis(300);
     let server = start(
         |s| {
-            s.drain_timeout(short)
-                .first_request_timeout(Duration::from_secs(30))
-                .idle_timeout(Duration::from_millis(20))
+            s.drain_timeout(short).timeouts(Timeouts {
+                drain_first_request: Duration::from_secs(30),
+                drain_idle: Duration::from_millis(20),
+                ..Timeouts::default()
+            })
         },
         hello(),
     );
@@ -73,7 +75,15 @@ async fn a_connection_without_a_request_is_counted_and_forced_at_the_deadline() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keepalive_connection_is_counted_and_drains_at_its_bound() {
-    let server = start(|s| s.idle_timeout(Duration::from_millis(50)), hello());
+    let server = start(
+        |s| {
+            s.timeouts(Timeouts {
+                drain_idle: Duration::from_millis(50),
+                ..Timeouts::default()
+            })
+        },
+        hello(),
+    );
     let mut idle = TcpStream::connect(server.addr).await.expect("connect");
     exchange(&mut idle, GET).await;
     let report = server.report().await;
@@ -90,7 +100,10 @@ async fn an_idle_connection_outliving_the_deadline_is_forced_as_idle() {
     let server = start(
         |s| {
             s.drain_timeout(Duration::from_millis(200))
-                .idle_timeout(Duration::from_secs(30))
+                .timeouts(Timeouts {
+                    drain_idle: Duration::from_secs(30),
+                    ..Timeouts::default()
+                })
         },
         hello(),
     );
@@ -165,7 +178,10 @@ async fn a_tls_handshake_outliving_the_deadline_is_forced_as_handshake() {
         |s| {
             s.tls(tls)
                 .drain_timeout(Duration::from_millis(300))
-                .idle_timeout(Duration::from_millis(20))
+                .timeouts(Timeouts {
+                    drain_idle: Duration::from_millis(20),
+                    ..Timeouts::default()
+                })
         },
         hello(),
     );

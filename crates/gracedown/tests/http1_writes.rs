@@ -1,4 +1,4 @@
-//! `Server::http1_writev(false)`: HTTP/1 responses written from one buffer
+//! `Tuning { http1_writev: false, .. }`: HTTP/1 responses written from one buffer
 //! that head and body are copied into. The bytes a client receives are the
 //! same as with vectored writes, for pipelined requests, small bodies and a
 //! body of many chunks larger in all than hyper's write buffer, read by a
@@ -10,7 +10,7 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use futures_util::stream::{self, Iter};
-use gracedown::serve::{RequestBody, service_fn};
+use gracedown::serve::{RequestBody, Tuning, service_fn};
 use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::{Either, Full, StreamBody};
@@ -41,7 +41,15 @@ async fn answer(req: Request<RequestBody>) -> Result<Response<Answer>, Infallibl
 /// What a server with vectored writes on or off sends for three pipelined
 /// requests, the connection closed by the last; the `date` lines taken out.
 async fn received(writev: bool) -> Vec<u8> {
-    let running = start(|server| server.http1_writev(writev), service_fn(answer));
+    let running = start(
+        |server| {
+            server.tuning(Tuning {
+                http1_writev: writev,
+                ..Tuning::default()
+            })
+        },
+        service_fn(answer),
+    );
     let socket = TcpSocket::new_v4().expect("socket");
     // Small, so that the server's socket fills and its writes come back short.
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");

@@ -4,7 +4,7 @@
 //! arrives later is read, a handler that panics after it waited costs its
 //! own stream, a connection with many streams at once answers them all, and
 //! a `CONNECT` stream answered after a wait carries the application's writes;
-//! and `Server::http2_inline_streams(false)` gives every stream its own task.
+//! and `Tuning { http2_inline_streams: false, .. }` gives every stream its own task.
 
 mod support;
 
@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gracedown::serve::{RequestBody, service_fn};
+use gracedown::serve::{RequestBody, Tuning, service_fn};
 use h2::client::SendRequest;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -209,7 +209,13 @@ async fn many_streams_at_once_on_one_connection_are_all_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_task_per_stream_many_streams_at_once_are_all_answered_too() {
-    many_streams(|s| s.http2_inline_streams(false)).await;
+    many_streams(|s| {
+        s.tuning(Tuning {
+            http2_inline_streams: false,
+            ..Tuning::default()
+        })
+    })
+    .await;
 }
 
 /// 96 streams at once on one connection, every fourth one waiting until
@@ -295,7 +301,13 @@ async fn streams_answered_at_once_run_on_the_connections_task_unless_the_server_
     let (first, second) = answering_tasks(|s| s).await;
     assert!(first.starts_with("Some("), "{first}");
     assert_eq!(first, second, "both on the connection's task");
-    let (first, second) = answering_tasks(|s| s.http2_inline_streams(false)).await;
+    let (first, second) = answering_tasks(|s| {
+        s.tuning(Tuning {
+            http2_inline_streams: false,
+            ..Tuning::default()
+        })
+    })
+    .await;
     assert!(first.starts_with("Some("), "{first}");
     assert_ne!(first, second, "a task of its own each");
 }

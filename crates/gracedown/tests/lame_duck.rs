@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gracedown::serve::{RequestBody, service_fn};
+use gracedown::serve::{RequestBody, Timeouts, service_fn};
 use gracedown::shutdown::Readiness;
 use http_body_util::Full;
 use support::{WAIT, start};
@@ -75,8 +75,10 @@ async fn during_the_delay_clients_are_served_and_told_to_go_and_readiness_fails(
     let delay = Duration::from_secs(5);
     let mut server = start(
         |s| {
-            s.shutdown_delay(delay)
-                .reconnect_window(Duration::from_millis(100))
+            s.shutdown_delay(delay).timeouts(Timeouts {
+                reconnect_window: Duration::from_millis(100),
+                ..Timeouts::default()
+            })
         },
         service(),
     );
@@ -151,8 +153,10 @@ async fn a_connection_accepted_in_the_delay_is_answered_when_its_request_comes_a
     let mut server = start(
         |s| {
             // Long enough for two connects and a round trip on a busy machine.
-            s.shutdown_delay(Duration::from_secs(2))
-                .first_request_timeout(Duration::from_secs(10))
+            s.shutdown_delay(Duration::from_secs(2)).timeouts(Timeouts {
+                drain_first_request: Duration::from_secs(10),
+                ..Timeouts::default()
+            })
         },
         service(),
     );

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gracedown::listener::{ListenAddr, Listener};
-use gracedown::serve::{RequestBody, Server, service_fn};
+use gracedown::serve::{RequestBody, Server, Timeouts, service_fn};
 use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -101,7 +101,16 @@ fn race(configure: impl FnOnce(Server) -> Server, bound: Duration, drain: bool) 
 #[test]
 fn a_request_racing_the_keepalive_close_is_served_and_the_connection_lives_on() {
     let bound = Duration::from_millis(20);
-    let second = race(|s| s.keepalive_timeout(bound), bound, false);
+    let second = race(
+        |s| {
+            s.timeouts(Timeouts {
+                keepalive: bound,
+                ..Timeouts::default()
+            })
+        },
+        bound,
+        false,
+    );
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
     assert!(second.contains("/second done"), "{second}");
     assert!(
@@ -113,7 +122,16 @@ fn a_request_racing_the_keepalive_close_is_served_and_the_connection_lives_on() 
 #[test]
 fn a_request_racing_the_drains_idle_close_is_served_with_connection_close() {
     let bound = Duration::from_millis(20);
-    let second = race(|s| s.idle_timeout(bound), bound, true);
+    let second = race(
+        |s| {
+            s.timeouts(Timeouts {
+                drain_idle: bound,
+                ..Timeouts::default()
+            })
+        },
+        bound,
+        true,
+    );
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
     assert!(second.contains("/second done"), "{second}");
     assert!(

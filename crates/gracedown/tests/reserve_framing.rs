@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gracedown::listener::{ListenAddr, Listener};
-use gracedown::serve::{RequestBody, Server, service_fn};
+use gracedown::serve::{RequestBody, Server, Timeouts, service_fn};
 use http_body_util::{BodyExt, Full};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -203,7 +203,10 @@ fn server(keepalive: Duration) -> SocketAddr {
             .build()
             .expect("runtime");
         let service = service_fn(answer);
-        let server = Server::new(vec![listener]).keepalive_timeout(keepalive);
+        let server = Server::new(vec![listener]).timeouts(Timeouts {
+            keepalive,
+            ..Timeouts::default()
+        });
         // The test process ends the server.
         let _ = runtime.block_on(
             server
@@ -343,7 +346,10 @@ fn run_stalling(requests: &[Req], cuts: &[Cut], pauses: &[u64]) -> Vec<(u16, Str
         let service = service_fn(answer);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // The timer's resolution is a millisecond; the pauses reach past it.
-        let server = Server::new(vec![listener]).keepalive_timeout(Duration::from_millis(1));
+        let server = Server::new(vec![listener]).timeouts(Timeouts {
+            keepalive: Duration::from_millis(1),
+            ..Timeouts::default()
+        });
         let server = tokio::spawn(
             server
                 .serve(service)

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::conn::{ConnCtl, Snapshot};
 use super::report::DrainReport;
-use super::rules::Timeouts;
+use super::rules::Bounds;
 use super::state::{ConnState, StateCounts};
 
 /// Where the server is.
@@ -60,7 +60,7 @@ fn nanos(d: Duration) -> u64 {
 /// The drain engine of one server; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Engine {
-    timeouts: Timeouts,
+    timeouts: Bounds,
     epoch: Instant,
     /// `epoch` on the system's monotonic clock, in nanoseconds (for [`Engine::stamp`]).
     epoch_ns: u64,
@@ -82,7 +82,7 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub(crate) fn new(timeouts: Timeouts) -> Arc<Self> {
+    pub(crate) fn new(timeouts: Bounds) -> Arc<Self> {
         Arc::new(Self {
             timeouts,
             epoch: Instant::now(),
@@ -102,7 +102,7 @@ impl Engine {
     }
 
     /// The bounds every connection of this server meets.
-    pub(crate) fn timeouts(&self) -> &Timeouts {
+    pub(crate) fn timeouts(&self) -> &Bounds {
         &self.timeouts
     }
 
@@ -425,7 +425,7 @@ mod tests {
 
     #[test]
     fn a_stamp_is_never_ahead_of_now_and_lags_it_by_less_than_a_tick() {
-        let engine = Engine::new(Timeouts::DEFAULT);
+        let engine = Engine::new(Bounds::DEFAULT);
         let mut last = 0;
         for _ in 0..1_000 {
             let stamp = engine.stamp();
@@ -440,7 +440,7 @@ mod tests {
 
     #[test]
     fn registry_counts_states_and_forgets_closed_connections() {
-        let engine = Engine::new(Timeouts::DEFAULT);
+        let engine = Engine::new(Bounds::DEFAULT);
         let a = engine.register(ConnState::NoRequest);
         let b = engine.register(ConnState::Handshake);
         let guard = a.ctl.begin(Proto::Http1);
@@ -456,12 +456,12 @@ mod tests {
 
     #[test]
     fn times_travel_between_engines_on_the_monotonic_clock_even_from_before_their_start() {
-        let old = Engine::new(Timeouts::DEFAULT);
+        let old = Engine::new(Bounds::DEFAULT);
         let quiet = old.now();
         let head = old.now();
         std::thread::sleep(Duration::from_millis(20));
         // A generation started after the connection went quiet.
-        let new = Engine::new(Timeouts::DEFAULT);
+        let new = Engine::new(Bounds::DEFAULT);
         let moved_quiet = new.monotonic_to_engine(old.engine_to_monotonic(quiet));
         let moved_head = new.monotonic_to_engine(old.engine_to_monotonic(head));
         let now = new.now();
@@ -480,7 +480,7 @@ mod tests {
     #[test]
     fn reclaim_takes_slow_heads_first_oldest_first_then_the_longest_quiet() {
         const S: u64 = 1_000_000_000;
-        let engine = Engine::new(Timeouts::DEFAULT);
+        let engine = Engine::new(Bounds::DEFAULT);
         let idle = engine.register(ConnState::Idle);
         idle.ctl.set_idle_since(S);
         let young_head = engine.register(ConnState::NoRequest);
@@ -517,7 +517,7 @@ mod tests {
     #[test]
     fn reclaim_takes_at_most_a_batch_of_slow_heads_oldest_first() {
         const S: u64 = 1_000_000_000;
-        let engine = Engine::new(Timeouts::DEFAULT);
+        let engine = Engine::new(Bounds::DEFAULT);
         let heads: Vec<_> = (0..SLOW_HEADS_AT_ONCE + 2)
             .map(|i| {
                 let r = engine.register(ConnState::NoRequest);
@@ -536,7 +536,7 @@ mod tests {
 
     #[test]
     fn reclaim_takes_the_longest_quiet_first_and_never_a_busy_one() {
-        let engine = Engine::new(Timeouts::DEFAULT);
+        let engine = Engine::new(Bounds::DEFAULT);
         let old = engine.register(ConnState::Idle);
         let busy = engine.register(ConnState::NoRequest);
         let _guard = busy.ctl.begin(Proto::Http1);
@@ -553,9 +553,9 @@ mod tests {
     #[test]
     fn reconnect_moments_spread_evenly_over_the_window_for_any_count() {
         let window = Duration::from_secs(1);
-        let engine = Engine::new(Timeouts {
+        let engine = Engine::new(Bounds {
             reconnect_window: window,
-            ..Timeouts::DEFAULT
+            ..Bounds::DEFAULT
         });
         for n in [3usize, 10, 100, 1000] {
             let mut paces: Vec<u64> = (0..n).map(|_| engine.next_pace()).collect();
@@ -574,16 +574,16 @@ mod tests {
                 "n={n}: widest gap {widest} ns"
             );
         }
-        let unpaced = Engine::new(Timeouts {
+        let unpaced = Engine::new(Bounds {
             reconnect_window: Duration::ZERO,
-            ..Timeouts::DEFAULT
+            ..Bounds::DEFAULT
         });
         assert_eq!(unpaced.next_pace(), 0);
     }
 
     #[test]
     fn drain_then_force_keeps_the_start_and_deadline() {
-        let engine = Engine::new(Timeouts::DEFAULT);
+        let engine = Engine::new(Bounds::DEFAULT);
         let deadline = Instant::now() + Duration::from_secs(1);
         engine.start_drain(deadline, false);
         assert!(engine.is_draining());

@@ -20,5 +20,5 @@ pub use state::ConnState;
 
 pub(crate) use conn::{ConnCtl, IoMode, Proto, Refusal, RequestGuard};
 pub(crate) use engine::{Engine, Phase, Registration};
-pub(crate) use rules::{Reason, Timeouts, Verdict, http1, http2};
+pub(crate) use rules::{Bounds, Reason, Verdict, http1, http2};
 pub(crate) use state::StateCounts;

@@ -13,7 +13,7 @@ use super::engine::Phase;
 
 /// The bounds of each connection state; the defaults follow nginx's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Timeouts {
+pub(crate) struct Bounds {
     /// A TLS handshake (nginx `ssl_handshake_timeout`: 60 s; ours is tighter).
     pub(crate) handshake: Duration,
     /// A request head, in total from its first byte; also how long a new
@@ -41,7 +41,7 @@ pub(crate) struct Timeouts {
     pub(crate) dormant_after: Duration,
 }
 
-impl Timeouts {
+impl Bounds {
     pub(crate) const DEFAULT: Self = Self {
         handshake: Duration::from_secs(10),
         header: Duration::from_secs(60),
@@ -68,7 +68,7 @@ impl Timeouts {
 /// otherwise wake a busy connection's task in a loop).
 const DORMANT_HORIZON_MIN: Duration = Duration::from_millis(10);
 
-impl Default for Timeouts {
+impl Default for Bounds {
     fn default() -> Self {
         Self::DEFAULT
     }
@@ -166,7 +166,7 @@ pub(crate) fn http1(
     now: u64,
     phase: Phase,
     s: &Snapshot,
-    t: &Timeouts,
+    t: &Bounds,
     handoff: bool,
     detached: Option<u64>,
 ) -> Verdict {
@@ -278,7 +278,7 @@ pub(crate) fn http2(
     now: u64,
     phase: Phase,
     s: &Snapshot,
-    t: &Timeouts,
+    t: &Bounds,
     goaway_at: Option<u64>,
 ) -> Verdict {
     if matches!(phase, Phase::Forced { .. }) {
@@ -340,7 +340,7 @@ mod tests {
         // A forced close that was lingering finishes its linger, one that
         // starts lingering at the force has a whole one: two, and a second
         // for the tasks to run.
-        let linger = Timeouts::default().linger;
+        let linger = Bounds::default().linger;
         assert!(linger * 2 + Duration::from_secs(1) <= crate::shutdown::FORCED_CLOSE);
     }
 
@@ -375,7 +375,7 @@ mod tests {
         }
     }
 
-    const T: Timeouts = Timeouts::DEFAULT;
+    const T: Bounds = Bounds::DEFAULT;
 
     #[test]
     fn idle_keepalive_closes_at_its_bound_and_not_before() {
@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn dormancy_never_cuts_a_request_or_a_head_and_never_spins() {
-        let t = Timeouts {
+        let t = Bounds {
             dormant_after: Duration::ZERO,
             ..T
         };

@@ -15,7 +15,7 @@ use tokio::time::{Instant, Sleep};
 ///
 /// A handler that waits for body bytes the client does not send gets
 /// [`BodyError::TimedOut`] once the bound passes (60 s by default,
-/// [`super::Server::body_read_timeout`]), instead of waiting for ever; the
+/// [`super::Timeouts::request_body_read`]), instead of waiting for ever; the
 /// connection is then closed after the response. The bound runs only while
 /// the handler waits, so a handler that reads slowly is never cut off.
 ///

@@ -982,7 +982,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::drain::{Engine, Timeouts};
+    use crate::drain::{Bounds, Engine};
 
     /// A task's waker that counts its wakes.
     struct Count(AtomicUsize);
@@ -1004,7 +1004,7 @@ mod tests {
 
     /// A registered connection's tracker and the waiter of its task.
     fn waiting() -> (Arc<ConnCtl>, Waiter) {
-        let engine = Engine::new(Timeouts::DEFAULT);
+        let engine = Engine::new(Bounds::DEFAULT);
         let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
         let waiter = Waiter::new(&ctl);
         (ctl, waiter)

@@ -694,7 +694,7 @@ impl Drop for ConnIo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drain::{ConnState, Engine, Proto, Timeouts};
+    use crate::drain::{Bounds, ConnState, Engine, Proto};
 
     const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
@@ -706,7 +706,7 @@ mod tests {
         Arc<ConnCtl>,
         UnixStream,
     ) {
-        let engine = Engine::new(Timeouts::DEFAULT);
+        let engine = Engine::new(Bounds::DEFAULT);
         let ctl = Arc::clone(&engine.register(ConnState::NoRequest).ctl);
         let (server, client) = UnixStream::pair().expect("socket pair");
         let transport = Transport::plain(Stream::Unix(server), Bytes::new());

@@ -13,6 +13,7 @@ mod framing;
 mod info;
 mod io;
 mod link;
+mod options;
 mod server;
 mod service;
 mod service_fn;
@@ -25,6 +26,7 @@ pub use app::{
 };
 pub use body::{BodyError, RequestBody};
 pub use info::ConnectionInfo;
+pub use options::{Timeouts, Tuning};
 pub use server::Serve;
 pub use server::Server;
 pub use service_fn::{ServiceFn, service_fn};

@@ -19,8 +19,9 @@ use gracedown_sockets::handoff::Moving;
 
 use super::app::{HttpService, IntoApp, MakeService, ResponseBody};
 use super::link::Link;
+use super::options::{Timeouts, Tuning};
 use super::trim::Trim;
-use crate::drain::{ConnState, DrainReport, Engine, Timeouts};
+use crate::drain::{Bounds, ConnState, DrainReport, Engine};
 use crate::error::Error;
 use crate::listener::{ListenAddr, Listener};
 use crate::notify::Notifier;
@@ -28,14 +29,6 @@ use crate::shutdown::{DEFAULT_DRAIN_TIMEOUT, FORCED_CLOSE, Signals};
 
 /// How many idle connections are reclaimed at once when descriptors run out.
 const RECLAIM_BATCH: usize = 16;
-
-/// The shortest bound a setter takes: a zero bound would make every
-/// connection's task spin.
-const MIN_BOUND: Duration = Duration::from_millis(1);
-
-fn at_least(bound: Duration) -> Duration {
-    bound.max(MIN_BOUND)
-}
 
 /// What every connection task shares.
 pub(crate) struct Shared {
@@ -47,10 +40,10 @@ pub(crate) struct Shared {
     /// Hands freed memory back when connections go dormant.
     pub(crate) trim: Arc<Trim>,
     /// HTTP/2 streams are first polled on their connection's task (see
-    /// [`Server::http2_inline_streams`]).
+    /// [`Tuning::http2_inline_streams`]).
     pub(crate) inline_streams: bool,
     /// HTTP/1 responses may be written with vectored writes (hyper's choice),
-    /// or are flattened (see [`Server::http1_writev`]).
+    /// or are flattened (see [`Tuning::http1_writev`]).
     pub(crate) writev: bool,
 }
 
@@ -74,13 +67,13 @@ impl Shared {
 ///
 /// Every wait is bounded; the defaults follow nginx's:
 ///
-/// | bound | default | setter |
+/// | bound | default | field |
 /// | --- | --- | --- |
-/// | TLS handshake | 10 s | [`Server::handshake_timeout`] |
-/// | a request head, in total; a new connection's first request | 60 s | [`Server::header_read_timeout`] |
-/// | between two reads of a request body | 60 s | [`Server::body_read_timeout`] |
-/// | a response the client does not read | 60 s | [`Server::send_timeout`] |
-/// | between requests (HTTP/1 close, HTTP/2 GOAWAY) | 75 s | [`Server::keepalive_timeout`] |
+/// | TLS handshake | 10 s | [`Timeouts::handshake`] |
+/// | a request head, in total; a new connection's first request | 60 s | [`Timeouts::request_head`] |
+/// | between two reads of a request body | 60 s | [`Timeouts::request_body_read`] |
+/// | a response the client does not read | 60 s | [`Timeouts::response_send`] |
+/// | between requests (HTTP/1 close, HTTP/2 GOAWAY) | 75 s | [`Timeouts::keepalive`] |
 /// | open connections | unlimited | [`Server::max_connections`] |
 ///
 /// A bound below a millisecond is taken as a millisecond.
@@ -97,7 +90,7 @@ impl Shared {
 /// # Dormant connections
 ///
 /// An HTTP/1 connection quiet between requests for a while (1 s,
-/// [`Server::dormant_after`]) lets go of hyper: its state and buffers (about
+/// [`Tuning::dormant_after`]) lets go of hyper: its state and buffers (about
 /// 16 KiB) are dropped, and the connection waits for its next byte with its
 /// socket and a small tracker only; its bounds and the drain apply as before,
 /// and its next request is served by a fresh hyper connection. With glibc,
@@ -126,7 +119,7 @@ impl Shared {
 /// that does long work without waiting holds up the other streams of its
 /// connection while it runs: such work belongs on
 /// `tokio::task::spawn_blocking` in any case, or the server can give every
-/// stream a task of its own ([`Server::http2_inline_streams`]).
+/// stream a task of its own ([`Tuning::http2_inline_streams`]).
 ///
 /// # Drain rules
 ///
@@ -136,16 +129,16 @@ impl Shared {
 ///
 /// - a TLS handshake in progress completes (bounded), then as below;
 /// - a connection with no request yet gets a few seconds to send one, however
-///   slowly its bytes trickle in ([`Server::first_request_timeout`]);
+///   slowly its bytes trickle in ([`Timeouts::drain_first_request`]);
 /// - an HTTP/1 request in flight finishes, answered with `Connection: close`;
 /// - an idle HTTP/1 keep-alive connection is *not* closed at the signal: its
 ///   next request is answered with `Connection: close`; only after the idle
-///   bound ([`Server::idle_timeout`]) does it close, stopping at a message
+///   bound ([`Timeouts::drain_idle`]) does it close, stopping at a message
 ///   boundary, and a request that raced that close is still served;
 /// - HTTP/2 gets the two-phase GOAWAY and every accepted stream completes;
 /// - TLS and HTTP/2 connections, which must reconnect, are told so each at
 ///   its own moment within the reconnect window
-///   ([`Server::reconnect_window`], 1 s), not all at once;
+///   ([`Timeouts::reconnect_window`], 1 s), not all at once;
 /// - an upgraded connection (WebSocket) belongs to the application, which
 ///   sees [`crate::shutdown::Draining`] and should close it (WebSocket close
 ///   code 1001);
@@ -190,12 +183,11 @@ pub struct Server {
     drain_timeout: Duration,
     shutdown_delay: Duration,
     timeouts: Timeouts,
+    tuning: Tuning,
     max_connections: Option<usize>,
     /// `None`: the supervisor the environment names, read when serving starts.
     notifier: Option<Notifier>,
     handoff: bool,
-    inline_streams: bool,
-    writev: bool,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
 }
@@ -207,12 +199,11 @@ impl Server {
             listeners,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             shutdown_delay: Duration::ZERO,
-            timeouts: Timeouts::DEFAULT,
+            timeouts: Timeouts::default(),
+            tuning: Tuning::default(),
             max_connections: None,
             notifier: None,
             handoff: true,
-            inline_streams: true,
-            writev: true,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -225,38 +216,6 @@ impl Server {
     /// and this changes nothing.
     pub fn handoff(mut self, enabled: bool) -> Self {
         self.handoff = enabled;
-        self
-    }
-
-    /// Whether an HTTP/2 stream is first polled on its connection's task
-    /// (default `true`; see [HTTP/2 streams](Server#http2-streams)). `false`
-    /// gives every stream a task of its own from the start, as hyper's
-    /// `TokioExecutor` does: for handlers that compute for long without
-    /// waiting and whose clients multiplex many requests on one connection,
-    /// which then run in parallel, at the cost of a task, a scheduling and a
-    /// write per request.
-    pub fn http2_inline_streams(mut self, enabled: bool) -> Self {
-        self.inline_streams = enabled;
-        self
-    }
-
-    /// Whether HTTP/1 responses may leave in vectored writes, head and body
-    /// chunks each from where they lie (default `true`: hyper's choice, which
-    /// is vectored writes on plain TCP and TLS). `false` copies head and body
-    /// into one buffer and writes that (hyper's `writev(false)`).
-    ///
-    /// For small responses (an API's JSON, a redirect) flattened writes spare
-    /// hyper its queue of buffers: about 450 fewer instructions of some
-    /// 10,000 a request on this project's benchmark machine
-    /// (`scripts/bench-instructions.sh 5 10 --flatten`). For large bodies the
-    /// copy costs more than it saves (a 1 MiB body took about 17 % more CPU
-    /// per byte), and the buffer keeps the size a large response gave it
-    /// (hyper buffers up to about 400 KiB before it writes, in a `Vec` that
-    /// doubles: about half a MiB, where hyper's buffers are usually 16 KiB)
-    /// until the connection goes dormant or closes. The bytes sent are the
-    /// same either way.
-    pub fn http1_writev(mut self, enabled: bool) -> Self {
-        self.writev = enabled;
         self
     }
 
@@ -309,74 +268,17 @@ impl Server {
         self
     }
 
-    /// The window over which connections that cannot move to the next
-    /// generation (TLS, HTTP/2) are told to reconnect once the drain starts:
-    /// each gets its own moment in it (HTTP/2 GOAWAY, HTTP/1 over TLS
-    /// `Connection: close` on its next response), so the next generation
-    /// is not hit by every reconnect at once (default 1 s; zero: all at the
-    /// signal). At most half the drain deadline.
-    pub fn reconnect_window(mut self, window: Duration) -> Self {
-        self.timeouts.reconnect_window = window;
+    /// Every bound a connection is held to, by when it applies (default
+    /// [`Timeouts::default`]: nginx's).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
         self
     }
 
-    /// How long an idle HTTP/1 keep-alive connection is kept during a drain,
-    /// waiting for the client's next request (default 1 s).
-    pub fn idle_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.idle_draining = at_least(bound);
-        self
-    }
-
-    /// How long a connection that has sent no complete request head may take
-    /// to send one once the drain has started (default 5 s).
-    pub fn first_request_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.first_request_draining = at_least(bound);
-        self
-    }
-
-    /// How long a TLS handshake may take (default 10 s).
-    pub fn handshake_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.handshake = at_least(bound);
-        self
-    }
-
-    /// How long a request head may take, in total from its first byte, and a
-    /// new connection to start its first request (default 60 s, nginx's
-    /// `client_header_timeout`). The connection is closed without a response.
-    pub fn header_read_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.header = at_least(bound);
-        self
-    }
-
-    /// How long a handler waiting for request body bytes waits between two
-    /// reads (default 60 s, nginx's `client_body_timeout`); see
-    /// [`super::RequestBody`].
-    pub fn body_read_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.body = at_least(bound);
-        self
-    }
-
-    /// How long a response may wait for a client that does not read it
-    /// (default 60 s, nginx's `send_timeout`); then the connection is closed.
-    pub fn send_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.send = at_least(bound);
-        self
-    }
-
-    /// How long a connection may stay quiet between requests before it is
-    /// closed: HTTP/1 closes at a message boundary, HTTP/2 sends GOAWAY
-    /// (default 75 s, nginx's `keepalive_timeout`).
-    pub fn keepalive_timeout(mut self, bound: Duration) -> Self {
-        self.timeouts.keepalive = at_least(bound);
-        self
-    }
-
-    /// How long an HTTP/1 connection stays quiet between requests before it
-    /// goes dormant, keeping only its socket (see [Dormant
-    /// connections](Server#dormant-connections); default 1 s, `Duration::ZERO`:
-    /// as soon as its task sees it quiet).
-    pub fn dormant_after(mut self, after: Duration) -> Self {
-        self.timeouts.dormant_after = after;
+    /// Switches that trade one cost for another without changing what is
+    /// served (default [`Tuning::default`]).
+    pub fn tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
         self
     }
 
@@ -477,9 +379,9 @@ impl Server {
             }
             .into());
         }
-        let mut timeouts = self.timeouts;
-        timeouts.reconnect_window = timeouts.reconnect_window.min(self.drain_timeout / 2);
-        let engine = Engine::new(timeouts);
+        let mut bounds = Bounds::from_options(&self.timeouts, &self.tuning);
+        bounds.reconnect_window = bounds.reconnect_window.min(self.drain_timeout / 2);
+        let engine = Engine::new(bounds);
         let link = Link::from_env(self.handoff);
         let shared = Arc::new(Shared {
             #[cfg(feature = "tls")]
@@ -493,8 +395,8 @@ impl Server {
             }),
             handoff: link.clone().filter(|l| l.hands_off()),
             trim: Arc::default(),
-            inline_streams: self.inline_streams,
-            writev: self.writev,
+            inline_streams: self.tuning.http2_inline_streams,
+            writev: self.tuning.http1_writev,
         });
         let limit = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         // Every connection task holds a clone of `alive`; when the last one

@@ -14,7 +14,7 @@
 //! spawned as before and goes on in parallel with its connection. A handler
 //! that panics in that first poll costs its own stream only, as it would on
 //! a task of its own: the panic is caught and the stream dropped, which
-//! resets it. `Server::http2_inline_streams(false)` spawns every stream at
+//! resets it. `Tuning::http2_inline_streams: false` spawns every stream at
 //! once instead.
 //!
 //! A stream that queues its answer wakes the connection (h2 does, so that
