@@ -117,8 +117,16 @@ fn restart_is_seen_cleanly(imp: Impl) {
         "a complete chunked body: {rest:?}"
     );
 
+    // Closed on our side too, so that the old generation's drain ends.
+    drop((ws, sse));
     let new = ready_pid(&proc, 2);
     assert_ne!(new, old);
+    // The old generation's accept loops end before its drain does: from
+    // then on only the new one accepts (until then a connection could still
+    // reach the old one and be told at once that it is going away).
+    proc.wait_for_line("the old generation drained", |l| {
+        l.starts_with("drain complete")
+    });
     assert!(get(addr, "/").body.contains(&format!("pid {new}")));
     let mut ws = websocket(addr);
     echo_works(&mut ws);

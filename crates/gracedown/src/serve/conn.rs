@@ -21,8 +21,8 @@ use super::app::{HttpService, MakeService, ResponseBody};
 use super::info::ConnectionInfo;
 use super::io::{ConnIo, ReadNow, Returned, Stream, Transport, force_shutdown};
 use super::link::{Link, Outcome};
-use super::server::Shared;
 use super::service::{Adapter, make};
+use super::shared::Shared;
 use super::streams::{Inline, Streams};
 use crate::drain::{
     ConnCtl, ConnState, IoMode, Phase, Proto, Reason, Registration, Verdict, http1, http2,

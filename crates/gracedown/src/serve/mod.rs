@@ -6,6 +6,7 @@
 //! [`service_fn`]. Every request carries [`ConnectionInfo`] and
 //! [`crate::shutdown::Draining`] in its extensions.
 
+mod accept;
 mod app;
 mod body;
 mod conn;
@@ -17,6 +18,7 @@ mod options;
 mod server;
 mod service;
 mod service_fn;
+mod shared;
 mod streams;
 mod trim;
 
