@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Wake, Waker};
 
-use super::engine::Engine;
+use super::phase::Core;
 use super::state::ConnState;
 
 /// How the transport under hyper behaves (see `serve::io::ConnIo`).
@@ -57,7 +57,7 @@ const DORMANT: u8 = 1 << 3;
 /// The tracker of one connection; see the module docs.
 #[derive(Debug)]
 pub(crate) struct ConnCtl {
-    pub(crate) engine: Arc<Engine>,
+    pub(crate) engine: Arc<Core>,
     /// The key in the engine's registry.
     pub(crate) key: usize,
     state: AtomicU8,
@@ -113,7 +113,7 @@ impl Wake for ConnCtl {
 }
 
 impl ConnCtl {
-    pub(crate) fn new(engine: Arc<Engine>, key: usize, initial: ConnState) -> Self {
+    pub(crate) fn new(engine: Arc<Core>, key: usize, initial: ConnState) -> Self {
         let now = engine.now();
         Self {
             engine,

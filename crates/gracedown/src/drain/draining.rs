@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn::ConnCtl;
-use super::engine::Phase;
+use super::phase::Phase;
 
 /// What a request handler sees of the drain; found in every request's
 /// extensions.

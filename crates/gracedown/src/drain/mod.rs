@@ -7,9 +7,11 @@
 //! here. Adding a state is a change to [`ConnState`] that the compiler follows
 //! into the rules, the counters and the report.
 
+mod bounds;
 mod conn;
 mod draining;
 mod engine;
+mod phase;
 mod report;
 mod rules;
 mod state;
@@ -18,7 +20,9 @@ pub use draining::Draining;
 pub use report::DrainReport;
 pub use state::ConnState;
 
+pub(crate) use bounds::Bounds;
 pub(crate) use conn::{ConnCtl, IoMode, Proto, Refusal, RequestGuard};
-pub(crate) use engine::{Engine, Phase, Registration};
-pub(crate) use rules::{Bounds, Reason, Verdict, http1, http2};
+pub(crate) use engine::{Engine, Registration};
+pub(crate) use phase::Phase;
+pub(crate) use rules::{Reason, Verdict, http1, http2};
 pub(crate) use state::StateCounts;
