@@ -95,29 +95,29 @@ pub(crate) struct Broker {
     peers: HashMap<u64, Peer>,
     target: Option<u64>,
     inbox: mpsc::UnboundedSender<Incoming>,
-    keys: TicketKeys,
+    keys: KeyRing,
 }
 
 /// The shared session-ticket keys: the current one encrypts, the previous
 /// one still decrypts (a ticket lives up to two rotation periods).
-struct TicketKeys {
+struct KeyRing {
     current: [u8; TICKET_KEY_LEN],
     previous: Option<[u8; TICKET_KEY_LEN]>,
     every: Duration,
     next: Instant,
 }
 
-impl std::fmt::Debug for TicketKeys {
+impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key material.
-        f.debug_struct("TicketKeys")
+        f.debug_struct("KeyRing")
             .field("every", &self.every)
             .field("next", &self.next)
             .finish_non_exhaustive()
     }
 }
 
-impl TicketKeys {
+impl KeyRing {
     fn new(every: Duration) -> io::Result<Self> {
         Ok(Self {
             current: random_key()?,
@@ -162,7 +162,7 @@ impl Broker {
             peers: HashMap::new(),
             target: None,
             inbox,
-            keys: TicketKeys::new(rotation)?,
+            keys: KeyRing::new(rotation)?,
         };
         Ok((broker, incoming))
     }

@@ -20,7 +20,7 @@ use gracedown_sockets::handoff::{Clocks, MAX_PREFIX};
 use super::app::{HttpService, MakeService, ResponseBody};
 use super::info::ConnectionInfo;
 use super::io::{ConnIo, ReadNow, Returned, Stream, Transport, force_shutdown};
-use super::link::{Link, Outcome};
+use super::link::{HandoffOutcome, Link};
 use super::service::{Adapter, make};
 use super::shared::Shared;
 use super::streams::{Inline, Streams};
@@ -377,8 +377,8 @@ impl Conn {
         // every connection's task would otherwise hold room for it.
         match Box::pin(handoff.hand_off(socket, prefix, fresh, clocks)).await {
             // Our descriptor went without a FIN: the socket lives on there.
-            Outcome::Forwarded => Ok(Ending::HandedOff),
-            Outcome::Refused(moving) => match Stream::adopt(moving.socket) {
+            HandoffOutcome::Forwarded => Ok(Ending::HandedOff),
+            HandoffOutcome::Refused(moving) => match Stream::adopt(moving.socket) {
                 Ok((stream, _, _)) => {
                     debug!("no generation took the connection; it drains here");
                     Err(self.served_here(Transport::plain(stream, moving.prefix)))
@@ -388,7 +388,7 @@ impl Conn {
                     Ok(Ending::Closed)
                 }
             },
-            Outcome::Unknown => Ok(Ending::Closed),
+            HandoffOutcome::Unknown => Ok(Ending::Closed),
         }
     }
 

@@ -37,7 +37,7 @@ const ACK_BOUND: Duration = Duration::from_secs(2);
 
 /// What became of a handoff.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub(crate) enum HandoffOutcome {
     /// The next generation has the connection; this process's descriptor
     /// is closed (no FIN: the socket lives on there).
     Forwarded,
@@ -54,7 +54,7 @@ pub(crate) enum Outcome {
 struct Request {
     id: u64,
     moving: Moving,
-    reply: oneshot::Sender<Outcome>,
+    reply: oneshot::Sender<HandoffOutcome>,
 }
 
 /// A worker's link to its superdaemon.
@@ -82,7 +82,7 @@ struct Waiting {
     query: Option<oneshot::Sender<bool>>,
     /// Handoffs sent and not answered yet, by id: the connection (this
     /// process's copy of the descriptor, kept until the answer) and who waits.
-    sent: HashMap<u64, (Moving, oneshot::Sender<Outcome>)>,
+    sent: HashMap<u64, (Moving, oneshot::Sender<HandoffOutcome>)>,
     /// Answers that came before their handoff was recorded as sent.
     early: HashMap<u64, bool>,
     /// The channel ended: nothing will be answered any more.
@@ -96,9 +96,9 @@ impl Waiting {
             Some((moving, reply)) => {
                 let outcome = if forwarded {
                     drop(moving);
-                    Outcome::Forwarded
+                    HandoffOutcome::Forwarded
                 } else {
-                    Outcome::Refused(moving)
+                    HandoffOutcome::Refused(moving)
                 };
                 // A waiter that gave up drops the outcome (and so the descriptor).
                 let _ = reply.send(outcome);
@@ -223,7 +223,7 @@ impl Link {
                         waiting.query = None;
                         for (_, (moving, reply)) in waiting.sent.drain() {
                             drop(moving);
-                            let _ = reply.send(Outcome::Unknown);
+                            let _ = reply.send(HandoffOutcome::Unknown);
                         }
                         return;
                     }
@@ -291,7 +291,7 @@ impl Link {
         prefix: Bytes,
         fresh: bool,
         clocks: Clocks,
-    ) -> Outcome {
+    ) -> HandoffOutcome {
         let moving = Moving {
             socket,
             prefix,
@@ -299,17 +299,17 @@ impl Link {
             clocks: self.clocks.then_some(clocks),
         };
         if moving.prefix.len() > MAX_PREFIX || self.waiting().closed {
-            return Outcome::Refused(moving);
+            return HandoffOutcome::Refused(moving);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         let request = Request { id, moving, reply };
         if let Err(unsent) = self.requests.send(request) {
-            return Outcome::Refused(unsent.0.moving);
+            return HandoffOutcome::Refused(unsent.0.moving);
         }
         match tokio::time::timeout(ACK_BOUND, answer).await {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) | Err(_) => Outcome::Unknown,
+            Ok(Err(_)) | Err(_) => HandoffOutcome::Unknown,
         }
     }
 }
@@ -348,7 +348,7 @@ async fn send_handoffs(link: Arc<Link>, queued: Option<mpsc::UnboundedReceiver<R
                 break;
             }
         }
-        let (entries, replies): (Vec<(u64, Moving)>, Vec<oneshot::Sender<Outcome>>) = batch
+        let (entries, replies): (Vec<(u64, Moving)>, Vec<oneshot::Sender<HandoffOutcome>>) = batch
             .into_iter()
             .map(|r| ((r.id, r.moving), r.reply))
             .unzip();
@@ -361,7 +361,7 @@ async fn send_handoffs(link: Arc<Link>, queued: Option<mpsc::UnboundedReceiver<R
             // Never sent (`sendmsg` is all or nothing): ours are the only descriptors.
             debug!(connections = entries.len(), "handoff not sent");
             for ((_, moving), reply) in entries.into_iter().zip(replies) {
-                let _ = reply.send(Outcome::Refused(moving));
+                let _ = reply.send(HandoffOutcome::Refused(moving));
             }
             continue;
         }
@@ -369,7 +369,7 @@ async fn send_handoffs(link: Arc<Link>, queued: Option<mpsc::UnboundedReceiver<R
         for ((id, moving), reply) in entries.into_iter().zip(replies) {
             if waiting.closed {
                 drop(moving);
-                let _ = reply.send(Outcome::Unknown);
+                let _ = reply.send(HandoffOutcome::Unknown);
                 continue;
             }
             waiting.sent.insert(id, (moving, reply));

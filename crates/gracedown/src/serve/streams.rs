@@ -23,7 +23,7 @@
 //! while it runs is queued where the other worker thread may be unparked
 //! for it: a system call and a context switch per request at one stream at
 //! a time. So while the connection's task polls, wakes through the
-//! connection are taken as "go round again" instead ([`Shared`]'s waker).
+//! connection are taken as "go round again" instead ([`ExecutorState`]'s waker).
 //!
 //! hyper also hands the executor work from inside a stream (the task that
 //! carries an upgraded `CONNECT` stream's writes), from any thread: queuing
@@ -53,7 +53,7 @@ const WOKEN: u8 = 2;
 /// What the executor and the connection share; also the waker the
 /// connection and its inline streams are polled with.
 #[derive(Default)]
-struct Shared {
+struct ExecutorState {
     queue: Mutex<Queue>,
     /// [`POLLING`] and [`WOKEN`].
     state: AtomicU8,
@@ -68,7 +68,7 @@ struct Queue {
     closed: bool,
 }
 
-impl Shared {
+impl ExecutorState {
     fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -84,7 +84,7 @@ impl Shared {
     }
 }
 
-impl Wake for Shared {
+impl Wake for ExecutorState {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -107,13 +107,13 @@ fn spawn(stream: Stream) {
 /// [`Inline`] (or spawns it, when the server gives every stream a task).
 #[derive(Clone)]
 pub(crate) struct Streams {
-    shared: Arc<Shared>,
+    shared: Arc<ExecutorState>,
 }
 
 impl Streams {
     /// `inline`: streams are first polled on the connection's task.
     pub(crate) fn new(inline: bool) -> Self {
-        let shared = Shared::default();
+        let shared = ExecutorState::default();
         // A closed queue spawns every stream at once.
         shared.queue().closed = !inline;
         Self {
