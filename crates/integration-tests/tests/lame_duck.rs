@@ -86,12 +86,7 @@ fn after_the_delay_the_worker_stops_accepting_and_drains() {
     worker
         .proc
         .wait_for_line("the drain after the delay", |l| l.contains(" draining "));
-    worker.drain_complete();
-    assert!(
-        worker.proc.wait_exit().success(),
-        "{}",
-        worker.proc.describe()
-    );
+    drains_cleanly(&mut worker);
     // Its own listener (no superdaemon here) is closed: refused.
     let refused = TcpStream::connect(worker.addr).expect_err("nothing listens");
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
@@ -169,12 +164,7 @@ fn in_a_kubernetes_pod_the_worker_is_a_lame_duck_for_five_seconds_by_default() {
     assert_eq!(get(worker.addr, "/readyz").status, 503);
     // The operator's second signal: no need to wait the delay out here.
     worker.proc.signal(libc::SIGTERM);
-    worker.drain_complete();
-    assert!(
-        worker.proc.wait_exit().success(),
-        "{}",
-        worker.proc.describe()
-    );
+    drains_cleanly(&mut worker);
 
     // An explicit flag wins, and the log says what is in effect.
     let worker = spawn_worker_with(&["--shutdown-delay", "0s"], &pod);

@@ -23,7 +23,7 @@ use gracedown_bench::Markers;
 use gracedown_bench::experiment::Frontend;
 
 use super::BoxError;
-use super::starter::{TempDir, free_port, signal};
+use super::starter::{TempDir, free_port, signal, stop_child, wait_listening};
 
 /// How long HAProxy or an instance may take to start listening.
 const START_WAIT: Duration = Duration::from_secs(20);
@@ -117,14 +117,8 @@ impl Haproxy {
         let mut haproxy = Self { child, dir, l4, l7 };
         let deadline = Instant::now() + START_WAIT;
         for port in [l4, l7] {
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if Instant::now() > deadline || haproxy.child.try_wait()?.is_some() {
-                    return Err(
-                        format!("HAProxy did not start listening:\n{}", haproxy.log()).into(),
-                    );
-                }
-                // No event tells that a port started listening; poll, bounded.
-                std::thread::sleep(Duration::from_millis(20));
+            if !wait_listening(port, &mut haproxy.child, deadline) {
+                return Err(format!("HAProxy did not start listening:\n{}", haproxy.log()).into());
             }
         }
         for slot in 0..slots {
@@ -217,15 +211,8 @@ impl Haproxy {
 
     fn stop(&mut self) -> Result<(), BoxError> {
         // SIGUSR1: soft stop, existing sessions finish.
-        signal(self.child.id(), rustix::process::Signal::USR1);
-        let deadline = Instant::now() + START_WAIT;
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return Err("HAProxy did not stop".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !stop_child(&mut self.child, rustix::process::Signal::USR1, START_WAIT)? {
+            return Err("HAProxy did not stop".into());
         }
         Ok(())
     }
@@ -340,18 +327,11 @@ impl Fleet {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start an instance: {e}"))?;
-        let deadline = Instant::now() + START_WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline || !matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-                let _ = child.wait();
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                return Err(
-                    format!("an instance did not start listening on {port}:\n{log}").into(),
-                );
-            }
-            // No event tells that a port started listening; poll, bounded.
-            std::thread::sleep(Duration::from_millis(10));
+        if !wait_listening(port, &mut child, Instant::now() + START_WAIT) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(format!("an instance did not start listening on {port}:\n{log}").into());
         }
         if let Err(e) = self.haproxy.add(slot, port) {
             let _ = child.kill();

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::BoxError;
-use super::starter::{TempDir, free_port, signal};
+use super::starter::{TempDir, free_port, signal, stop_child, wait_listening};
 
 /// How long nginx may take to start listening, or to stop.
 const WAIT: Duration = Duration::from_secs(20);
@@ -62,29 +62,17 @@ impl Nginx {
             port,
             _dir: dir,
         };
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline || nginx.child.try_wait()?.is_some() {
-                let log =
-                    std::fs::read_to_string(nginx._dir.0.join("error.log")).unwrap_or_default();
-                return Err(format!("nginx did not start listening:\n{log}").into());
-            }
-            // No event tells that a port started listening; poll, bounded.
-            std::thread::sleep(Duration::from_millis(20));
+        if !wait_listening(port, &mut nginx.child, Instant::now() + WAIT) {
+            let log = std::fs::read_to_string(nginx._dir.0.join("error.log")).unwrap_or_default();
+            return Err(format!("nginx did not start listening:\n{log}").into());
         }
         Ok(nginx)
     }
 
     /// Stops nginx gracefully (QUIT) and waits for it.
     pub(super) fn stop(mut self) -> Result<(), BoxError> {
-        signal(self.child.id(), rustix::process::Signal::QUIT);
-        let deadline = Instant::now() + WAIT;
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return Err("nginx did not stop".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !stop_child(&mut self.child, rustix::process::Signal::QUIT, WAIT)? {
+            return Err("nginx did not stop".into());
         }
         Ok(())
     }

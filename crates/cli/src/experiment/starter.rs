@@ -94,23 +94,19 @@ impl Starter {
     }
 
     pub(super) fn stop(mut self) -> Result<(), BoxError> {
-        signal(self.pid(), rustix::process::Signal::TERM);
-        let deadline = Instant::now() + START_STOP_WAIT;
-        loop {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return Err(format!(
-                    "start_server did not stop within {}s:\n{}",
-                    START_STOP_WAIT.as_secs(),
-                    self.log_text()
-                )
-                .into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !stop_child(
+            &mut self.child,
+            rustix::process::Signal::TERM,
+            START_STOP_WAIT,
+        )? {
+            return Err(format!(
+                "start_server did not stop within {}s:\n{}",
+                START_STOP_WAIT.as_secs(),
+                self.log_text()
+            )
+            .into());
         }
+        Ok(())
     }
 }
 
@@ -130,6 +126,40 @@ pub(super) fn signal(pid: u32, signal: rustix::process::Signal) {
     {
         let _ = rustix::process::kill_process(pid, signal);
     }
+}
+
+/// Polls until something accepts connections on 127.0.0.1:`port`: `true`,
+/// or `false` once `child` has exited or `deadline` passed. No event tells
+/// that a port started listening; the poll is bounded by the deadline.
+pub(super) fn wait_listening(port: u16, child: &mut Child, deadline: Instant) -> bool {
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline || !matches!(child.try_wait(), Ok(None)) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Sends `signal` to `child` and waits for it to exit, at most `bound`;
+/// past it, kills and reaps it and returns `false`.
+pub(super) fn stop_child(
+    child: &mut Child,
+    signal_to_send: rustix::process::Signal,
+    bound: Duration,
+) -> std::io::Result<bool> {
+    signal(child.id(), signal_to_send);
+    let deadline = Instant::now() + bound;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(false);
+        }
+        // Exits are not events a `Child` can wait on with a bound; poll.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(true)
 }
 
 pub(super) fn free_port() -> std::io::Result<u16> {
