@@ -72,7 +72,7 @@ impl Stack {
 /// The load client of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Client {
-    /// `gracedown bench`'s engine: every outcome counted.
+    /// `gracedown bench`: every outcome counted.
     Bench,
     /// wrk, a cross-check (HTTP/1.1).
     Wrk,

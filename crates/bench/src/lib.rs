@@ -1,4 +1,4 @@
-//! The engine of `gracedown bench`: a closed-model load generator that
+//! `gracedown bench`: a closed-model load generator that
 //! accounts for every request and never re-sends one behind the user's back.
 //!
 //! Every logical request ends in exactly one [`Outcome`]: `ok` (a complete
@@ -8,8 +8,8 @@
 //! the errors `connect_failed`, `closed_before_response`, `truncated`,
 //! `timeout`.
 //!
-//! The engine ([`run`]) returns [`Samples`]; [`report`] renders them. This
-//! crate does not print.
+//! The client side ([`run`], one task per connection slot) returns
+//! [`Samples`]; [`report`] renders them. This crate does not print.
 //!
 //! # Example
 //!
@@ -28,7 +28,7 @@
 //! ```
 #![warn(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
-mod engine;
+mod client;
 mod error;
 pub mod experiment;
 pub mod external;
@@ -39,7 +39,7 @@ mod record;
 pub mod relay;
 pub mod report;
 
-pub use engine::{Progress, run};
+pub use client::{Progress, run};
 pub use error::BenchError;
 pub use outcome::{Class, Counts, Outcome, Tally};
 pub use plan::{Load, Markers, Plan, PlanError, Protocol};

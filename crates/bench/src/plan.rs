@@ -102,7 +102,7 @@ impl Markers {
     }
 }
 
-/// A URL the engine cannot use.
+/// A URL the bench cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PlanError {

@@ -129,10 +129,11 @@ impl fmt::Display for ShutdownReason {
 ///
 /// [`Signals::new`] installs tokio signal handlers for the three signals, and
 /// they stay installed for the life of the process: from then on a stop
-/// signal no longer kills the process, and after the first one, further stop
-/// signals are ignored. That is what a drain wants, since Server::Starter
-/// re-sends its stop signal to every old generation on each restart; only the
-/// drain deadline (or `SIGKILL`) ends it. Install them *before* announcing
+/// signal no longer kills the process, and after the first one a further
+/// stop signal only ends a lame-duck delay early (the drain itself goes on).
+/// That is what a drain wants, since Server::Starter re-sends its stop signal
+/// to every old generation on each restart; only the drain deadline (or
+/// `SIGKILL`) ends it. Install them *before* announcing
 /// readiness, so that no stop signal can arrive while the default action
 /// still applies.
 ///

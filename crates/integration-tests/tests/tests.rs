@@ -3,6 +3,7 @@
 
 mod support;
 
+mod architecture;
 mod axum_example;
 mod bad_input;
 mod bench_load;

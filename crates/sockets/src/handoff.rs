@@ -153,7 +153,7 @@ pub enum Message {
         available: bool,
     },
     /// Hand these connections on; each id is the sender's, echoed in [`Message::Acks`].
-    Handoff(Vec<(u64, Moving)>),
+    Forward(Vec<(u64, Moving)>),
     /// What became of handoffs: forwarded to the next generation (`true`), or refused.
     Acks(Vec<(u64, bool)>),
     /// The version of these messages the superdaemon speaks; none from a
@@ -199,7 +199,7 @@ impl Message {
                 buf.put_u8(b'a');
                 buf.put_u8(u8::from(*available));
             }
-            Self::Handoff(entries) => {
+            Self::Forward(entries) => {
                 let v2 = entries.iter().any(|(_, m)| m.clocks.is_some());
                 buf.put_u8(if v2 { b'h' } else { b'H' });
                 buf.put_u16(count(entries.len()));
@@ -309,7 +309,7 @@ impl Message {
                     let id = rest.try_get_u64().map_err(|_| short())?;
                     entries.push((id, moving(&mut rest, socket, tag == b'h')?));
                 }
-                Self::Handoff(entries)
+                Self::Forward(entries)
             }
             b'A' => {
                 let n = batch(&mut rest)?;
@@ -600,8 +600,8 @@ mod tests {
                 },
             ));
         }
-        left.send(&Message::Handoff(entries)).await.expect("send");
-        let Ok(Some(Message::Handoff(got))) = right.recv().await else {
+        left.send(&Message::Forward(entries)).await.expect("send");
+        let Ok(Some(Message::Forward(got))) = right.recv().await else {
             panic!("a batch");
         };
         assert_eq!(got.len(), 3);

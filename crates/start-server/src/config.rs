@@ -445,4 +445,74 @@ mod tests {
             "invalid value `soon` for --interval: expected seconds (1, 0.2) or a duration with a unit (500ms, 2s)"
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use std::ffi::OsString;
+
+        use super::*;
+        use crate::cli::Args;
+
+        /// A word that may look like an option, a value or `--`.
+        fn word() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,12}",
+                "-{1,2}[a-z-]{0,16}(=\\PC{0,8})?",
+                Just("--".to_owned()),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_command_line_parses_or_is_refused_without_panicking(
+                words in prop::collection::vec(word(), 0..8)
+            ) {
+                if let Ok(args) = Args::parse(words.iter().map(OsString::from)) {
+                    // Validation never panics either (it binds nothing).
+                    let _ = Config::try_from(args);
+                }
+            }
+
+            #[test]
+            fn options_round_trip_in_every_spelling(
+                ports in prop::collection::vec(1..65535u16, 1..4),
+                interval in 0..1000u32,
+                dashes in 1..3usize,
+                inline in any::<bool>(),
+                program in "[a-z]{1,8}",
+            ) {
+                let dash = "-".repeat(dashes);
+                let mut words = Vec::new();
+                for port in &ports {
+                    if inline {
+                        words.push(format!("{dash}port=127.0.0.1:{port}"));
+                    } else {
+                        words.push(format!("{dash}port"));
+                        words.push(format!("127.0.0.1:{port}"));
+                    }
+                }
+                words.push(format!("{dash}interval={interval}"));
+                words.extend(["--".to_owned(), program.clone(), "--port=1".to_owned()]);
+                let args = Args::parse(words.iter().map(OsString::from));
+                prop_assert!(args.is_ok(), "{words:?}");
+                let args = args.unwrap_or_default();
+                let expected: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+                prop_assert_eq!(&args.port, &expected);
+                prop_assert_eq!(args.interval, Some(interval.to_string()));
+                prop_assert_eq!(args.command, vec![OsString::from(program), OsString::from("--port=1")]);
+            }
+
+            #[test]
+            fn durations_and_port_specs_parse_or_are_refused_without_panicking(text in "\\PC{0,24}") {
+                let _ = seconds("--interval", &text);
+                let _ = parse_port(&text);
+            }
+
+            #[test]
+            fn huge_second_counts_are_refused_not_a_panic(digits in "[1-9][0-9]{20,39}(\\.[0-9]{1,4})?") {
+                prop_assert!(seconds("--interval", &digits).is_err());
+            }
+        }
+    }
 }

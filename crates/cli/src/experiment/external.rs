@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use gracedown_bench::external::{External, H2load, Wrk};
 
-use super::BoxError;
+use super::process::BoxError;
 
 /// Runs `wrk -t2 -cN -dD URL`.
 pub(super) fn wrk(url: &str, connections: usize, duration: Duration) -> Result<External, BoxError> {

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 use gracedown_bench::Markers;
 use gracedown_bench::experiment::Frontend;
 
-use super::BoxError;
-use super::starter::{TempDir, free_port, signal, stop_child, wait_listening};
+use super::process::{BoxError, TempDir, free_port, signal, stop_child, wait_listening};
 
 /// How long HAProxy or an instance may take to start listening.
 const START_WAIT: Duration = Duration::from_secs(20);

@@ -12,6 +12,7 @@
 
 mod external;
 mod fleet;
+mod process;
 mod proxy;
 mod starter;
 
@@ -28,12 +29,11 @@ use gracedown_bench::experiment::{
 use gracedown_bench::report::Report;
 use gracedown_bench::{Load, Markers, Plan, Progress, Protocol};
 
+use self::process::BoxError;
 use self::proxy::Nginx;
 use self::starter::{Restarter, Starter};
 use crate::cli::{Client, ExperimentArgs, ExperimentProtocol, Peer};
 use crate::{exit, report_error};
-
-type BoxError = Box<dyn std::error::Error>;
 
 /// Runs the experiment.
 pub(crate) fn run(args: &ExperimentArgs) -> ExitCode {

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::BoxError;
-use super::starter::{TempDir, free_port, signal, stop_child, wait_listening};
+use super::process::{BoxError, TempDir, free_port, signal, stop_child, wait_listening};
 
 /// How long nginx may take to start listening, or to stop.
 const WAIT: Duration = Duration::from_secs(20);

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::conn::ConnCtl;
 use super::phase::Phase;
+use super::tracker::ConnCtl;
 
 /// What a request handler sees of the drain; found in every request's
 /// extensions.

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::bounds::Bounds;
-use super::conn::{ConnCtl, Snapshot};
 use super::phase::Core;
 use super::state::{ConnState, StateCounts};
+use super::tracker::{ConnCtl, Snapshot};
 
 /// The drain engine of one server: its [`Core`] (which it derefs to) and
 /// the registry of its connections.
@@ -204,8 +204,8 @@ impl Drop for Registration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drain::conn::Proto;
     use crate::drain::phase::Phase;
+    use crate::drain::tracker::Proto;
 
     #[test]
     fn a_stamp_is_never_ahead_of_now_and_lags_it_by_less_than_a_tick() {

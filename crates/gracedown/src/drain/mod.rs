@@ -8,21 +8,21 @@
 //! into the rules, the counters and the report.
 
 mod bounds;
-mod conn;
 mod draining;
 mod engine;
 mod phase;
 mod report;
 mod rules;
 mod state;
+mod tracker;
 
 pub use draining::Draining;
 pub use report::DrainReport;
 pub use state::ConnState;
 
 pub(crate) use bounds::Bounds;
-pub(crate) use conn::{ConnCtl, IoMode, Proto, Refusal, RequestGuard};
 pub(crate) use engine::{Engine, Registration};
 pub(crate) use phase::Phase;
-pub(crate) use rules::{Reason, Verdict, http1, http2};
+pub(crate) use rules::{Http2Verdict, Reason, Verdict, http1, http2};
 pub(crate) use state::StateCounts;
+pub(crate) use tracker::{ConnCtl, IoMode, Proto, Refusal, RequestGuard};

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use super::bounds::Bounds;
-use super::conn::Snapshot;
 use super::phase::Phase;
+use super::tracker::Snapshot;
 
 /// The shortest horizon dormancy brings (a `dormant_after` of zero would
 /// otherwise wake a busy connection's task in a loop).
@@ -32,7 +32,9 @@ pub(crate) enum Reason {
     DrainIdle,
     /// Draining: no request within the drain's first-request bound.
     DrainFirstRequest,
-    /// Draining: HTTP/2 is told to go away.
+    /// Draining: the connection's moment in the drain came (an HTTP/2
+    /// connection is told to go away then; an HTTP/1 one that moves gets
+    /// [`Verdict::Move`], one that cannot closes by the drain's bounds).
     Drain,
     /// Descriptors ran out and this connection was quiet the longest.
     Reclaim,
@@ -44,14 +46,30 @@ pub(crate) enum Reason {
     Deadline,
 }
 
-/// What a connection's task does next.
+/// What a connection's task does next: the one decision a connection's task
+/// obeys without deciding again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// Nothing before this engine time (`None`: until something wakes the task).
+    /// Serve on: nothing before this engine time (`None`: until something
+    /// wakes the task).
     Wait(Option<u64>),
-    /// HTTP/1: stop at the next message boundary (reads see end-of-file).
+    /// HTTP/1: stop at the next message boundary (reads see end-of-file),
+    /// then close, or go dormant for [`Reason::Dormant`].
     Detach(Reason),
-    /// HTTP/2: graceful GOAWAY.
+    /// HTTP/1: stop at the next message boundary (a head half read moves
+    /// with it), then hand the connection to the newer generation.
+    Move,
+    /// Close now.
+    Close(Reason),
+}
+
+/// What an HTTP/2 connection's task does next. HTTP/2 has no boundary to
+/// stop at between requests and does not move: it is told to go away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Http2Verdict {
+    /// Serve on: nothing before this engine time.
+    Wait(Option<u64>),
+    /// Graceful GOAWAY.
     GoAway(Reason),
     /// Close now.
     Close(Reason),
@@ -96,10 +114,15 @@ impl Earliest {
     fn wait(self) -> Verdict {
         Verdict::Wait(Some(self.at))
     }
+
+    fn wait_http2(self) -> Http2Verdict {
+        Http2Verdict::Wait(Some(self.at))
+    }
 }
 
-/// The rule for an HTTP/1 connection. `handoff`: a newer generation can take
-/// connections that are between requests; `detached`: when the connection
+/// The rule for an HTTP/1 connection. `moves`: it can move and a newer
+/// generation takes connections (`ConnCtl::moves`), so its drain is a
+/// [`Verdict::Move`], not a close; `detached`: when the connection
 /// was detached, if it was (then only the deadline, the send bound and the
 /// linger bound apply while hyper stops). A dormant connection (see
 /// [`Reason::Dormant`]) gets the same rules but the dormancy bound; its task
@@ -109,7 +132,7 @@ pub(crate) fn http1(
     phase: Phase,
     s: &Snapshot,
     t: &Bounds,
-    handoff: bool,
+    moves: bool,
     detached: Option<u64>,
 ) -> Verdict {
     if matches!(phase, Phase::Forced { .. }) {
@@ -154,8 +177,8 @@ pub(crate) fn http1(
     // the client pipelined behind them stays in the socket for the next
     // generation, however long the pipeline. An upgrade takes the
     // connection out of the detach.
-    if handoff && drain.is_some() && !s.upgrading && !s.reclaim {
-        return Verdict::Detach(Reason::Drain);
+    if moves && drain.is_some() && !s.upgrading && !s.reclaim {
+        return Verdict::Move;
     }
     // An upgrade is being handed over, or a request is being served.
     if s.upgrading || s.in_flight > 0 {
@@ -170,9 +193,9 @@ pub(crate) fn http1(
         };
     }
     if s.head_since != 0 {
-        if handoff && drain.is_some() {
+        if moves && drain.is_some() {
             // Half a head: it moves with the connection.
-            return Verdict::Detach(Reason::Drain);
+            return Verdict::Move;
         }
         let mut at = s.head_since.saturating_add(ns(t.header));
         if let Some(d) = drain {
@@ -194,7 +217,7 @@ pub(crate) fn http1(
             s.idle_since.saturating_add(ns(t.keepalive)),
             Reason::KeepAlive,
         ),
-        Some(_) if handoff => return Verdict::Detach(Reason::Drain),
+        Some(_) if moves => return Verdict::Move,
         Some(d) if first => (
             s.idle_since
                 .max(d)
@@ -222,14 +245,14 @@ pub(crate) fn http2(
     s: &Snapshot,
     t: &Bounds,
     goaway_at: Option<u64>,
-) -> Verdict {
+) -> Http2Verdict {
     if matches!(phase, Phase::Forced { .. }) {
-        return Verdict::Close(Reason::Deadline);
+        return Http2Verdict::Close(Reason::Deadline);
     }
     let mut next = Earliest::new(now, t.horizon());
     if s.write_blocked_since != 0 && next.reached(s.write_blocked_since.saturating_add(ns(t.send)))
     {
-        return Verdict::Close(Reason::SendTimeout);
+        return Http2Verdict::Close(Reason::SendTimeout);
     }
     if let Some(sent) = goaway_at {
         // hyper closes by itself once the PING is acknowledged and the
@@ -243,20 +266,20 @@ pub(crate) fn http2(
         };
         let at = sent.max(s.idle_since).saturating_add(ns(bound));
         if s.in_flight == 0 && next.reached(at) {
-            return Verdict::Close(Reason::GoAwayAck);
+            return Http2Verdict::Close(Reason::GoAwayAck);
         }
-        return next.wait();
+        return next.wait_http2();
     }
     if s.reclaim {
-        return Verdict::GoAway(Reason::Reclaim);
+        return Http2Verdict::GoAway(Reason::Reclaim);
     }
     if let Some(since) = phase.drain_since()
         && next.reached(since.saturating_add(s.pace))
     {
-        return Verdict::GoAway(Reason::Drain);
+        return Http2Verdict::GoAway(Reason::Drain);
     }
     if s.in_flight > 0 {
-        return next.wait();
+        return next.wait_http2();
     }
     let (bound, reason) = if s.requests == 0 {
         (t.header, Reason::HeaderTimeout)
@@ -264,9 +287,9 @@ pub(crate) fn http2(
         (t.keepalive, Reason::KeepAlive)
     };
     if next.reached(s.idle_since.saturating_add(ns(bound))) {
-        Verdict::GoAway(reason)
+        Http2Verdict::GoAway(reason)
     } else {
-        next.wait()
+        next.wait_http2()
     }
 }
 
@@ -275,7 +298,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::drain::ConnState;
+    use crate::drain::state::ConnState;
 
     #[test]
     fn what_the_deadline_forces_closes_within_the_promised_time() {
@@ -365,7 +388,7 @@ mod tests {
         // Draining with a newer generation: a dormant connection moves.
         assert_eq!(
             http1(90 * S, draining(89 * S), &s, &T, true, None),
-            Verdict::Detach(Reason::Drain)
+            Verdict::Move
         );
     }
 
@@ -468,12 +491,12 @@ mod tests {
         h2.pace = 700_000_000;
         assert_eq!(
             http2(10 * S, draining(10 * S), &h2, &T, None),
-            Verdict::Wait(Some(10 * S + 700_000_000)),
+            Http2Verdict::Wait(Some(10 * S + 700_000_000)),
             "GOAWAY waits for its moment"
         );
         assert_eq!(
             http2(10 * S + 700_000_000, draining(10 * S), &h2, &T, None),
-            Verdict::GoAway(Reason::Drain)
+            Http2Verdict::GoAway(Reason::Drain)
         );
         let mut h1 = quiet(2 * S, 4);
         h1.pace = 500_000_000;
@@ -489,12 +512,12 @@ mod tests {
         let s = quiet(2 * S, 4);
         assert_eq!(
             http1(10 * S, draining(10 * S), &s, &T, true, None),
-            Verdict::Detach(Reason::Drain)
+            Verdict::Move
         );
         let fresh = quiet(2 * S, 0);
         assert_eq!(
             http1(10 * S, draining(10 * S), &fresh, &T, true, None),
-            Verdict::Detach(Reason::Drain),
+            Verdict::Move,
             "one that has sent nothing yet too"
         );
     }
@@ -505,7 +528,7 @@ mod tests {
         s.head_since = 9 * S;
         assert_eq!(
             http1(10 * S, draining(10 * S), &s, &T, true, None),
-            Verdict::Detach(Reason::Drain)
+            Verdict::Move
         );
         assert_eq!(
             http1(10 * S, Phase::Serving, &s, &T, true, None),
@@ -526,7 +549,7 @@ mod tests {
         // nothing past the request's end, and the request is served on.
         assert_eq!(
             http1(1000 * S, draining(1), &s, &T, true, None),
-            Verdict::Detach(Reason::Drain)
+            Verdict::Move
         );
         assert_eq!(
             http1(1000 * S, draining(1), &s, &T, true, Some(1000 * S)),
@@ -616,7 +639,7 @@ mod tests {
         s.state = ConnState::Http2;
         assert_eq!(
             http2(S, Phase::Serving, &s, &T, None),
-            Verdict::GoAway(Reason::Reclaim)
+            Http2Verdict::GoAway(Reason::Reclaim)
         );
     }
 
@@ -638,16 +661,16 @@ mod tests {
         s.state = ConnState::Http2;
         assert_eq!(
             http2(S, Phase::Serving, &s, &T, None),
-            Verdict::Wait(Some(61 * S))
+            Http2Verdict::Wait(Some(61 * S))
         );
         assert_eq!(
             http2(75 * S, Phase::Serving, &s, &T, None),
-            Verdict::GoAway(Reason::KeepAlive)
+            Http2Verdict::GoAway(Reason::KeepAlive)
         );
         s.in_flight = 1;
         assert_eq!(
             http2(100 * S, Phase::Serving, &s, &T, None),
-            Verdict::Wait(Some(160 * S))
+            Http2Verdict::Wait(Some(160 * S))
         );
     }
 
@@ -657,20 +680,20 @@ mod tests {
         s.state = ConnState::Http2;
         assert_eq!(
             http2(S, draining(S), &s, &T, None),
-            Verdict::GoAway(Reason::Drain)
+            Http2Verdict::GoAway(Reason::Drain)
         );
         assert_eq!(
             http2(2 * S, draining(S), &s, &T, Some(S)),
-            Verdict::Wait(Some(6 * S))
+            Http2Verdict::Wait(Some(6 * S))
         );
         assert_eq!(
             http2(6 * S, draining(S), &s, &T, Some(S)),
-            Verdict::Close(Reason::GoAwayAck)
+            Http2Verdict::Close(Reason::GoAwayAck)
         );
         s.in_flight = 1;
         assert_eq!(
             http2(60 * S, draining(S), &s, &T, Some(S)),
-            Verdict::Wait(Some(120 * S))
+            Http2Verdict::Wait(Some(120 * S))
         );
     }
 }

@@ -461,7 +461,8 @@ impl AsyncRead for ConnIo {
         match this.ctl.io_mode() {
             // The bytes are the application's (an upgrade), whatever the
             // drain chose before the switch.
-            IoMode::Detach | IoMode::DetachAtBoundary if this.ctl.is_upgrading() => {}
+            IoMode::Detach | IoMode::Move | IoMode::DetachAtBoundary if this.ctl.is_upgrading() => {
+            }
             IoMode::Normal => {
                 if head_pending {
                     // The next head started in bytes read with the previous
@@ -472,20 +473,21 @@ impl AsyncRead for ConnIo {
                 }
             }
             // Bytes already read (a request that raced a close) go to hyper first.
-            IoMode::Detach if this.inner.as_ref().is_some_and(Transport::has_prefix) => {}
+            IoMode::Detach | IoMode::Move
+                if this.inner.as_ref().is_some_and(Transport::has_prefix) => {}
             // A request in flight (or one hyper took up after the detach,
             // pipelined behind the boundary it was chosen at) still has
             // body bytes to come: they are read, never past its end, and
             // the detach ends at the boundary after them (what follows
             // stays in the socket, for the generation the connection moves
             // to).
-            IoMode::Detach if body_left().is_some() => {
+            IoMode::Detach | IoMode::Move if body_left().is_some() => {
                 limit = body_left().map(|left| usize::try_from(left).unwrap_or(usize::MAX));
             }
             // hyper is mid-response (its reads also watch for the client's
             // end while it writes): the end-of-file waits until the response
             // is flushed, and the flush wakes this read again.
-            IoMode::Detach | IoMode::DetachAtBoundary
+            IoMode::Detach | IoMode::Move | IoMode::DetachAtBoundary
                 if !this.flushed || this.ctl.in_flight() > 0 =>
             {
                 this.held_read = Some(cx.waker().clone());
@@ -508,13 +510,13 @@ impl AsyncRead for ConnIo {
                     this.ctl.head_bytes_arrived();
                 }
             }
-            IoMode::Detach => {
+            mode @ (IoMode::Detach | IoMode::Move) => {
                 let half_head = this.head.is_some()
                     && this
                         .framing
                         .as_ref()
                         .is_some_and(|f| f.one_head_pending(requests));
-                if half_head && this.ctl.engine.handing_off() {
+                if half_head && mode == IoMode::Move {
                     // hyper waits for the rest of a head, all written: it
                     // waits here until the connection's task drops it and
                     // moves the connection, the head's bytes in front.
@@ -665,10 +667,12 @@ impl AsyncWrite for ConnIo {
         let this = self.get_mut();
         match this.ctl.io_mode() {
             // The connection's task closes the socket itself (or passes it on).
-            IoMode::Detach | IoMode::DetachAtBoundary if this.ctl.is_upgrading() => {
+            IoMode::Detach | IoMode::Move | IoMode::DetachAtBoundary if this.ctl.is_upgrading() => {
                 this.inner()?.poll_shutdown(cx)
             }
-            IoMode::Detach | IoMode::DetachAtBoundary | IoMode::Abort => Poll::Ready(Ok(())),
+            IoMode::Detach | IoMode::Move | IoMode::DetachAtBoundary | IoMode::Abort => {
+                Poll::Ready(Ok(()))
+            }
             IoMode::Normal => this.inner()?.poll_shutdown(cx),
         }
     }
@@ -777,7 +781,7 @@ mod tests {
         // hyper dispatches the request; the drain detaches the connection
         // to move it; the rest of the body arrives with the next request.
         let guard = ctl.begin(Proto::Http1);
-        ctl.set_io_mode(IoMode::Detach);
+        ctl.set_io_mode(IoMode::Move);
         client
             .write_all(b"56789GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
             .await

@@ -352,9 +352,9 @@ async fn send_handoffs(link: Arc<Link>, queued: Option<mpsc::UnboundedReceiver<R
             .into_iter()
             .map(|r| ((r.id, r.moving), r.reply))
             .unzip();
-        let message = Message::Handoff(entries);
+        let message = Message::Forward(entries);
         let sent = tokio::time::timeout(ACK_BOUND, link.channel.send(&message)).await;
-        let Message::Handoff(entries) = message else {
+        let Message::Forward(entries) = message else {
             continue;
         };
         if !matches!(sent, Ok(Ok(()))) {

@@ -358,7 +358,7 @@ impl Server {
                 };
                 tokio_rustls::TlsAcceptor::from(tls.server_config())
             }),
-            handoff: link.clone().filter(|l| l.hands_off()),
+            link: link.clone().filter(|l| l.hands_off()),
             trim: Arc::default(),
             inline_streams: self.tuning.http2_inline_streams,
             writev: self.tuning.http1_writev,
@@ -421,7 +421,7 @@ impl Server {
             }
             Some(at_signal)
         };
-        let hand_off = match &shared.handoff {
+        let hand_off = match &shared.link {
             Some(handoff) => handoff.available().await,
             None => false,
         };

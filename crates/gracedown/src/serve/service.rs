@@ -44,10 +44,6 @@ pub(crate) struct Adapter<S> {
     pub(crate) info: ConnectionInfo,
     pub(crate) proto: Proto,
     pub(crate) body_timeout: Duration,
-    /// Whether a draining HTTP/1 connection keeps alive (to be handed over,
-    /// when the drain hands connections over) instead of answering
-    /// `Connection: close`.
-    pub(crate) keep_alive_in_drain: bool,
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for Adapter<S>
@@ -93,11 +89,7 @@ where
             .insert(Draining::new(Arc::clone(&self.ctl)));
         parts.extensions.insert(self.info);
         let req = Request::from_parts(parts, RequestBody::new(body, self.body_timeout));
-        let after = After {
-            guard,
-            connect,
-            keep_alive_in_drain: self.keep_alive_in_drain,
-        };
+        let after = After { guard, connect };
         let mut service = self.inner.clone();
         // HTTP/1: run the service as far as it goes now, so that a handler
         // that answers at once has dropped its request before hyper reads
@@ -148,7 +140,6 @@ where
 pub(crate) struct After {
     guard: RequestGuard,
     connect: bool,
-    keep_alive_in_drain: bool,
 }
 
 impl After {
@@ -163,8 +154,9 @@ impl After {
         }
         if ctl.engine.is_draining() {
             ctl.engine.count_request_after_signal();
-            let moving = self.keep_alive_in_drain && ctl.engine.handing_off();
-            if proto == Proto::Http1 && !upgrade && !moving && ctl.drain_reached() {
+            // A connection that moves keeps alive: the next generation
+            // answers what the client sends next.
+            if proto == Proto::Http1 && !upgrade && !ctl.moves() && ctl.drain_reached() {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -14,7 +14,7 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     /// The link to gracedown's start_server, when this worker hands
     /// connections off (see [`Server::handoff`](super::Server::handoff)).
-    pub(crate) handoff: Option<Arc<Link>>,
+    pub(crate) link: Option<Arc<Link>>,
     /// Hands freed memory back when connections go dormant.
     pub(crate) trim: Arc<Trim>,
     /// HTTP/2 streams are first polled on their connection's task (see

@@ -23,7 +23,7 @@ use rustix::fs::FileType;
 use rustix::io::FdFlags;
 use rustix::net::{AddressFamily, SocketType};
 
-use super::Listener;
+use super::socket::Listener;
 use crate::error::Error;
 use crate::protocol::{ListenKey, ListenSpec};
 

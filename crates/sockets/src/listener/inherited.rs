@@ -1,7 +1,7 @@
 //! The set of inherited sockets, each handed out at most once.
 
 use super::fd::{self, Kind};
-use super::{ListenAddr, Listener};
+use super::socket::{ListenAddr, Listener};
 use crate::error::Error;
 use crate::protocol::{self, Inherited, ListenSpec, Source};
 

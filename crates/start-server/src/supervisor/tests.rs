@@ -1,5 +1,6 @@
 //! The state machine's tests: events in, actions out, no process or socket.
 
+use super::perl::sort_as_strings;
 use super::*;
 
 const SEC: Duration = Duration::from_secs(1);

@@ -20,6 +20,8 @@
 //!
 //! Nothing here speaks HTTP or TLS: the broker moves descriptors and bytes.
 
+mod keys;
+
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -27,13 +29,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use gracedown_sockets::handoff::{
-    Channel, MAX_BATCH, Message, Moving, TICKET_KEY_LEN, VERSION, fits,
-};
+use gracedown_sockets::handoff::{Channel, MAX_BATCH, Message, Moving, VERSION, fits};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
+
+use self::keys::KeyRing;
 
 /// How many messages may wait for one generation; beyond, handoffs to it are refused.
 const OUTBOX: usize = 4096;
@@ -98,57 +99,6 @@ pub(crate) struct Broker {
     keys: KeyRing,
 }
 
-/// The shared session-ticket keys: the current one encrypts, the previous
-/// one still decrypts (a ticket lives up to two rotation periods).
-struct KeyRing {
-    current: [u8; TICKET_KEY_LEN],
-    previous: Option<[u8; TICKET_KEY_LEN]>,
-    every: Duration,
-    next: Instant,
-}
-
-impl std::fmt::Debug for KeyRing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key material.
-        f.debug_struct("KeyRing")
-            .field("every", &self.every)
-            .field("next", &self.next)
-            .finish_non_exhaustive()
-    }
-}
-
-impl KeyRing {
-    fn new(every: Duration) -> io::Result<Self> {
-        Ok(Self {
-            current: random_key()?,
-            previous: None,
-            every,
-            next: Instant::now() + every,
-        })
-    }
-
-    fn message(&self) -> Message {
-        let mut keys = BytesMut::with_capacity(2 * TICKET_KEY_LEN);
-        keys.extend_from_slice(&self.current);
-        if let Some(previous) = &self.previous {
-            keys.extend_from_slice(previous);
-        }
-        Message::TicketKeys {
-            keys: keys.freeze(),
-        }
-    }
-}
-
-fn random_key() -> io::Result<[u8; TICKET_KEY_LEN]> {
-    let mut key = [0u8; TICKET_KEY_LEN];
-    let mut filled = 0;
-    while filled < key.len() {
-        filled +=
-            rustix::rand::getrandom(&mut key[filled..], rustix::rand::GetRandomFlags::empty())?;
-    }
-    Ok(key)
-}
-
 impl Broker {
     /// A broker with no generation yet, whose ticket keys are replaced every
     /// `rotation`; what generations send arrives on the receiver.
@@ -169,24 +119,14 @@ impl Broker {
 
     /// When the ticket keys are replaced next.
     pub(crate) fn next_rotation(&self) -> Instant {
-        self.keys.next
+        self.keys.next()
     }
 
     /// Replaces the ticket keys if it is time, and tells every generation.
     pub(crate) fn rotate_if_due(&mut self, now: Instant) {
-        if now < self.keys.next {
+        if !self.keys.rotate_if_due(now) {
             return;
         }
-        let current = match random_key() {
-            Ok(key) => key,
-            Err(e) => {
-                info!("cannot make a new TLS session-ticket key ({e}); keeping the current one");
-                self.keys.next = now + self.keys.every;
-                return;
-            }
-        };
-        self.keys.previous = Some(std::mem::replace(&mut self.keys.current, current));
-        self.keys.next = now + self.keys.every;
         for peer in self.peers.values() {
             let _ = peer.outbox.try_send(Outgoing::Message(self.keys.message()));
         }
@@ -301,7 +241,7 @@ impl Broker {
                     let _ = peer.outbox.try_send(answer);
                 }
             }
-            Message::Handoff(entries) => {
+            Message::Forward(entries) => {
                 for (id, moving) in entries {
                     self.forward(generation, id, moving);
                 }
@@ -469,284 +409,4 @@ async fn send(channel: &Channel, message: &Message) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::{Read, Write};
-
-    use bytes::Bytes;
-
-    use super::*;
-
-    async fn next(channel: &Channel) -> Message {
-        tokio::time::timeout(Duration::from_secs(5), channel.recv())
-            .await
-            .expect("a message within 5 s")
-            .expect("no error")
-            .expect("the channel is open")
-    }
-
-    /// Opens generation `generation`'s channel, as its worker sees it, past
-    /// the ticket keys that come first.
-    async fn open(broker: &mut Broker, generation: u64) -> Channel {
-        let channel = Channel::new(broker.open(generation).expect("open")).expect("channel");
-        let first = channel.try_recv().expect("no error");
-        assert!(
-            matches!(&first, Some(Message::TicketKeys { keys }) if keys.len() == TICKET_KEY_LEN),
-            "the keys come first: {first:?}"
-        );
-        let second = channel.try_recv().expect("no error");
-        assert!(
-            matches!(second, Some(Message::Version { version: VERSION })),
-            "then the version: {second:?}"
-        );
-        channel
-    }
-
-    /// Handles the next message any generation sent.
-    async fn pump(broker: &mut Broker, rx: &mut mpsc::UnboundedReceiver<Incoming>) {
-        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .expect("a message within 5 s")
-            .expect("the broker's inbox is open");
-        broker.handle(got);
-    }
-
-    #[tokio::test]
-    async fn clocks_reach_a_receiver_that_continues_bounds_and_no_other() {
-        let clocks = gracedown_sockets::handoff::Clocks {
-            quiet_since: 1 << 40,
-            head_since: 0,
-        };
-        for takes_clocks in [true, false] {
-            let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
-            let old = open(&mut broker, 1).await;
-            let new = open(&mut broker, 2).await;
-            broker.set_target(Some(2));
-            new.send(&Message::Receiving {
-                clocks: takes_clocks,
-            })
-            .await
-            .expect("r");
-            pump(&mut broker, &mut rx).await;
-            let (_client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
-            old.send(&Message::Handoff(vec![(
-                1,
-                Moving {
-                    socket: server.into(),
-                    prefix: Bytes::new(),
-                    fresh: false,
-                    clocks: Some(clocks),
-                },
-            )]))
-            .await
-            .expect("h");
-            pump(&mut broker, &mut rx).await;
-            let Message::Connections(conns) = next(&new).await else {
-                panic!("a connection for generation 2");
-            };
-            assert_eq!(conns[0].clocks, takes_clocks.then_some(clocks));
-            broker.close(1).await;
-            broker.close(2).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn a_connection_moves_to_the_current_generation_and_the_sender_is_told() {
-        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
-        let old = open(&mut broker, 1).await;
-        let new = open(&mut broker, 2).await;
-        broker.set_target(Some(2));
-        new.send(&Message::Receiving { clocks: false })
-            .await
-            .expect("R");
-        pump(&mut broker, &mut rx).await;
-        old.send(&Message::Query).await.expect("Q");
-        pump(&mut broker, &mut rx).await;
-        assert!(matches!(
-            next(&old).await,
-            Message::Answer { available: true }
-        ));
-        let (mut client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
-        old.send(&Message::Handoff(vec![(
-            9,
-            Moving {
-                clocks: None,
-                socket: server.into(),
-                prefix: Bytes::from_static(b"GET /"),
-                fresh: false,
-            },
-        )]))
-        .await
-        .expect("H");
-        pump(&mut broker, &mut rx).await;
-        let Message::Connections(mut conns) = next(&new).await else {
-            panic!("a connection for generation 2");
-        };
-        let Some(Moving {
-            socket,
-            prefix,
-            fresh: false,
-            clocks: None,
-        }) = conns.pop()
-        else {
-            panic!("one connection, not fresh");
-        };
-        assert_eq!(&prefix[..], b"GET /");
-        assert!(matches!(
-            next(&old).await,
-            Message::Acks(acks) if acks == vec![(9, true)]
-        ));
-        // The same connection, now in generation 2.
-        let mut moved = std::os::unix::net::UnixStream::from(socket);
-        client.write_all(b" HTTP/1.1\r\n").expect("write");
-        let mut buf = [0u8; 11];
-        moved.read_exact(&mut buf).expect("read");
-        assert_eq!(&buf, b" HTTP/1.1\r\n");
-        broker.close(1).await;
-        broker.close(2).await;
-    }
-
-    #[tokio::test]
-    async fn without_a_receiving_generation_the_connection_is_refused_and_closed_here() {
-        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
-        let old = open(&mut broker, 1).await;
-        let _quiet = open(&mut broker, 2).await;
-        // Generation 2 never says R (a worker that ignores the variable).
-        broker.set_target(Some(2));
-        old.send(&Message::Query).await.expect("Q");
-        pump(&mut broker, &mut rx).await;
-        assert!(matches!(
-            next(&old).await,
-            Message::Answer { available: false }
-        ));
-        let (mut client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
-        old.send(&Message::Handoff(vec![(
-            1,
-            Moving {
-                clocks: None,
-                socket: server.into(),
-                prefix: Bytes::new(),
-                fresh: true,
-            },
-        )]))
-        .await
-        .expect("H");
-        pump(&mut broker, &mut rx).await;
-        assert!(matches!(
-            next(&old).await,
-            Message::Acks(acks) if acks == vec![(1, false)]
-        ));
-        // The sender's copy went with its message and the broker dropped its
-        // own: the client sees the end.
-        let mut buf = [0u8; 1];
-        assert_eq!(client.read(&mut buf).expect("read"), 0);
-    }
-
-    #[tokio::test]
-    async fn a_generation_never_hands_connections_to_itself_and_none_while_stopping() {
-        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
-        let only = open(&mut broker, 1).await;
-        only.send(&Message::Receiving { clocks: false })
-            .await
-            .expect("R");
-        pump(&mut broker, &mut rx).await;
-        for target in [Some(1), None] {
-            broker.set_target(target);
-            only.send(&Message::Query).await.expect("Q");
-            pump(&mut broker, &mut rx).await;
-            assert!(matches!(
-                next(&only).await,
-                Message::Answer { available: false }
-            ));
-        }
-    }
-
-    #[tokio::test]
-    async fn every_generation_gets_the_same_keys_and_the_new_ones_at_each_rotation() {
-        let (mut broker, _rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
-        let keys = |message: Option<Message>| match message {
-            Some(Message::TicketKeys { keys }) => keys,
-            other => panic!("ticket keys, not {other:?}"),
-        };
-        let one = Channel::new(broker.open(1).expect("open")).expect("channel");
-        let two = Channel::new(broker.open(2).expect("open")).expect("channel");
-        let first = keys(one.try_recv().expect("recv"));
-        assert_eq!(first, keys(two.try_recv().expect("recv")), "shared");
-        assert_eq!(first.len(), TICKET_KEY_LEN);
-        for channel in [&one, &two] {
-            assert!(matches!(
-                channel.try_recv().expect("recv"),
-                Some(Message::Version { version: VERSION })
-            ));
-        }
-        broker.rotate_if_due(Instant::now());
-        assert!(one.try_recv().expect("recv").is_none(), "not due yet");
-        broker.rotate_if_due(broker.next_rotation());
-        let rotated = keys(Some(next(&one).await));
-        assert_eq!(
-            rotated.len(),
-            2 * TICKET_KEY_LEN,
-            "the new key, then the previous"
-        );
-        assert_ne!(&rotated[..TICKET_KEY_LEN], &first[..]);
-        assert_eq!(&rotated[TICKET_KEY_LEN..], &first[..]);
-        assert_eq!(rotated, keys(Some(next(&two).await)));
-        let three = Channel::new(broker.open(3).expect("open")).expect("channel");
-        assert_eq!(
-            rotated,
-            keys(three.try_recv().expect("recv")),
-            "a new generation too"
-        );
-    }
-
-    #[tokio::test]
-    async fn catching_up_reads_what_a_generation_sent_before_anything_else() {
-        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
-        let old = open(&mut broker, 1).await;
-        let new = open(&mut broker, 2).await;
-        broker.set_target(Some(2));
-        // `R` is in the socket; no task has run since.
-        new.send(&Message::Receiving { clocks: false })
-            .await
-            .expect("R");
-        broker.catch_up(2, &mut rx);
-        old.send(&Message::Query).await.expect("Q");
-        pump(&mut broker, &mut rx).await;
-        assert!(matches!(
-            next(&old).await,
-            Message::Answer { available: true }
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_receiver_that_is_gone_refuses_what_was_queued_for_it() {
-        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
-        let old = open(&mut broker, 1).await;
-        let new = open(&mut broker, 2).await;
-        broker.set_target(Some(2));
-        new.send(&Message::Receiving { clocks: false })
-            .await
-            .expect("R");
-        pump(&mut broker, &mut rx).await;
-        drop(new);
-        let (_client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
-        old.send(&Message::Handoff(vec![(
-            3,
-            Moving {
-                clocks: None,
-                socket: server.into(),
-                prefix: Bytes::new(),
-                fresh: true,
-            },
-        )]))
-        .await
-        .expect("H");
-        // The end of generation 2's channel and the handoff, in either order:
-        // refused at once, or when the send to the closed channel fails.
-        pump(&mut broker, &mut rx).await;
-        pump(&mut broker, &mut rx).await;
-        assert!(matches!(
-            next(&old).await,
-            Message::Acks(acks) if acks == vec![(3, false)]
-        ));
-    }
-}
+mod tests;

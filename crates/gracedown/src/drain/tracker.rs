@@ -29,6 +29,10 @@ pub(crate) enum IoMode {
     /// returns to [`IoMode::Normal`] and reads on. For going dormant, which
     /// must never cut a request.
     DetachAtBoundary = 3,
+    /// As [`IoMode::Detach`], for a connection that moves to the next
+    /// generation: a request head half read parks hyper (see
+    /// [`ConnCtl::park`]), and the head's bytes move with the connection.
+    Move = 4,
 }
 
 /// Why a request is refused before the service sees it.
@@ -53,6 +57,7 @@ const UPGRADING: u8 = 1;
 const RECLAIM: u8 = 1 << 1;
 const PARKED: u8 = 1 << 2;
 const DORMANT: u8 = 1 << 3;
+const MOVABLE: u8 = 1 << 4;
 
 /// The tracker of one connection; see the module docs.
 #[derive(Debug)]
@@ -313,6 +318,7 @@ impl ConnCtl {
             0 => IoMode::Normal,
             1 => IoMode::Detach,
             3 => IoMode::DetachAtBoundary,
+            4 => IoMode::Move,
             _ => IoMode::Abort,
         }
     }
@@ -341,6 +347,23 @@ impl ConnCtl {
     pub(crate) fn park(&self) {
         self.flags.fetch_or(PARKED, Ordering::AcqRel);
         self.poke();
+    }
+
+    /// Whether the connection could be handed to a newer generation: plain
+    /// HTTP/1.1 with the handoff channel at hand, not upgraded, never
+    /// refused by a newer generation. Whether it does is the rules' verdict.
+    pub(crate) fn set_movable(&self, movable: bool) {
+        if movable {
+            self.flags.fetch_or(MOVABLE, Ordering::AcqRel);
+        } else {
+            self.flags.fetch_and(!MOVABLE, Ordering::AcqRel);
+        }
+    }
+
+    /// The connection can move, and a newer generation takes connections:
+    /// what the rules read as "this connection moves rather than closes".
+    pub(crate) fn moves(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & MOVABLE != 0 && self.engine.handing_off()
     }
 
     pub(crate) fn is_parked(&self) -> bool {

@@ -1,4 +1,4 @@
-//! A passive reader of the server's HTTP/2 frame headers, so the engine
+//! A passive reader of the server's HTTP/2 frame headers, so the client
 //! knows the last stream id of every GOAWAY it received: the h2 crate fails
 //! streams above it and streams that die later with the same error, and only
 //! the former are proven unprocessed (RFC 9113 §6.8).
