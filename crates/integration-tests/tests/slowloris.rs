@@ -1,6 +1,7 @@
-//! Slow clients do not stretch a restart to the drain deadline:
-//! the drain's first-request bound ends connections whose request head
-//! trickles in, however slowly it trickles.
+//! Slow clients do not stretch a restart to the drain deadline: connections
+//! whose request head trickles in, however slowly, move to the next
+//! generation with the half head they sent, or, when connections do not move
+//! (`--no-handoff`), the drain's first-request bound ends them.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -13,9 +14,31 @@ use crate::support::starter::Impl;
 use crate::support::{field, free_port, gracedown};
 
 #[test]
-fn slowloris_connections_end_at_the_first_request_bound_not_the_drain_deadline() {
+fn slowloris_connections_move_with_their_half_head_not_wait_for_the_drain_deadline() {
+    let done = restart_under_slowloris(true);
+    assert_eq!(
+        field(&done, "handed_off").as_deref(),
+        Some("201"),
+        "the 200 slow connections (half a head each) and the idle probe moved: {done}"
+    );
+}
+
+#[test]
+fn without_handoff_slowloris_connections_end_at_the_first_request_bound_not_the_drain_deadline() {
+    let done = restart_under_slowloris(false);
+    assert_eq!(
+        field(&done, "handed_off").as_deref(),
+        Some("0"),
+        "nothing moves with --no-handoff: {done}"
+    );
+}
+
+/// Restarts a worker that holds 200 connections trickling a request head
+/// (one byte per 100 ms) and one idle probe; returns the old generation's
+/// "drain complete" line, once it has checked that nothing was forced.
+fn restart_under_slowloris(handoff: bool) -> String {
     let port = free_port();
-    let worker = vec![
+    let mut worker = vec![
         gracedown().into(),
         "serve".into(),
         "--first-request-timeout".into(),
@@ -23,6 +46,9 @@ fn slowloris_connections_end_at_the_first_request_bound_not_the_drain_deadline()
         "--drain-timeout".into(),
         "30s".into(),
     ];
+    if !handoff {
+        worker.push("--no-handoff".into());
+    }
     let mut cmd = Impl::Ours.command(&[format!("--port=127.0.0.1:{port}")], &worker);
     cmd.env("RUST_LOG", "gracedown=debug");
     let proc = crate::support::process::Proc::spawn(cmd);
@@ -79,11 +105,12 @@ fn slowloris_connections_end_at_the_first_request_bound_not_the_drain_deadline()
     assert_eq!(
         field(&done, "forced").as_deref(),
         Some("0"),
-        "the slow connections were closed by the first-request bound, not the deadline: {done}"
+        "the slow connections ended (moved or bounded) before the deadline: {done}"
     );
     assert_eq!(
         field(&done, "connections").as_deref(),
         Some("201"),
         "the 200 slow connections and the probe: {done}"
     );
+    done
 }
