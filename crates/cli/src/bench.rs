@@ -1,4 +1,4 @@
-//! `gracedown bench`: run the load engine and report.
+//! `gracedown bench`: run the load generator and report.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

@@ -1,9 +1,9 @@
 //! Passing accepted connections from a draining generation to the next,
 //! through the superdaemon.
 //!
-//! A restart that closes nothing loses nothing: a connection that is between
-//! requests moves to the next generation, as the listening socket already
-//! does. Each generation shares one `SOCK_SEQPACKET` unix socket with the
+//! A restart that closes nothing loses nothing: a connection at a message
+//! boundary (with the bytes of a next request already read, if any) moves to
+//! the next generation, as the listening socket already does. Each generation shares one `SOCK_SEQPACKET` unix socket with the
 //! superdaemon (the descriptor number is in [`HANDOFF_FD`]); the superdaemon
 //! forwards each connection to the newest generation that takes them, so a
 //! worker never talks to another worker. Messages:

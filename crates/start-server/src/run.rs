@@ -176,7 +176,7 @@ async fn drive(
     let mut generations: HashMap<u32, u64> = HashMap::new();
     let port_env = sockets.env_value();
     // Each generation's handoff channel sits just above the sockets.
-    let handoff_target = sockets
+    let handoff_fd = sockets
         .placements()
         .iter()
         .map(|(_, target)| *target)
@@ -230,8 +230,8 @@ async fn drive(
                         }
                         let extra = match broker.open(generation) {
                             Ok(fd) => {
-                                vars.push((HANDOFF_FD.into(), handoff_target.to_string().into()));
-                                Some((fd, handoff_target))
+                                vars.push((HANDOFF_FD.into(), handoff_fd.to_string().into()));
+                                Some((fd, handoff_fd))
                             }
                             Err(e) => {
                                 info!(

@@ -3,8 +3,8 @@
 //! them; their summaries are read by `gracedown_bench::external`.
 //!
 //! h2load does not reconnect after GOAWAY, so under restarts its failures are
-//! its own, not the server's (DESIGN.md §4); its no-restart row is the
-//! cross-check.
+//! its own, not the server's (`docs/design/bench.md`); its no-restart row is
+//! the cross-check.
 
 use std::process::Command;
 use std::time::Duration;

@@ -62,8 +62,9 @@ impl Engine {
     }
 
     /// Starts the drain; returns the connections per state at this moment.
-    /// `hand_off`: a newer generation takes connections that are between
-    /// requests (they keep alive and move at their next boundary).
+    /// `hand_off`: a newer generation takes the connections that can move
+    /// (they keep alive and move at their next message boundary, a request in
+    /// flight answered first, a half-read head with them).
     pub(crate) fn start_drain(&self, deadline: Instant, hand_off: bool) -> StateCounts {
         self.core.begin_drain(deadline, hand_off);
         self.poke_all();

@@ -70,7 +70,7 @@ pub(crate) struct Core {
     accepting: watch::Sender<bool>,
     draining: AtomicBool,
     /// Draining, a newer generation takes this one's plain HTTP/1.1
-    /// connections (`serve::handoff`).
+    /// connections (through `serve::link`).
     handing_off: AtomicBool,
     drained: AtomicU64,
     handed_off: AtomicU64,

@@ -232,6 +232,14 @@ impl ConnCtl {
         self.pace.store(self.engine.next_pace(), Ordering::Relaxed);
     }
 
+    /// Whether an HTTP/1 response made now tells the client to close
+    /// (`Connection: close`): the drain has reached the connection and it
+    /// does not move (one that moves keeps alive: the next generation answers
+    /// what the client sends next).
+    pub(crate) fn closes_after_response(&self) -> bool {
+        self.drain_reached() && !self.moves()
+    }
+
     /// Whether the drain has reached this connection (its paced moment).
     pub(crate) fn drain_reached(&self) -> bool {
         if !self.engine.is_draining() {
@@ -328,8 +336,10 @@ impl ConnCtl {
     }
 
     /// The response about to be sent switches protocols (101, or a 2xx to `CONNECT`).
+    /// The application takes the connection (an upgrade): it can no longer move.
     pub(crate) fn mark_upgrading(&self) {
         self.flags.fetch_or(UPGRADING, Ordering::AcqRel);
+        self.flags.fetch_and(!MOVABLE, Ordering::AcqRel);
     }
 
     pub(crate) fn is_upgrading(&self) -> bool {
@@ -350,8 +360,9 @@ impl ConnCtl {
     }
 
     /// Whether the connection could be handed to a newer generation: plain
-    /// HTTP/1.1 with the handoff channel at hand, not upgraded, never
-    /// refused by a newer generation. Whether it does is the rules' verdict.
+    /// HTTP/1.1 with the handoff channel at hand (never TLS or HTTP/2), never
+    /// refused by a newer generation; an upgrade clears it. Whether it does
+    /// move is the rules' verdict.
     pub(crate) fn set_movable(&self, movable: bool) {
         if movable {
             self.flags.fetch_or(MOVABLE, Ordering::AcqRel);

@@ -10,8 +10,9 @@
 //! HTTP/1.1 connection that reaches a message boundary is handed on (`H`)
 //! instead of closed. The connection task keeps its descriptor until the
 //! superdaemon answers (`A`): forwarded, it drops it without a FIN; refused,
-//! it closes as it would have without a handoff; no answer in time, it
-//! drops it (the superdaemon may have forwarded it, so no FIN either).
+//! it is served here as in a drain without a handoff (its next response says
+//! `Connection: close`); no answer in time, it drops it (the superdaemon may
+//! have forwarded it, so no FIN either).
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;

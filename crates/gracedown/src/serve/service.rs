@@ -154,9 +154,7 @@ impl After {
         }
         if ctl.engine.is_draining() {
             ctl.engine.count_request_after_signal();
-            // A connection that moves keeps alive: the next generation
-            // answers what the client sends next.
-            if proto == Proto::Http1 && !upgrade && !ctl.moves() && ctl.drain_reached() {
+            if proto == Proto::Http1 && !upgrade && ctl.closes_after_response() {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));

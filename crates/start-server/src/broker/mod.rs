@@ -1,7 +1,7 @@
 //! The connection handoff broker (`docs/design/handoff.md`): each generation
 //! gets one end of a handoff channel (`GRACEDOWN_HANDOFF_FD`); a draining
-//! generation hands the connections that are between requests to the
-//! current one through start_server, which alone knows which generation is
+//! generation hands its plain HTTP/1.1 connections, each at a message
+//! boundary, to the current one through start_server, which alone knows which generation is
 //! ready. A worker never talks to another worker.
 //!
 //! Per generation, a reader task feeds the driver's loop ([`Broker::handle`])

@@ -2,7 +2,7 @@
 //! [`Event`] and the current time and returns the [`Action`]s to perform.
 //! It never spawns, signals or writes by itself, so every path, including the
 //! ones where Perl's Server::Starter loses the healthy generation, is tested
-//! with scripted events (see the tests at the bottom).
+//! with scripted events (`tests.rs`).
 //!
 //! It is always in one `Stage`: steady, starting a generation, backing off
 //! before the next start, retiring the old generations (`KILL_OLD_DELAY`),

@@ -142,7 +142,7 @@ impl Conn {
                     trace!("a request raced the close; serving it");
                     self.ctl.set_io_mode(IoMode::Normal);
                     self.ctl.head_starts_now();
-                    keep_alive = !self.ctl.engine.is_draining();
+                    keep_alive = !self.ctl.closes_after_response();
                     transport = returned;
                 }
                 ReadNow::Nothing if then == Some(Then::Stop(Reason::Dormant)) => {
