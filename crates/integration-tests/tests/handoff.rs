@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::support::http::{Response, exchange, read_response_from};
 use crate::support::process::Proc;
 use crate::support::starter::{Impl, Served};
-use crate::support::{TEST_WAIT, field};
+use crate::support::{TEST_WAIT, field, wait_received};
 
 const GET: &str = "GET / HTTP/1.1\r\nHost: handoff\r\n\r\n";
 
@@ -127,44 +127,6 @@ fn half_a_request_head_travels_with_the_connection() {
         .wait_for_line("generation 2 took the buffered bytes", |l| {
             l.contains("connection handed over") && l.contains(&buffered)
         });
-}
-
-/// Waits (bounded) until the server side of the connection `local` ←
-/// `remote` has read everything the client sent: its receive queue in
-/// `/proc/net/tcp` is empty.
-fn wait_received(local: SocketAddr, remote: SocketAddr) {
-    let hex = |addr: SocketAddr| match addr {
-        SocketAddr::V4(v4) => format!(
-            "{:08X}:{:04X}",
-            u32::from_le_bytes(v4.ip().octets()),
-            v4.port()
-        ),
-        SocketAddr::V6(_) => unreachable!("IPv4 only here"),
-    };
-    let (local, remote) = (hex(local), hex(remote));
-    let deadline = std::time::Instant::now() + TEST_WAIT;
-    loop {
-        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-        let queue = table.lines().find_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            (f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str()))
-                .then(|| {
-                    f.get(4)
-                        .and_then(|q| q.split(':').nth(1))
-                        .map(str::to_owned)
-                })
-                .flatten()
-        });
-        if queue.as_deref() == Some("00000000") {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server never read the bytes (receive queue {queue:?})"
-        );
-        // The kernel's table is the observation; it changes when the worker reads.
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

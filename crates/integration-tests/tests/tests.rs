@@ -31,4 +31,5 @@ mod start_server_options;
 mod start_server_orphans;
 mod start_server_readiness;
 mod systemd_activation;
+mod tls_moves;
 mod tls_resumption;

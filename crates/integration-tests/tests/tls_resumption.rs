@@ -3,100 +3,14 @@
 //! under any superdaemon), so a client that reconnects to the next
 //! generation resumes instead of a full handshake.
 
-use std::ffi::OsString;
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use rustls::HandshakeKind;
 
-use crate::support::http::{Response, exchange};
-use crate::support::process::Proc;
-use crate::support::starter::{Impl, wait_alone, wait_status_where};
-use crate::support::{TEST_WAIT, TempDir, free_port, gracedown};
-
-const GET: &str = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
-
-struct Setup {
-    proc: Proc,
-    addr: SocketAddr,
-    status: PathBuf,
-    client: Arc<rustls::ClientConfig>,
-    dir: TempDir,
-}
-
-/// A superdaemon whose `gracedown serve` workers all serve one certificate.
-fn start(which: Impl, starter_args: &[&str], worker_args: &[&str], log: &str) -> Setup {
-    let dir = TempDir::new("tls-resume");
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
-    std::fs::write(&key, certified.key_pair.serialize_pem()).expect("write key");
-    let status = dir.join("status");
-    let port = free_port();
-    let mut worker: Vec<OsString> = vec![gracedown().into(), "serve".into()];
-    for arg in [
-        "--cert".to_owned(),
-        cert.display().to_string(),
-        "--key".to_owned(),
-        key.display().to_string(),
-        format!("--listen=127.0.0.1:{port}"),
-    ] {
-        worker.push(arg.into());
-    }
-    worker.extend(worker_args.iter().map(OsString::from));
-    let mut args = vec![
-        format!("--port=127.0.0.1:{port}"),
-        format!("--status-file={}", status.display()),
-        "--interval=1".to_owned(),
-    ];
-    args.extend(starter_args.iter().map(|a| (*a).to_owned()));
-    let mut cmd = which.command(&args, &worker);
-    cmd.env("RUST_LOG", log);
-    let proc = Proc::spawn(cmd);
-    wait_status_where(&status, "generation 1", |s| s.starts_with("1:"), &proc);
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(certified.cert.der().clone())
-        .expect("trust the test cert");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Setup {
-        proc,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        status,
-        client: Arc::new(client),
-        dir,
-    }
-}
-
-impl Setup {
-    /// One request on a new TLS connection (which keeps the tickets the
-    /// server sends); how its handshake went, and the response.
-    fn get(&self) -> (HandshakeKind, Response) {
-        let tcp = TcpStream::connect(self.addr).expect("connect");
-        tcp.set_read_timeout(Some(TEST_WAIT)).expect("timeout");
-        let name = "localhost".try_into().expect("server name");
-        let conn = rustls::ClientConnection::new(Arc::clone(&self.client), name).expect("client");
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        let response = exchange(&mut tls, GET).expect("a response over TLS");
-        let kind = tls.conn.handshake_kind().expect("the handshake is done");
-        tls.conn.send_close_notify();
-        let _ = std::io::Write::flush(&mut tls);
-        (kind, response)
-    }
-
-    fn restart_to(&self, generation: u32) {
-        self.proc.signal(libc::SIGHUP);
-        wait_alone(&self.status, generation, &self.proc);
-    }
-}
+use crate::support::http::Response;
+use crate::support::starter::Impl;
+use crate::support::tls::TlsServed;
+use crate::support::{TempDir, gracedown};
 
 fn generation(response: &Response) -> &str {
     response.header("x-gracedown-generation").unwrap_or("none")
@@ -104,7 +18,7 @@ fn generation(response: &Response) -> &str {
 
 #[test]
 fn a_client_resumes_its_session_with_the_next_generation_under_our_start_server() {
-    let setup = start(Impl::Ours, &[], &[], "gracedown=info");
+    let setup = TlsServed::start(Impl::Ours, &[], &[], "gracedown=info");
     let (kind, first) = setup.get();
     assert_eq!((kind, generation(&first)), (HandshakeKind::Full, "1"));
     let (kind, again) = setup.get();
@@ -125,7 +39,7 @@ fn a_client_resumes_its_session_with_the_next_generation_under_our_start_server(
 #[test]
 fn without_shared_keys_the_next_generation_makes_a_full_handshake() {
     // Perl's start_server passes no keys: each generation has its own.
-    let setup = start(Impl::Perl, &[], &[], "gracedown=info");
+    let setup = TlsServed::start(Impl::Perl, &[], &[], "gracedown=info");
     let (kind, first) = setup.get();
     assert_eq!((kind, generation(&first)), (HandshakeKind::Full, "1"));
     setup.restart_to(2);
@@ -143,7 +57,7 @@ fn key_file(dir: &Path, name: &str, fill: u8) -> String {
 fn ticket_key_files_share_the_keys_under_any_superdaemon() {
     let keys = TempDir::new("ticket-keys");
     let key = key_file(&keys.0, "ticket.key", 7);
-    let setup = start(
+    let setup = TlsServed::start(
         Impl::Perl,
         &[],
         &["--ticket-key-file", &key],
@@ -158,7 +72,7 @@ fn ticket_key_files_share_the_keys_under_any_superdaemon() {
 
 #[test]
 fn rotated_keys_reach_the_workers_and_a_ticket_older_than_two_rotations_is_refused() {
-    let setup = start(
+    let setup = TlsServed::start(
         Impl::Ours,
         &["--ticket-key-rotation=2"],
         &[],

@@ -15,8 +15,12 @@
 //!                                                 hand these connections on
 //!                          r                      the same, and this generation continues
 //!                                                 the bounds of what it is handed (version 2)
-//!                          h n:u16 (id:u64 flags:u8 len:u32 prefix [quiet:u64 head:u64])×n  + n fds
+//!                          s                      the same, and it continues TLS sessions
+//!                                                 (version 3)
+//!                          h n:u16 (id:u64 flags:u8 len:u32 prefix [quiet:u64 head:u64]
+//!                                   [slen:u16 session sealedlen:u32 sealed])×n  + n fds
 //!                                                 H with the connections' clocks (version 2)
+//!                                                 and TLS sessions (version 3)
 //!   superdaemon → worker   V version:u32          the version it speaks (right after the first
 //!                                                 K; a version-1 superdaemon sends none)
 //!                          K key:48×n             TLS session-ticket keys, the first one
@@ -26,14 +30,18 @@
 //!                                                 each handoff was forwarded (1) or not (0)
 //!                          C n:u16 (fresh:u8 len:u32 prefix)×n  + n fds
 //!                                                 connections handed to this generation
-//!                          c n:u16 (flags:u8 len:u32 prefix [quiet:u64 head:u64])×n  + n fds
+//!                          c n:u16 (flags:u8 len:u32 prefix [quiet:u64 head:u64]
+//!                                   [slen:u16 session sealedlen:u32 sealed])×n  + n fds
 //!                                                 C with the connections' clocks (version 2)
+//!                                                 and TLS sessions (version 3)
 //!
 //!   prefix: bytes already read from the connection, in front of what is
 //!   still in the socket; fresh: 1 when it has sent no request yet (its
 //!   protocol, HTTP/1.1 or h2c, is still to be told), 0 when it is between
 //!   HTTP/1.1 requests; flags: bit 0 fresh, bit 1 the clocks follow the
-//!   prefix ([`Clocks`]).
+//!   prefix ([`Clocks`]), bit 2 a TLS session follows them ([`MovingTls`]:
+//!   under TLS the prefix is plaintext already opened, `sealed` records
+//!   received and not yet opened).
 //! ```
 //!
 //! Version 2 carries each connection's clocks, so that the next generation
@@ -43,7 +51,11 @@
 //! before the worker starts: a version-1 worker stops reading its start-up
 //! messages there and ignores it); only then does a worker send `r` and
 //! `h`, and the superdaemon sends `c` only to a generation that said `r`.
-//! Every other pair speaks version 1, as before.
+//! Every other pair speaks version 1, as before. Version 3 adds TLS
+//! sessions: a superdaemon that says `V 3` forwards a connection with its
+//! session only to a generation that said `s`, and refuses it otherwise (the
+//! sender then serves it on). The session's bytes are opaque here: the
+//! superdaemon never speaks TLS.
 //!
 //! Connections travel in batches (at most [`MAX_BATCH`] per message, at most
 //! [`MAX_MESSAGE`] bytes): the kernel queues only a few messages per socket
@@ -70,6 +82,8 @@ use rustix::net::{
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+/// The buffer a [`MovingTls`] session lives in: zeroed when dropped.
+pub use zeroize::Zeroizing;
 
 use crate::error::Error;
 
@@ -78,7 +92,7 @@ pub const HANDOFF_FD: &str = "GRACEDOWN_HANDOFF_FD";
 
 /// The version of the handoff messages this crate speaks (see
 /// [`Message::Version`]).
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The length of one TLS session-ticket key (as nginx's `ssl_session_ticket_key`
 /// files made by `openssl rand 48`): a 16-byte name, then 32 bytes of key.
@@ -90,9 +104,16 @@ pub const MAX_PREFIX: usize = 64 * 1024;
 /// The most connections in one message.
 pub const MAX_BATCH: usize = 64;
 
+/// The most bytes of a TLS session's state (keys, IVs, sequence numbers).
+pub const MAX_SESSION: usize = 256;
+
+/// The most bytes of TLS records received and not yet opened that travel
+/// with a connection (one record, whole or in part).
+pub const MAX_SEALED: usize = 18 * 1024;
+
 /// The largest message: a batch never grows past it (one connection with
-/// the longest prefix always fits).
-pub const MAX_MESSAGE: usize = 2 * MAX_PREFIX;
+/// the longest prefix, session and sealed bytes always fits).
+pub const MAX_MESSAGE: usize = 2 * MAX_PREFIX + MAX_SESSION + MAX_SEALED;
 
 /// A connection on the move, with what travels with it.
 #[derive(Debug)]
@@ -105,6 +126,28 @@ pub struct Moving {
     pub fresh: bool,
     /// Since when its bounds run, when both ends speak version 2.
     pub clocks: Option<Clocks>,
+    /// Its TLS session, when it moves under TLS (version 3).
+    pub tls: Option<MovingTls>,
+}
+
+/// A TLS session on the move: what the next generation needs to continue
+/// it on the same TCP connection. Opaque here; it holds keys, so it is
+/// zeroed when dropped and never shown.
+pub struct MovingTls {
+    /// The session's state (see `gracedown`'s TLS module), at most
+    /// [`MAX_SESSION`] bytes.
+    pub session: Zeroizing<Vec<u8>>,
+    /// Records received and not yet opened, at most [`MAX_SEALED`] bytes.
+    pub sealed: Bytes,
+}
+
+impl std::fmt::Debug for MovingTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MovingTls")
+            .field("session", &format_args!("{} bytes", self.session.len()))
+            .field("sealed", &self.sealed.len())
+            .finish()
+    }
 }
 
 /// Since when a moving connection's bounds run, on the system's monotonic
@@ -124,7 +167,12 @@ impl Moving {
     /// The bytes it takes in a `C` or `c` message (an `H` or `h` entry takes
     /// 8 more).
     pub fn wire_len(&self) -> usize {
-        5 + self.prefix.len() + if self.clocks.is_some() { 16 } else { 0 }
+        5 + self.prefix.len()
+            + if self.clocks.is_some() { 16 } else { 0 }
+            + self
+                .tls
+                .as_ref()
+                .map_or(0, |tls| 6 + tls.session.len() + tls.sealed.len())
     }
 }
 
@@ -140,10 +188,13 @@ pub fn fits(count: usize, bytes: usize, wire_len: usize) -> bool {
 #[non_exhaustive]
 pub enum Message {
     /// This generation takes handed-off connections (`R`); `clocks`: and
-    /// continues their bounds, version 2 (`r`).
+    /// continues their bounds, version 2 (`r`); `tls`: and continues TLS
+    /// sessions too, version 3 (`s`, which implies `clocks`).
     Receiving {
         /// It takes connections with their [`Clocks`].
         clocks: bool,
+        /// It continues connections' TLS sessions ([`MovingTls`]).
+        tls: bool,
     },
     /// Is there a generation to hand connections to?
     Query,
@@ -159,7 +210,8 @@ pub enum Message {
     /// The version of these messages the superdaemon speaks; none from a
     /// version-1 superdaemon.
     Version {
-        /// 2 or later: it carries connections' [`Clocks`].
+        /// 2 or later: it carries connections' [`Clocks`]; 3 or later: and
+        /// their TLS sessions.
         version: u32,
     },
     /// Session-ticket keys every generation shares, so that a TLS client
@@ -179,10 +231,13 @@ impl Message {
         let mut buf = BytesMut::with_capacity(16);
         let mut fds = Vec::new();
         let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
-        // Version 2 (clocks) only when an entry has them: a version-1 peer
-        // never sees it.
+        // Version 2 (clocks, sessions) only when an entry has them: a
+        // version-1 peer never sees it.
+        let v2 = |m: &Moving| m.clocks.is_some() || m.tls.is_some();
         let moving = |buf: &mut BytesMut, m: &Moving, v2: bool| {
-            let flags = u8::from(m.fresh) | if m.clocks.is_some() { 2 } else { 0 };
+            let flags = u8::from(m.fresh)
+                | if m.clocks.is_some() { 2 } else { 0 }
+                | if m.tls.is_some() { 4 } else { 0 };
             buf.put_u8(if v2 { flags } else { u8::from(m.fresh) });
             buf.put_u32(u32::try_from(m.prefix.len()).unwrap_or(u32::MAX));
             buf.extend_from_slice(&m.prefix);
@@ -190,17 +245,24 @@ impl Message {
                 buf.put_u64(clocks.quiet_since);
                 buf.put_u64(clocks.head_since);
             }
+            if let (true, Some(tls)) = (v2, &m.tls) {
+                buf.put_u16(u16::try_from(tls.session.len()).unwrap_or(u16::MAX));
+                buf.extend_from_slice(&tls.session);
+                buf.put_u32(u32::try_from(tls.sealed.len()).unwrap_or(u32::MAX));
+                buf.extend_from_slice(&tls.sealed);
+            }
         };
         match self {
-            Self::Receiving { clocks: false } => buf.put_u8(b'R'),
-            Self::Receiving { clocks: true } => buf.put_u8(b'r'),
+            Self::Receiving { tls: true, .. } => buf.put_u8(b's'),
+            Self::Receiving { clocks: true, .. } => buf.put_u8(b'r'),
+            Self::Receiving { .. } => buf.put_u8(b'R'),
             Self::Query => buf.put_u8(b'Q'),
             Self::Answer { available } => {
                 buf.put_u8(b'a');
                 buf.put_u8(u8::from(*available));
             }
             Self::Forward(entries) => {
-                let v2 = entries.iter().any(|(_, m)| m.clocks.is_some());
+                let v2 = entries.iter().any(|(_, m)| v2(m));
                 buf.put_u8(if v2 { b'h' } else { b'H' });
                 buf.put_u16(count(entries.len()));
                 for (id, m) in entries {
@@ -226,7 +288,7 @@ impl Message {
                 buf.extend_from_slice(keys);
             }
             Self::Connections(conns) => {
-                let v2 = conns.iter().any(|m| m.clocks.is_some());
+                let v2 = conns.iter().any(v2);
                 buf.put_u8(if v2 { b'c' } else { b'C' });
                 buf.put_u16(count(conns.len()));
                 for m in conns {
@@ -263,9 +325,9 @@ impl Message {
         };
         let moving = |rest: &mut &[u8], socket: OwnedFd, v2: bool| -> io::Result<Moving> {
             let flags = rest.try_get_u8().map_err(|_| short())?;
-            let (fresh, has_clocks) = match (v2, flags) {
-                (false, flags) => (flag(flags)?, false),
-                (true, 0..=3) => (flags & 1 != 0, flags & 2 != 0),
+            let (fresh, has_clocks, has_tls) = match (v2, flags) {
+                (false, flags) => (flag(flags)?, false, false),
+                (true, 0..=7) => (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0),
                 (true, _) => return Err(bad("an entry with unknown flags")),
             };
             let len = rest.try_get_u32().map_err(|_| short())? as usize;
@@ -281,11 +343,30 @@ impl Message {
                 }),
                 false => None,
             };
+            let tls = match has_tls {
+                true => {
+                    let len = usize::from(rest.try_get_u16().map_err(|_| short())?);
+                    if len > MAX_SESSION || rest.len() < len {
+                        return Err(bad("a TLS session longer than allowed or than the message"));
+                    }
+                    let session = Zeroizing::new(rest[..len].to_vec());
+                    rest.advance(len);
+                    let len = rest.try_get_u32().map_err(|_| short())? as usize;
+                    if len > MAX_SEALED || rest.len() < len {
+                        return Err(bad("sealed bytes longer than allowed or than the message"));
+                    }
+                    let sealed = Bytes::copy_from_slice(&rest[..len]);
+                    rest.advance(len);
+                    Some(MovingTls { session, sealed })
+                }
+                false => None,
+            };
             Ok(Moving {
                 socket,
                 prefix,
                 fresh,
                 clocks,
+                tls,
             })
         };
         let with_fds = |n: usize, fds: Vec<OwnedFd>| {
@@ -296,8 +377,18 @@ impl Message {
             }
         };
         let message = match tag {
-            b'R' => Self::Receiving { clocks: false },
-            b'r' => Self::Receiving { clocks: true },
+            b'R' => Self::Receiving {
+                clocks: false,
+                tls: false,
+            },
+            b'r' => Self::Receiving {
+                clocks: true,
+                tls: false,
+            },
+            b's' => Self::Receiving {
+                clocks: true,
+                tls: true,
+            },
             b'Q' => Self::Query,
             b'a' => Self::Answer {
                 available: flag(rest.try_get_u8().map_err(|_| short())?)?,
@@ -578,12 +669,18 @@ mod tests {
     async fn connections_travel_in_a_batch_with_their_prefixes_and_stay_the_same_sockets() {
         let (left, right) = channels();
         right
-            .send(&Message::Receiving { clocks: false })
+            .send(&Message::Receiving {
+                clocks: false,
+                tls: false,
+            })
             .await
             .expect("send");
         assert!(matches!(
             left.recv().await,
-            Ok(Some(Message::Receiving { clocks: false }))
+            Ok(Some(Message::Receiving {
+                clocks: false,
+                tls: false,
+            }))
         ));
         let mut clients = Vec::new();
         let mut entries = Vec::new();
@@ -597,6 +694,7 @@ mod tests {
                     prefix: Bytes::from(format!("GET /{id} HT")),
                     fresh: id == 0,
                     clocks: None,
+                    tls: None,
                 },
             ));
         }
@@ -637,9 +735,14 @@ mod tests {
             socket: server.into(),
             prefix: long.clone(),
             fresh: false,
+            tls: None,
         };
         assert!(fits(0, 0, one.wire_len() + 8), "one always fits");
-        assert!(!fits(1, one.wire_len() + 8, one.wire_len() + 8));
+        assert!(fits(1, one.wire_len() + 8, one.wire_len() + 8), "two fit");
+        assert!(
+            !fits(2, 2 * (one.wire_len() + 8), one.wire_len() + 8),
+            "a third does not"
+        );
         assert!(!fits(MAX_BATCH, 10, 5), "no more than MAX_BATCH");
         left.send(&Message::Connections(vec![one]))
             .await
@@ -653,12 +756,18 @@ mod tests {
     #[tokio::test]
     async fn version_2_carries_each_connections_clocks_and_version_1_is_unchanged() {
         let (left, right) = channels();
-        left.send(&Message::Receiving { clocks: true })
-            .await
-            .expect("send");
+        left.send(&Message::Receiving {
+            clocks: true,
+            tls: false,
+        })
+        .await
+        .expect("send");
         assert!(matches!(
             right.recv().await,
-            Ok(Some(Message::Receiving { clocks: true }))
+            Ok(Some(Message::Receiving {
+                clocks: true,
+                tls: false,
+            }))
         ));
         let entry = |fresh: bool, clocks: Option<Clocks>| {
             let (_, server) = std::os::unix::net::UnixStream::pair().expect("a connection");
@@ -667,6 +776,7 @@ mod tests {
                 prefix: Bytes::from_static(b"GET / HT"),
                 fresh,
                 clocks,
+                tls: None,
             }
         };
         let clocks = Clocks {
@@ -698,13 +808,17 @@ mod tests {
         // Without clocks, the bytes of version 1: a version-1 peer reads them.
         let (bytes, _) = Message::Connections(vec![entry(true, None)]).encode();
         assert_eq!(&bytes[..], b"C\x00\x01\x01\x00\x00\x00\x08GET / HT");
-        let (bytes, _) = Message::Receiving { clocks: false }.encode();
+        let (bytes, _) = Message::Receiving {
+            clocks: false,
+            tls: false,
+        }
+        .encode();
         assert_eq!(&bytes[..], b"R");
         let (bytes, _) = Message::Version { version: VERSION }.encode();
-        assert_eq!(&bytes[..], b"V\x00\x00\x00\x02");
+        assert_eq!(&bytes[..], b"V\x00\x00\x00\x03");
         assert!(matches!(
             Message::decode(&bytes, Vec::new()),
-            Ok(Message::Version { version: 2 })
+            Ok(Message::Version { version: 3 })
         ));
         assert!(
             Message::decode(b"V\x00\x00", Vec::new()).is_err(),
@@ -726,6 +840,71 @@ mod tests {
             Message::decode(b"c\x00\x01\x01\x00\x00\x00\x00", one_fd()).is_ok(),
             "fresh, no clocks"
         );
+    }
+
+    #[tokio::test]
+    async fn version_3_carries_tls_sessions_with_the_sealed_bytes_and_only_to_a_tls_receiver() {
+        let (left, right) = channels();
+        left.send(&Message::Receiving {
+            clocks: true,
+            tls: true,
+        })
+        .await
+        .expect("send");
+        assert!(matches!(
+            right.recv().await,
+            Ok(Some(Message::Receiving {
+                clocks: true,
+                tls: true,
+            }))
+        ));
+        let (_client, server) = std::os::unix::net::UnixStream::pair().expect("a connection");
+        let sealed = Bytes::from(vec![0x17; MAX_SEALED]);
+        let moving = Moving {
+            socket: server.into(),
+            prefix: Bytes::from_static(b"GET / HT"),
+            fresh: false,
+            clocks: None,
+            tls: Some(MovingTls {
+                session: Zeroizing::new(vec![9; MAX_SESSION]),
+                sealed: sealed.clone(),
+            }),
+        };
+        assert!(fits(0, 0, moving.wire_len() + 8));
+        left.send(&Message::Forward(vec![(7, moving)]))
+            .await
+            .expect("send");
+        let Ok(Some(Message::Forward(got))) = right.recv().await else {
+            panic!("a forward");
+        };
+        let (id, got) = &got[0];
+        assert_eq!(*id, 7);
+        let tls = got.tls.as_ref().expect("the session travels");
+        assert_eq!(&tls.session[..], &[9; MAX_SESSION][..]);
+        assert_eq!(tls.sealed, sealed);
+        assert_eq!(got.prefix, Bytes::from_static(b"GET / HT"));
+        assert!(got.clocks.is_none());
+        assert!(!format!("{tls:?}").contains('9'), "no key bytes in Debug");
+        // Longer than allowed: refused, never allocated.
+        let (bytes, _) = Message::Connections(vec![Moving {
+            socket: std::os::unix::net::UnixStream::pair()
+                .expect("pair")
+                .1
+                .into(),
+            prefix: Bytes::new(),
+            fresh: false,
+            clocks: None,
+            tls: Some(MovingTls {
+                session: Zeroizing::new(vec![0; MAX_SESSION + 1]),
+                sealed: Bytes::new(),
+            }),
+        }])
+        .encode();
+        let fd: OwnedFd = std::os::unix::net::UnixStream::pair()
+            .expect("pair")
+            .0
+            .into();
+        assert!(Message::decode(&bytes, vec![fd]).is_err());
     }
 
     #[test]

@@ -43,6 +43,7 @@ where
               prefix,
               fresh,
               clocks,
+              tls,
           }| {
         let Some(alive) = alive.upgrade() else {
             return;
@@ -69,7 +70,7 @@ where
         }
         tokio::spawn(conn::serve(Box::new(conn::Accepted {
             stream,
-            handed: Some((prefix, fresh)),
+            handed: Some(conn::Handed { prefix, fresh, tls }),
             peer,
             local,
             make_service: make_service.clone(),

@@ -19,8 +19,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::oneshot;
 
+use gracedown_sockets::handoff::MovingTls;
+
 use super::framing::{Finding, Framing, HeadCopy};
 use crate::drain::{ConnCtl, IoMode, Refusal};
+#[cfg(feature = "tls")]
+use crate::tls::session::{ContinuedTls, Records, TakeOut, take_out};
 
 /// An accepted TCP or unix stream.
 #[derive(Debug)]
@@ -128,8 +132,18 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// A TLS connection in rustls's hands, over a transport that notes where
+/// records end (so that its session can move).
 #[cfg(feature = "tls")]
-pub(crate) type TlsStream = tokio_rustls::server::TlsStream<Stream>;
+pub(crate) type TlsStream = tokio_rustls::server::TlsStream<Records<Stream>>;
+
+/// A TLS session continued from an older generation.
+#[cfg(feature = "tls")]
+pub(crate) type MovedTls = ContinuedTls<Stream>;
+
+/// What travels when a connection moves: its socket, the bytes already read
+/// (plaintext, under TLS), and its TLS session if it has one.
+pub(crate) type Parts = (std::os::fd::OwnedFd, Bytes, Option<MovingTls>);
 
 /// A connection's byte stream: plain or TLS, with bytes already read from it
 /// (the h2c preface sniff, a racing request) served first.
@@ -144,6 +158,8 @@ enum Kind {
     Plain(Stream),
     #[cfg(feature = "tls")]
     Tls(Box<TlsStream>),
+    #[cfg(feature = "tls")]
+    Moved(Box<MovedTls>),
 }
 
 /// What [`Transport::read_now`] found.
@@ -173,25 +189,57 @@ impl Transport {
         }
     }
 
-    /// A plain connection's socket, out of the runtime, and the bytes
-    /// already read from it (what travels when it is handed over). `Err`
-    /// with the transport under TLS; `Err(None)` when the runtime would not
-    /// let go of the socket (it is closed then).
-    pub(crate) fn into_plain(self) -> Result<(std::os::fd::OwnedFd, Bytes), Option<Self>> {
+    /// A TLS session continued here, with `prefix` (plaintext) in front.
+    #[cfg(feature = "tls")]
+    pub(crate) fn moved(session: MovedTls, prefix: Bytes) -> Self {
+        Self {
+            prefix,
+            kind: Kind::Moved(Box::new(session)),
+        }
+    }
+
+    /// What travels when the connection moves ([`Parts`]): its socket, out
+    /// of the runtime, the bytes already read, and its TLS session, taken
+    /// out of rustls (or of a session that moved here). `Err` with the
+    /// transport when it cannot move now (a TLS record read in part, records
+    /// still to send); `Err(None)` when the runtime would not let go of the
+    /// socket or rustls of the session (it is closed then).
+    pub(crate) fn into_moving(self) -> Result<Parts, Option<Self>> {
+        let prefix = self.prefix;
         match self.kind {
-            Kind::Plain(Stream::Tcp(tcp)) => tcp
-                .into_std()
-                .map(|s| (s.into(), self.prefix))
-                .map_err(|_| None),
-            Kind::Plain(Stream::Unix(unix)) => unix
-                .into_std()
-                .map(|s| (s.into(), self.prefix))
-                .map_err(|_| None),
+            Kind::Plain(stream) => Ok((into_fd(stream).ok_or(None)?, prefix, None)),
             #[cfg(feature = "tls")]
-            kind @ Kind::Tls(_) => Err(Some(Self {
-                prefix: self.prefix,
-                kind,
-            })),
+            Kind::Tls(tls) => match take_out(tls) {
+                TakeOut::Taken { io, state, plain } => {
+                    let tls = MovingTls {
+                        session: state.encode(),
+                        sealed: Bytes::new(),
+                    };
+                    Ok((into_fd(io).ok_or(None)?, joined(prefix, plain), Some(tls)))
+                }
+                TakeOut::NotQuiet(tls) => Err(Some(Self {
+                    prefix,
+                    kind: Kind::Tls(tls),
+                })),
+                TakeOut::Failed(e) => {
+                    tracing::debug!(error = %e, "a TLS session could not be taken out of rustls; closed");
+                    Err(None)
+                }
+            },
+            #[cfg(feature = "tls")]
+            Kind::Moved(session) => match session.into_parts() {
+                Ok((io, state, plain, sealed)) => {
+                    let tls = MovingTls {
+                        session: state.encode(),
+                        sealed,
+                    };
+                    Ok((into_fd(io).ok_or(None)?, joined(prefix, plain), Some(tls)))
+                }
+                Err(session) => Err(Some(Self {
+                    prefix,
+                    kind: Kind::Moved(session),
+                })),
+            },
         }
     }
 
@@ -201,7 +249,7 @@ impl Transport {
         match self.kind {
             Kind::Plain(stream) => Ok((stream, self.prefix)),
             #[cfg(feature = "tls")]
-            kind @ Kind::Tls(_) => Err(Self {
+            kind @ (Kind::Tls(_) | Kind::Moved(_)) => Err(Self {
                 prefix: self.prefix,
                 kind,
             }),
@@ -215,7 +263,9 @@ impl Transport {
         match &self.kind {
             Kind::Plain(s) => s.poll_read_ready(cx),
             #[cfg(feature = "tls")]
-            Kind::Tls(s) => s.get_ref().0.poll_read_ready(cx),
+            Kind::Tls(s) => s.get_ref().0.get_ref().poll_read_ready(cx),
+            #[cfg(feature = "tls")]
+            Kind::Moved(s) => s.get_ref().poll_read_ready(cx),
         }
     }
 
@@ -273,7 +323,9 @@ impl AsFd for Transport {
         match &self.kind {
             Kind::Plain(s) => s.as_fd(),
             #[cfg(feature = "tls")]
-            Kind::Tls(s) => s.get_ref().0.as_fd(),
+            Kind::Tls(s) => s.get_ref().0.get_ref().as_fd(),
+            #[cfg(feature = "tls")]
+            Kind::Moved(s) => s.get_ref().as_fd(),
         }
     }
 }
@@ -284,6 +336,8 @@ macro_rules! transport {
             Kind::Plain($s) => $e,
             #[cfg(feature = "tls")]
             Kind::Tls($s) => $e,
+            #[cfg(feature = "tls")]
+            Kind::Moved($s) => $e,
         }
     };
 }
@@ -326,6 +380,8 @@ impl AsyncWrite for Transport {
             Kind::Plain(s) => s.is_write_vectored(),
             #[cfg(feature = "tls")]
             Kind::Tls(s) => s.is_write_vectored(),
+            #[cfg(feature = "tls")]
+            Kind::Moved(s) => s.is_write_vectored(),
         }
     }
 
@@ -335,6 +391,25 @@ impl AsyncWrite for Transport {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         transport!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// A stream's socket, out of the runtime; `None` when the runtime would not
+/// let go of it.
+fn into_fd(stream: Stream) -> Option<std::os::fd::OwnedFd> {
+    match stream {
+        Stream::Tcp(tcp) => tcp.into_std().ok().map(Into::into),
+        Stream::Unix(unix) => unix.into_std().ok().map(Into::into),
+    }
+}
+
+/// `front`, then `back`.
+#[cfg(feature = "tls")]
+fn joined(front: Bytes, back: Bytes) -> Bytes {
+    match (front.is_empty(), back.is_empty()) {
+        (_, true) => front,
+        (true, false) => back,
+        (false, false) => Bytes::from([&front[..], &back[..]].concat()),
     }
 }
 

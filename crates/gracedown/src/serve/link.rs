@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gracedown_sockets::handoff::{Channel, Clocks, MAX_PREFIX, Message, Moving, fits};
+use gracedown_sockets::handoff::{
+    Channel, Clocks, MAX_PREFIX, MAX_SEALED, MAX_SESSION, Message, Moving, MovingTls, fits,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -75,6 +77,9 @@ pub(crate) struct Link {
     /// The superdaemon speaks version 2: connections travel with their
     /// clocks, so their bounds go on across generations.
     clocks: bool,
+    /// The superdaemon speaks version 3: TLS connections travel with their
+    /// sessions (and this worker continues them).
+    tls: bool,
 }
 
 #[derive(Debug, Default)]
@@ -136,14 +141,14 @@ impl Link {
                 // process existed.
                 #[cfg(feature = "tls")]
                 let mut keys = None;
-                let mut clocks = false;
+                let mut version = 1;
                 while let Ok(Some(message)) = channel.try_recv() {
                     match message {
                         #[cfg(feature = "tls")]
                         Message::TicketKeys { keys: bytes } => {
                             keys = TicketKeys::from_bytes(&bytes);
                         }
-                        Message::Version { version } => clocks = speaks_clocks(version),
+                        Message::Version { version: v } => version = v,
                         _ => {}
                     }
                 }
@@ -157,7 +162,8 @@ impl Link {
                     #[cfg(feature = "tls")]
                     keys,
                     handoff,
-                    clocks,
+                    clocks: speaks_clocks(version),
+                    tls: cfg!(feature = "tls") && version >= 3,
                 }))
             }
             Err(e) => {
@@ -245,6 +251,12 @@ impl Link {
         self.handoff
     }
 
+    /// Whether TLS connections move too (the superdaemon carries their
+    /// sessions): the TLS configuration must then let rustls give them.
+    pub(crate) fn moves_tls(&self) -> bool {
+        self.handoff && self.tls
+    }
+
     /// Tells the superdaemon that this generation takes connections.
     pub(crate) async fn announce(&self) {
         if !self.handoff {
@@ -252,6 +264,7 @@ impl Link {
         }
         let receiving = Message::Receiving {
             clocks: self.clocks,
+            tls: self.tls,
         };
         let sent = tokio::time::timeout(QUERY_BOUND, self.channel.send(&receiving)).await;
         if !matches!(sent, Ok(Ok(()))) {
@@ -283,23 +296,31 @@ impl Link {
     }
 
     /// Hands `socket` on, with `prefix` (bytes already read from it) in
-    /// front (`fresh`: it has sent no request yet), and its clocks when the
-    /// superdaemon carries them. The descriptor is this link's until the
-    /// answer; refused, it comes back with its prefix.
+    /// front (`fresh`: it has sent no request yet), its clocks when the
+    /// superdaemon carries them, and its TLS session if it has one. The
+    /// descriptor (and the session) is this link's until the answer;
+    /// refused, it comes back with what travelled with it.
     pub(crate) async fn hand_off(
         &self,
         socket: OwnedFd,
         prefix: Bytes,
         fresh: bool,
         clocks: Clocks,
+        tls: Option<MovingTls>,
     ) -> HandoffOutcome {
         let moving = Moving {
             socket,
             prefix,
             fresh,
             clocks: self.clocks.then_some(clocks),
+            tls,
         };
-        if moving.prefix.len() > MAX_PREFIX || self.waiting().closed {
+        let too_big = moving.prefix.len() > MAX_PREFIX
+            || moving
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.session.len() > MAX_SESSION || t.sealed.len() > MAX_SEALED);
+        if too_big || (moving.tls.is_some() && !self.tls) || self.waiting().closed {
             return HandoffOutcome::Refused(moving);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -356,6 +356,12 @@ impl Server {
                     Some(keys) if !tls.issues_tickets() => tls.ticket_keys(keys),
                     _ => tls,
                 };
+                // Sessions that move to the next generation are taken out
+                // of rustls (the superdaemon carries them).
+                let tls = match link.as_ref().is_some_and(|l| l.moves_tls()) {
+                    true => tls.secrets_extractable(),
+                    false => tls,
+                };
                 tokio_rustls::TlsAcceptor::from(tls.server_config())
             }),
             link: link.clone().filter(|l| l.hands_off()),

@@ -3,6 +3,7 @@
 //! certificate made at start; ALPN offers `h2` then `http/1.1`; session
 //! tickets every generation can open ([`TicketKeys`]).
 
+pub(crate) mod session;
 mod tickets;
 
 pub use tickets::{TICKET_KEY_LEN, TicketKeys};
@@ -172,6 +173,17 @@ impl TlsConfig {
     pub fn ticket_keys(self, keys: &TicketKeys) -> Self {
         let mut config = Arc::unwrap_or_clone(self.config);
         config.ticketer = keys.ticketer();
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Lets rustls give a connection's record keys out, so that its session
+    /// can move to the next generation (they travel only on the handoff
+    /// channel, and are zeroed after use).
+    pub(crate) fn secrets_extractable(self) -> Self {
+        let mut config = Arc::unwrap_or_clone(self.config);
+        config.enable_secret_extraction = true;
         Self {
             config: Arc::new(config),
         }

@@ -9,6 +9,7 @@ pub mod h2raw;
 pub mod http;
 pub mod process;
 pub mod starter;
+pub mod tls;
 pub mod wrk;
 
 use std::path::PathBuf;
@@ -226,4 +227,42 @@ pub fn example(name: &str) -> PathBuf {
     assert!(status.success(), "cargo build --example {name}");
     assert!(path.exists(), "example {name} at {}", path.display());
     path
+}
+
+/// Waits (bounded) until the server side of the connection `local` ←
+/// `remote` has read everything the client sent: its receive queue in
+/// `/proc/net/tcp` is empty.
+pub fn wait_received(local: std::net::SocketAddr, remote: std::net::SocketAddr) {
+    let hex = |addr: std::net::SocketAddr| match addr {
+        std::net::SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        std::net::SocketAddr::V6(_) => unreachable!("IPv4 only here"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let deadline = std::time::Instant::now() + TEST_WAIT;
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        let queue = table.lines().find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str()))
+                .then(|| {
+                    f.get(4)
+                        .and_then(|q| q.split(':').nth(1))
+                        .map(str::to_owned)
+                })
+                .flatten()
+        });
+        if queue.as_deref() == Some("00000000") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never read the bytes (receive queue {queue:?})"
+        );
+        // The kernel's table is the observation; it changes when the worker reads.
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -74,8 +74,10 @@ struct Peer {
     channel: Arc<Channel>,
     /// It said `R` (or `r`): it takes handed-off connections.
     receiving: bool,
-    /// It said `r`: it continues their bounds (their clocks reach it).
+    /// It said `r` (or `s`): it continues their bounds (their clocks reach it).
     clocks: bool,
+    /// It said `s`: it continues TLS sessions (it may take TLS connections).
+    tls: bool,
     outbox: mpsc::Sender<Outgoing>,
     /// Connections this generation handed on.
     handed_on: Arc<AtomicU64>,
@@ -155,6 +157,7 @@ impl Broker {
                 channel,
                 receiving: false,
                 clocks: false,
+                tls: false,
                 outbox,
                 handed_on: Arc::default(),
                 tasks: vec![reader, writer],
@@ -224,14 +227,15 @@ impl Broker {
             return;
         };
         match message {
-            Message::Receiving { clocks } => {
+            Message::Receiving { clocks, tls } => {
                 if let Some(peer) = self.peers.get_mut(&generation) {
                     debug!(
                         generation,
-                        clocks, "generation takes handed-off connections"
+                        clocks, tls, "generation takes handed-off connections"
                     );
                     peer.receiving = true;
                     peer.clocks = clocks;
+                    peer.tls = tls;
                 }
             }
             Message::Query => {
@@ -264,7 +268,12 @@ impl Broker {
             return;
         };
         let (reply, count) = (sender.outbox.clone(), Arc::clone(&sender.handed_on));
-        if let Some(receiver) = self.receiver_for(from) {
+        // A TLS session goes only to a generation that continues it; any
+        // other refuses it, and the sender serves the connection on.
+        let receiver = self
+            .receiver_for(from)
+            .filter(|r| r.tls || moving.tls.is_none());
+        if let Some(receiver) = receiver {
             if !receiver.clocks {
                 // A version-1 receiver reads no clocks: it restarts the bounds.
                 moving.clocks = None;

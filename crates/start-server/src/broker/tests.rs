@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 
 use bytes::Bytes;
-use gracedown_sockets::handoff::TICKET_KEY_LEN;
+use gracedown_sockets::handoff::{MovingTls, TICKET_KEY_LEN, Zeroizing};
 
 use super::*;
 
@@ -54,6 +54,7 @@ async fn clocks_reach_a_receiver_that_continues_bounds_and_no_other() {
         broker.set_target(Some(2));
         new.send(&Message::Receiving {
             clocks: takes_clocks,
+            tls: false,
         })
         .await
         .expect("r");
@@ -66,6 +67,7 @@ async fn clocks_reach_a_receiver_that_continues_bounds_and_no_other() {
                 prefix: Bytes::new(),
                 fresh: false,
                 clocks: Some(clocks),
+                tls: None,
             },
         )]))
         .await
@@ -86,9 +88,12 @@ async fn a_connection_moves_to_the_current_generation_and_the_sender_is_told() {
     let old = open(&mut broker, 1).await;
     let new = open(&mut broker, 2).await;
     broker.set_target(Some(2));
-    new.send(&Message::Receiving { clocks: false })
-        .await
-        .expect("R");
+    new.send(&Message::Receiving {
+        clocks: false,
+        tls: false,
+    })
+    .await
+    .expect("R");
     pump(&mut broker, &mut rx).await;
     old.send(&Message::Query).await.expect("Q");
     pump(&mut broker, &mut rx).await;
@@ -104,6 +109,7 @@ async fn a_connection_moves_to_the_current_generation_and_the_sender_is_told() {
             socket: server.into(),
             prefix: Bytes::from_static(b"GET /"),
             fresh: false,
+            tls: None,
         },
     )]))
     .await
@@ -117,6 +123,7 @@ async fn a_connection_moves_to_the_current_generation_and_the_sender_is_told() {
         prefix,
         fresh: false,
         clocks: None,
+        tls: None,
     }) = conns.pop()
     else {
         panic!("one connection, not fresh");
@@ -157,6 +164,7 @@ async fn without_a_receiving_generation_the_connection_is_refused_and_closed_her
             socket: server.into(),
             prefix: Bytes::new(),
             fresh: true,
+            tls: None,
         },
     )]))
     .await
@@ -176,9 +184,12 @@ async fn without_a_receiving_generation_the_connection_is_refused_and_closed_her
 async fn a_generation_never_hands_connections_to_itself_and_none_while_stopping() {
     let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
     let only = open(&mut broker, 1).await;
-    only.send(&Message::Receiving { clocks: false })
-        .await
-        .expect("R");
+    only.send(&Message::Receiving {
+        clocks: false,
+        tls: false,
+    })
+    .await
+    .expect("R");
     pump(&mut broker, &mut rx).await;
     for target in [Some(1), None] {
         broker.set_target(target);
@@ -236,9 +247,12 @@ async fn catching_up_reads_what_a_generation_sent_before_anything_else() {
     let new = open(&mut broker, 2).await;
     broker.set_target(Some(2));
     // `R` is in the socket; no task has run since.
-    new.send(&Message::Receiving { clocks: false })
-        .await
-        .expect("R");
+    new.send(&Message::Receiving {
+        clocks: false,
+        tls: false,
+    })
+    .await
+    .expect("R");
     broker.catch_up(2, &mut rx);
     old.send(&Message::Query).await.expect("Q");
     pump(&mut broker, &mut rx).await;
@@ -254,9 +268,12 @@ async fn a_receiver_that_is_gone_refuses_what_was_queued_for_it() {
     let old = open(&mut broker, 1).await;
     let new = open(&mut broker, 2).await;
     broker.set_target(Some(2));
-    new.send(&Message::Receiving { clocks: false })
-        .await
-        .expect("R");
+    new.send(&Message::Receiving {
+        clocks: false,
+        tls: false,
+    })
+    .await
+    .expect("R");
     pump(&mut broker, &mut rx).await;
     drop(new);
     let (_client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
@@ -267,6 +284,7 @@ async fn a_receiver_that_is_gone_refuses_what_was_queued_for_it() {
             socket: server.into(),
             prefix: Bytes::new(),
             fresh: true,
+            tls: None,
         },
     )]))
     .await
@@ -279,4 +297,52 @@ async fn a_receiver_that_is_gone_refuses_what_was_queued_for_it() {
         next(&old).await,
         Message::Acks(acks) if acks == vec![(3, false)]
     ));
+}
+
+#[tokio::test]
+async fn a_tls_session_goes_only_to_a_generation_that_continues_it() {
+    for continues_tls in [false, true] {
+        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
+        let old = open(&mut broker, 1).await;
+        let new = open(&mut broker, 2).await;
+        broker.set_target(Some(2));
+        new.send(&Message::Receiving {
+            clocks: true,
+            tls: continues_tls,
+        })
+        .await
+        .expect("r or s");
+        pump(&mut broker, &mut rx).await;
+        let (_client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
+        old.send(&Message::Forward(vec![(
+            4,
+            Moving {
+                socket: server.into(),
+                prefix: Bytes::from_static(b"GET /"),
+                fresh: false,
+                clocks: None,
+                tls: Some(MovingTls {
+                    session: Zeroizing::new(vec![1, 2, 3]),
+                    sealed: Bytes::from_static(b"\x17\x03\x03"),
+                }),
+            },
+        )]))
+        .await
+        .expect("h");
+        pump(&mut broker, &mut rx).await;
+        let Message::Acks(acks) = next(&old).await else {
+            panic!("an answer for generation 1");
+        };
+        assert_eq!(acks, [(4, continues_tls)], "continues TLS: {continues_tls}");
+        if continues_tls {
+            let Message::Connections(conns) = next(&new).await else {
+                panic!("the connection for generation 2");
+            };
+            let tls = conns[0].tls.as_ref().expect("with its session");
+            assert_eq!(
+                (&tls.session[..], &tls.sealed[..]),
+                (&[1, 2, 3][..], &b"\x17\x03\x03"[..])
+            );
+        }
+    }
 }

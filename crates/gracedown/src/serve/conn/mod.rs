@@ -17,6 +17,8 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::{debug, trace};
 
+use gracedown_sockets::handoff::MovingTls;
+
 use self::waiter::Waiter;
 use super::app::{HttpService, MakeService, ResponseBody};
 use super::info::ConnectionInfo;
@@ -77,10 +79,8 @@ impl From<Ending> for Step {
 /// first stage has taken it apart.
 pub(crate) struct Accepted<M> {
     pub(crate) stream: Stream,
-    /// A connection an older generation handed over: the bytes it had read
-    /// from it already (served first), and whether it had sent no request
-    /// yet (then it may still turn out to be h2c).
-    pub(crate) handed: Option<(Bytes, bool)>,
+    /// A connection an older generation handed over, and what came with it.
+    pub(crate) handed: Option<Handed>,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) local: Option<SocketAddr>,
     pub(crate) make_service: M,
@@ -90,6 +90,16 @@ pub(crate) struct Accepted<M> {
     pub(crate) permit: Option<OwnedSemaphorePermit>,
     /// The drain waits until every connection's task dropped its copy.
     pub(crate) alive: mpsc::Sender<()>,
+}
+
+/// What came with a connection an older generation handed over.
+pub(crate) struct Handed {
+    /// The bytes it had read from it already (plaintext under TLS), served first.
+    pub(crate) prefix: Bytes,
+    /// It had sent no request yet (plain, it may still turn out to be h2c).
+    pub(crate) fresh: bool,
+    /// Its TLS session, continued here.
+    pub(crate) tls: Option<MovingTls>,
 }
 
 /// Serves one accepted stream until it closes, or until the deadline forces it.
@@ -169,10 +179,23 @@ where
     };
     let step = match handed {
         None => conn.run(stream, None, service.clone()).await,
-        // Fresh: told apart from h2c as if just accepted (never TLS: only
-        // plain connections are handed over).
-        Some((prefix, true)) => conn.run(stream, Some(prefix), service.clone()).await,
-        Some((prefix, false)) => conn.run_handed(stream, prefix),
+        // Under TLS, ALPN chose HTTP/1.1 already.
+        Some(Handed {
+            prefix,
+            fresh,
+            tls: Some(tls),
+        }) => conn.run_handed_tls(stream, tls, prefix, fresh),
+        // Fresh: told apart from h2c as if just accepted.
+        Some(Handed {
+            prefix,
+            fresh: true,
+            tls: None,
+        }) => conn.run(stream, Some(prefix), service.clone()).await,
+        Some(Handed {
+            prefix,
+            fresh: false,
+            tls: None,
+        }) => conn.run_handed(stream, prefix),
     };
     Some((conn, service, step))
 }
@@ -242,7 +265,7 @@ impl Conn {
         if let (None, Some(acceptor)) = (&handed, self.shared.tls.clone()) {
             return Box::pin(self.run_tls(stream, acceptor, service)).await;
         }
-        self.may_move();
+        self.may_move(false);
         let read = handed.unwrap_or_default();
         let (mut stream, mut sniffed) = (stream, BytesMut::from(read));
         let h2 = loop {

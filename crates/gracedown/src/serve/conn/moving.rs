@@ -1,11 +1,13 @@
 //! Connections that move: one handed over by an older generation starts
-//! here, and one the rules move goes to the newer generation (or, refused,
-//! is served here again).
+//! here (plain, or under TLS with its session), and one the rules move goes
+//! to the newer generation (or, refused, is served here again).
 
-use tracing::debug;
+use std::io;
 
 use bytes::Bytes;
-use gracedown_sockets::handoff::Clocks;
+use tracing::debug;
+
+use gracedown_sockets::handoff::{Clocks, Moving, MovingTls};
 
 use super::{Conn, Ending, Step};
 use crate::drain::IoMode;
@@ -16,7 +18,7 @@ impl Conn {
     /// A connection an older generation handed over: plain HTTP/1.1, at a
     /// message boundary, `prefix` read from it already.
     pub(super) fn run_handed(&mut self, stream: Stream, prefix: Bytes) -> Step {
-        self.may_move();
+        self.may_move(false);
         self.ctl.served_before();
         if !prefix.is_empty() {
             // Unless the older generation said since when it has arrived.
@@ -25,11 +27,47 @@ impl Conn {
         Step::Http1(Transport::plain(stream, prefix))
     }
 
-    /// A plain connection takes the link to the next generation, if this
-    /// worker has one: it can move when this generation drains (whether it
-    /// does is the rules' verdict).
-    pub(super) fn may_move(&mut self) {
-        self.link = self.shared.link.clone();
+    /// A connection an older generation handed over under TLS: its session
+    /// goes on here, on the same TCP connection, with no handshake; `prefix`
+    /// is plaintext it had opened already; `fresh`: no request yet (ALPN
+    /// chose HTTP/1.1 at the handshake).
+    pub(super) fn run_handed_tls(
+        &mut self,
+        stream: Stream,
+        tls: MovingTls,
+        prefix: Bytes,
+        fresh: bool,
+    ) -> Step {
+        let transport = match continued(stream, tls, prefix) {
+            Ok(transport) => transport,
+            Err(e) => {
+                debug!(error = %e, "a handed-over TLS session cannot go on here; closed");
+                return Ending::Closed.into();
+            }
+        };
+        self.info.tls = true;
+        // Paced, should it have to reconnect (no generation to move to).
+        self.ctl.pace_reconnect();
+        self.may_move(true);
+        if !fresh {
+            self.ctl.served_before();
+        }
+        if transport.has_prefix() {
+            self.ctl.head_bytes_arrived();
+        }
+        Step::Http1(transport)
+    }
+
+    /// The connection takes the link to the next generation, if this
+    /// worker has one (and, under TLS, if sessions move with it): it can
+    /// move when this generation drains (whether it does is the rules'
+    /// verdict).
+    pub(super) fn may_move(&mut self, tls: bool) {
+        self.link = self
+            .shared
+            .link
+            .clone()
+            .filter(|link| !tls || link.moves_tls());
         self.ctl.set_movable(self.link.is_some());
     }
 
@@ -40,11 +78,12 @@ impl Conn {
     }
 
     /// Hands the connection to a newer generation, as the rules' verdict
-    /// says. `Err` with the connection back when nobody takes it: it can no
-    /// longer move, and the caller serves it on as a drain without a
-    /// handoff does (the next request, already sent or not, is answered with
-    /// `Connection: close`), so that a refusal never loses a request that was
-    /// pipelined behind keep-alive responses without telling the client.
+    /// says. `Err` with the connection back when nobody takes it (or it
+    /// cannot move at this moment): it can no longer move, and the caller
+    /// serves it on as a drain without a handoff does (the next request,
+    /// already sent or not, is answered with `Connection: close`), so that a
+    /// refusal never loses a request that was pipelined behind keep-alive
+    /// responses without telling the client.
     pub(super) async fn hand_off(&mut self, transport: Transport) -> Result<Ending, Transport> {
         let link = self.link.take();
         self.stays();
@@ -61,20 +100,21 @@ impl Conn {
                 since => engine.engine_to_monotonic(since),
             },
         };
-        let (socket, prefix) = match transport.into_plain() {
+        let (socket, prefix, tls) = match transport.into_moving() {
             Ok(parts) => parts,
             Err(Some(transport)) => return Err(self.served_here(transport)),
             Err(None) => return Ok(Ending::Closed),
         };
         // Boxed: a handoff's future is large (its message buffer), and
         // every connection's task would otherwise hold room for it.
-        match Box::pin(link.hand_off(socket, prefix, fresh, clocks)).await {
-            // Our descriptor went without a FIN: the socket lives on there.
+        match Box::pin(link.hand_off(socket, prefix, fresh, clocks, tls)).await {
+            // Our descriptor went without a FIN (and, under TLS, without a
+            // close_notify): the connection lives on there.
             HandoffOutcome::Forwarded => Ok(Ending::HandedOff),
-            HandoffOutcome::Refused(moving) => match Stream::adopt(moving.socket) {
-                Ok((stream, _, _)) => {
+            HandoffOutcome::Refused(moving) => match taken_back(moving) {
+                Ok(transport) => {
                     debug!("no generation took the connection; it drains here");
-                    Err(self.served_here(Transport::plain(stream, moving.prefix)))
+                    Err(self.served_here(transport))
                 }
                 Err(e) => {
                     debug!(error = %e, "a refused connection could not be taken back; closed");
@@ -92,4 +132,33 @@ impl Conn {
         self.ctl.set_io_mode(IoMode::Normal);
         transport
     }
+}
+
+/// A connection that was refused, back in this process: plain, or its TLS
+/// session continued here (rustls let go of it when it was taken out).
+fn taken_back(moving: Moving) -> io::Result<Transport> {
+    let (stream, _, _) = Stream::adopt(moving.socket)?;
+    match moving.tls {
+        None => Ok(Transport::plain(stream, moving.prefix)),
+        Some(tls) => continued(stream, tls, moving.prefix),
+    }
+}
+
+/// A TLS session that moved, going on over `stream`.
+#[cfg(feature = "tls")]
+fn continued(stream: Stream, tls: MovingTls, prefix: Bytes) -> io::Result<Transport> {
+    use crate::tls::session::{ContinuedTls, SessionState};
+    let state = SessionState::decode(&tls.session)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let session = ContinuedTls::new(stream, state, tls.sealed)?;
+    Ok(Transport::moved(session, prefix))
+}
+
+/// Without TLS no session can go on.
+#[cfg(not(feature = "tls"))]
+fn continued(_: Stream, _: MovingTls, _: Bytes) -> io::Result<Transport> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "a TLS session moved to a worker built without TLS",
+    ))
 }

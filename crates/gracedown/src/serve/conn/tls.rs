@@ -6,6 +6,7 @@ use super::{Conn, Ending, Step};
 use crate::drain::{ConnCtl, ConnState, Reason, Verdict};
 use crate::serve::app::{HttpService, ResponseBody};
 use crate::serve::io::{Stream, Transport};
+use crate::tls::session::Records;
 
 impl Conn {
     /// A TLS connection: the handshake, then the protocol ALPN chose.
@@ -20,7 +21,7 @@ impl Conn {
         B: ResponseBody,
     {
         self.info.tls = true;
-        let handshake = acceptor.accept(stream);
+        let handshake = acceptor.accept(Records::new(stream));
         // The handshake bound, or a reclaim (a handshake that has dragged on
         // while clients wait at the connection cap).
         let reclaimed = |_, _, ctl: &ConnCtl| {
@@ -37,7 +38,7 @@ impl Conn {
             Err(stopped) => return self.stopped_early(stopped).into(),
         };
         self.ctl.set_state(ConnState::NoRequest);
-        // TLS cannot move to the next generation: it reconnects, paced.
+        // Paced, should it have to reconnect (no generation to move to).
         self.ctl.pace_reconnect();
         // ALPN decides; no sniffing after TLS.
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -45,6 +46,8 @@ impl Conn {
         if h2 {
             self.http2(transport, service).await.into()
         } else {
+            // HTTP/1.1 over TLS moves with its session.
+            self.may_move(true);
             Step::Http1(transport)
         }
     }
