@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::external::External;
 use crate::outcome::Class;
-use crate::plan::Load;
+use crate::plan::{Load, Protocol};
 use crate::report::Report;
 
 /// A way to load the server while it restarts.
@@ -132,16 +132,47 @@ impl Frontend {
 pub enum Wire {
     /// HTTP/1.1 over plain TCP.
     Http1,
+    /// HTTP/1.1 over TLS.
+    Http1Tls,
+    /// HTTP/2 over plain TCP (prior knowledge).
+    H2c,
     /// HTTP/2 over TLS.
     H2,
 }
 
 impl Wire {
-    /// `http/1.1` or `h2`.
+    /// How the table names it: `http/1.1`, `h1/tls`, `h2c` or `h2`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Http1 => "http/1.1",
+            Self::Http1Tls => "h1/tls",
+            Self::H2c => "h2c",
             Self::H2 => "h2",
+        }
+    }
+
+    /// How file names (the charts) name it.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::Http1Tls => "http1-tls",
+            Self::H2c => "h2c",
+            Self::H2 => "h2",
+        }
+    }
+
+    /// Whether it runs over TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Http1Tls | Self::H2)
+    }
+
+    /// The bench's protocol for it.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Self::Http1 => Protocol::Http1,
+            Self::Http1Tls => Protocol::HttpsHttp1,
+            Self::H2c => Protocol::H2c,
+            Self::H2 => Protocol::HttpsHttp2,
         }
     }
 }
@@ -202,7 +233,8 @@ impl Scenario {
     /// The protocols it runs.
     pub fn wires(self) -> &'static [Wire] {
         match self {
-            Self::Lab | Self::Scale => &[Wire::Http1, Wire::H2],
+            Self::Lab => &[Wire::Http1, Wire::H2],
+            Self::Scale => &[Wire::Http1, Wire::Http1Tls, Wire::H2c, Wire::H2],
             Self::Wan | Self::Proxy | Self::Fleet => &[Wire::Http1],
         }
     }
@@ -395,8 +427,8 @@ impl Results {
         }
         let _ = write!(
             head,
-            " {:>5} {:>8} {:>8} {:>8} {:>7} {:>4} {:>4} {:>6} {:>13}",
-            "5xx", "p99", "dip avg", "dip max", "gap", "n", "gens", "ratio", "tls resumed"
+            " {:>5} {:>8} {:>8} {:>8} {:>7} {:>4} {:>4} {:>6} {:>20}",
+            "5xx", "p99", "dip avg", "dip max", "gap", "n", "gens", "ratio", "tls handshakes"
         );
         writeln!(out, "{head}")?;
         for r in &self.rows {
@@ -441,15 +473,18 @@ impl Results {
             } else {
                 dash()
             };
-            // Resumed of all TLS handshakes (a client's first is always full).
+            // Every TLS handshake, and how many resumed a session (a
+            // connection that moved to the next generation makes none).
             let resumed = r
                 .report
                 .as_ref()
                 .and_then(|rep| rep.tls_handshakes)
-                .map_or_else(dash, |h| format!("{}/{}", h.resumed, h.full + h.resumed));
+                .map_or_else(dash, |h| {
+                    format!("{} ({} resumed)", h.full + h.resumed, h.resumed)
+                });
             let _ = write!(
                 line,
-                " {proxy:>5} {p99:>8} {dip_avg:>8} {dip_max:>8} {gap:>7} {:>4} {gens:>4} {:>6} {resumed:>13}",
+                " {proxy:>5} {p99:>8} {dip_avg:>8} {dip_max:>8} {gap:>7} {:>4} {gens:>4} {:>6} {resumed:>20}",
                 r.restarts,
                 r.ratio.map_or_else(dash, |x| format!("{x:.3}"))
             );
@@ -586,12 +621,12 @@ mod tests {
         }
         results.write_table(&mut out).expect("table");
         let expected = "\
-scene    server     client    protocol restarts        req/s       ok errors  unproc connect  closed   trunc timeout   5xx      p99  dip avg  dip max     gap    n gens  ratio   tls resumed
-lab      gracedown  gracedown http/1.1 none             1000     1000      0       0       0       0       0       0     -    2.0ms        -        -  1000ms    0    0      -             -
-lab      gracedown  gracedown http/1.1 every 1s          900      900      0       0       0       0       0       0     -    2.0ms    450ms    700ms  1000ms    2    0  0.900         40/50
-proxy    gracedown  gracedown http/1.1 none              100      100      0       0       0       0       0       0     0    2.0ms        -        -  1000ms    0    0      -             -
-proxy    gracedown  gracedown http/1.1 every 500ms        90       93      4       0       0       1       0       0     3    2.0ms    450ms    700ms  1000ms    2    0  0.900             -
-lab      gracedown  wrk       http/1.1 none              950      950      0       -       -       -       -       -     -        -        -        -       -    0    -      -             -
+scene    server     client    protocol restarts        req/s       ok errors  unproc connect  closed   trunc timeout   5xx      p99  dip avg  dip max     gap    n gens  ratio       tls handshakes
+lab      gracedown  gracedown http/1.1 none             1000     1000      0       0       0       0       0       0     -    2.0ms        -        -  1000ms    0    0      -                    -
+lab      gracedown  gracedown http/1.1 every 1s          900      900      0       0       0       0       0       0     -    2.0ms    450ms    700ms  1000ms    2    0  0.900      50 (40 resumed)
+proxy    gracedown  gracedown http/1.1 none              100      100      0       0       0       0       0       0     0    2.0ms        -        -  1000ms    0    0      -                    -
+proxy    gracedown  gracedown http/1.1 every 500ms        90       93      4       0       0       1       0       0     3    2.0ms    450ms    700ms  1000ms    2    0  0.900                    -
+lab      gracedown  wrk       http/1.1 none              950      950      0       -       -       -       -       -     -        -        -        -       -    0    -      -                    -
 ";
         assert_eq!(String::from_utf8(out).expect("utf-8"), expected);
     }

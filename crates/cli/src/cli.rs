@@ -167,8 +167,25 @@ pub(crate) enum Peer {
 pub(crate) enum ExperimentProtocol {
     /// HTTP/1.1 over plain TCP.
     Http1,
+    /// HTTP/1.1 over TLS (self-signed certificate, ALPN http/1.1).
+    H1Tls,
+    /// HTTP/2 over plain TCP, with prior knowledge.
+    H2c,
     /// HTTP/2 over TLS (self-signed certificate, ALPN h2).
     H2,
+}
+
+impl ExperimentProtocol {
+    /// The experiment's protocol it names.
+    pub(crate) fn wire(self) -> gracedown_bench::experiment::Wire {
+        use gracedown_bench::experiment::Wire;
+        match self {
+            Self::Http1 => Wire::Http1,
+            Self::H1Tls => Wire::Http1Tls,
+            Self::H2c => Wire::H2c,
+            Self::H2 => Wire::H2,
+        }
+    }
 }
 
 /// Arguments of `gracedown bench` (its help text is on `Command::Bench`).

@@ -27,12 +27,12 @@ use gracedown_bench::experiment::{
     self as table, Frontend, PROXY_FAILURES, Results, Row, Scenario, Stack, Wire,
 };
 use gracedown_bench::report::Report;
-use gracedown_bench::{Load, Markers, Plan, Progress, Protocol};
+use gracedown_bench::{Load, Markers, Plan, Progress};
 
 use self::process::BoxError;
 use self::proxy::Nginx;
 use self::starter::{Restarter, Starter};
-use crate::cli::{Client, ExperimentArgs, ExperimentProtocol, Peer};
+use crate::cli::{Client, ExperimentArgs, Peer};
 use crate::{exit, report_error};
 
 /// Runs the experiment.
@@ -99,6 +99,15 @@ fn experiment(args: &ExperimentArgs) -> Result<ExitCode, BoxError> {
         }
         for &server in &servers {
             for wire in wires(scenario, args) {
+                if server == Stack::Go && wire == Wire::H2c {
+                    // net/http serves h2c only through x/net's h2c handler,
+                    // which the standard-library peer does not use.
+                    eprintln!(
+                        "  {} go, h2c: not served by the Go peer, skipped",
+                        scenario.name()
+                    );
+                    continue;
+                }
                 measure_stack(&runtime, &exe, scenario, server, wire, args, &mut results)?;
             }
         }
@@ -131,13 +140,7 @@ fn wires(scenario: Scenario, args: &ExperimentArgs) -> Vec<Wire> {
         .wires()
         .iter()
         .copied()
-        .filter(|w| {
-            args.protocols.is_empty()
-                || args.protocols.iter().any(|p| match p {
-                    ExperimentProtocol::Http1 => *w == Wire::Http1,
-                    ExperimentProtocol::H2 => *w == Wire::H2,
-                })
-        })
+        .filter(|w| args.protocols.is_empty() || args.protocols.iter().any(|p| p.wire() == *w))
         .collect()
 }
 
@@ -215,7 +218,7 @@ fn measure_stack(
         for client in &args.compare {
             let applicable = matches!(
                 (client, wire),
-                (Client::Wrk, Wire::Http1) | (Client::H2load, Wire::H2)
+                (Client::Wrk, Wire::Http1) | (Client::H2load, Wire::H2 | Wire::H2c)
             );
             if applicable && back_to_back {
                 results
@@ -249,7 +252,7 @@ fn commands(
     exe: &Path,
     args: &ExperimentArgs,
 ) -> Result<(Vec<OsString>, Vec<OsString>), BoxError> {
-    let tls = wire == Wire::H2;
+    let tls = wire.is_tls();
     if server == Stack::Go {
         let perl = Path::new("/usr/bin/start_server");
         if !perl.exists() {
@@ -348,11 +351,7 @@ fn measure(
             every(run.restart_every)
         );
         let svg = gracedown_bench::plot::svg(&samples, &title, level)?;
-        let file = format!(
-            "{}-{}.svg",
-            run.scenario.name(),
-            if run.wire == Wire::H2 { "h2" } else { "http1" }
-        );
+        let file = format!("{}-{}.svg", run.scenario.name(), run.wire.file_name());
         std::fs::write(args.out.join(file), svg)?;
     }
     let proxy_errors = if run.scenario.via_proxy() {
@@ -576,16 +575,14 @@ fn every(restart_every: Option<Duration>) -> String {
 
 fn url(run: &Run) -> String {
     let (_, path, _) = run.scenario.request();
-    match run.wire {
-        Wire::Http1 => format!("http://127.0.0.1:{}{path}", run.target),
-        Wire::H2 => format!("https://127.0.0.1:{}{path}", run.target),
-    }
+    let scheme = if run.wire.is_tls() { "https" } else { "http" };
+    format!("{scheme}://127.0.0.1:{}{path}", run.target)
 }
 
 fn plan(run: &Run, args: &ExperimentArgs, markers: Markers) -> Result<Plan, BoxError> {
     let scenario = run.scenario;
     let (method, _, body) = scenario.request();
-    let mut plan = Plan::from_url(&url(run), false)?
+    let mut plan = Plan::from_url(&url(run), run.wire == Wire::H2c)?
         .connections(args.connections.unwrap_or_else(|| scenario.connections()))
         .duration(args.duration.unwrap_or_else(|| scenario.duration()))
         .timeout(Duration::from_secs(10))
@@ -596,9 +593,9 @@ fn plan(run: &Run, args: &ExperimentArgs, markers: Markers) -> Result<Plan, BoxE
     if let Some(rtt) = scenario.rtt() {
         plan = plan.rtt(rtt);
     }
-    if run.wire == Wire::H2 {
+    if run.wire.is_tls() {
         // The worker's certificate is self-signed, made at its start.
-        plan = plan.protocol(Protocol::HttpsHttp2).insecure(true);
+        plan = plan.protocol(run.wire.protocol()).insecure(true);
     }
     Ok(plan)
 }
@@ -628,6 +625,14 @@ mod tests {
         // A scenario without the protocol asked for runs nothing.
         assert!(wires(Scenario::Wan, &h2).is_empty());
         assert!(wires(Scenario::Fleet, &h2).is_empty());
+        // The scale scenario runs every protocol; TLS and h2c by name.
+        assert_eq!(
+            wires(Scenario::Scale, &all),
+            [Wire::Http1, Wire::Http1Tls, Wire::H2c, Wire::H2]
+        );
+        let named = args(&["--protocols", "h1-tls,h2c"]);
+        assert_eq!(wires(Scenario::Scale, &named), [Wire::Http1Tls, Wire::H2c]);
+        assert!(wires(Scenario::Lab, &named).is_empty());
     }
 
     #[test]
