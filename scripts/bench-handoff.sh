@@ -4,6 +4,9 @@
 # to the superdaemon; measured: the time until the old generation is gone
 # (the status file lists only the new one), and how many of the N connections
 # answer their next request (same TCP connection) rather than being closed.
+# The -tls rows do the same over TLS (HTTP/1.1 by ALPN): a connection that
+# answers after the restart is the same TLS session (one handshake each; a
+# client's TLS socket cannot make a second).
 #   gracedown            our start_server, `gracedown serve` (handoff)
 #   gracedown-no-handoff our start_server, `gracedown serve --no-handoff`
 #   go                   Perl start_server, the Go net/http worker (peers/go-worker)
@@ -22,11 +25,22 @@ if command -v go >/dev/null && [ -x /usr/bin/start_server ]; then
 fi
 
 measure() {
-  local name=$1; shift
-  python3 - "$name" "$conns" "$restarts" "$dir" "$@" <<'PY'
-import os, select, signal, socket, subprocess, sys, time
-name, n, restarts, tmp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-command = sys.argv[5:]
+  local name=$1 mode=$2; shift 2
+  python3 - "$name" "$conns" "$restarts" "$dir" "$mode" "$@" <<'PY'
+import os, select, signal, socket, ssl, subprocess, sys, time
+name, n, restarts, tmp, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+command = sys.argv[6:]
+tls = None
+if mode == "tls":
+    # The worker's certificate is self-signed, made at its start.
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    tls.set_alpn_protocols(["http/1.1"])
+
+def connect():
+    c = socket.create_connection(("127.0.0.1", port))
+    return tls.wrap_socket(c) if tls else c
 s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
 status = os.path.join(tmp, name + ".status")
 argv = [a.replace("PORT", str(port)).replace("STATUS", status) for a in command]
@@ -88,7 +102,7 @@ try:
     wait(lambda: len(gens()) == 1, "the first generation")
     times, survived = [], []
     for _ in range(restarts):
-        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+        socks = [connect() for _ in range(n)]
         alive = exchange(socks)
         assert len(alive) == n, f"{name}: {len(alive)} of {n} answered before the restart"
         before = max(gens())
@@ -115,8 +129,11 @@ echo "# $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), $conns idle connections
 echo "| server | idle connections | HUP → old generation gone (median) | each (ms) | connections answered after the restart |"
 echo "| --- | --- | --- | --- | --- |"
 gd=target/release/gracedown
-measure gracedown "$gd" start-server --port=127.0.0.1:PORT --status-file=STATUS -- "$gd" serve
-measure gracedown-no-handoff "$gd" start-server --port=127.0.0.1:PORT --status-file=STATUS -- "$gd" serve --no-handoff
+measure gracedown plain "$gd" start-server --port=127.0.0.1:PORT --status-file=STATUS -- "$gd" serve
+measure gracedown-no-handoff plain "$gd" start-server --port=127.0.0.1:PORT --status-file=STATUS -- "$gd" serve --no-handoff
+measure gracedown-tls tls "$gd" start-server --port=127.0.0.1:PORT --status-file=STATUS -- "$gd" serve --tls
+measure gracedown-tls-no-handoff tls "$gd" start-server --port=127.0.0.1:PORT --status-file=STATUS -- "$gd" serve --tls --no-handoff
 if [ -n "$go" ]; then
-  measure go /usr/bin/start_server --port=127.0.0.1:PORT --status-file=STATUS --interval=1 -- "$go"
+  measure go plain /usr/bin/start_server --port=127.0.0.1:PORT --status-file=STATUS --interval=1 -- "$go"
+  measure go-tls tls /usr/bin/start_server --port=127.0.0.1:PORT --status-file=STATUS --interval=1 -- "$go" -tls
 fi
