@@ -19,6 +19,8 @@
 //!   "connects": N, "goaways": N, "generations": N, "longest_gap_ms": N,
 //!   "tls_handshakes": null | { "full": N, "resumed": N },  // TLS: sessions resumed with a ticket
 //!   "restarts": N, "markers_ms": [N, ...],
+//!   "per_restart": null | { "reconnects": F, "kept": F,       // with restarts: what each cost
+//!                           "tls_full": F | null, "tls_resumed": F | null },
 //!   "dips": null | { "level_rps", "per_restart_ms": [N, ...], "mean_ms", "max_ms" } }
 //! ```
 
@@ -80,8 +82,48 @@ pub struct Report {
     pub restarts: usize,
     /// Their offsets from the start.
     pub markers_ms: Vec<u64>,
+    /// With restarts: what each restart cost the clients, on average.
+    pub per_restart: Option<PerRestart>,
     /// How long throughput stayed below half its level after each restart.
     pub dips: Option<Dips>,
+}
+
+/// What one restart cost the clients, on average over the run's restarts:
+/// connections opened again, connections that went on (the same TCP
+/// connection, moved to the next generation), and under TLS the handshakes
+/// the new connections made.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PerRestart {
+    /// Connections opened beyond each slot's first, per restart.
+    pub reconnects: f64,
+    /// Connections that went on across a restart: the slots less the reconnects.
+    pub kept: f64,
+    /// TLS: full handshakes beyond each slot's first, per restart.
+    pub tls_full: Option<f64>,
+    /// TLS: resumed handshakes, per restart.
+    pub tls_resumed: Option<f64>,
+}
+
+impl PerRestart {
+    fn new(
+        restarts: usize,
+        connections: usize,
+        connects: u64,
+        tls: Option<TlsHandshakes>,
+    ) -> Option<Self> {
+        if restarts == 0 {
+            return None;
+        }
+        let (r, slots) = (restarts as f64, connections as u64);
+        let round = |x: f64| (x * 10.0).round() / 10.0;
+        let reconnects = round(connects.saturating_sub(slots) as f64 / r);
+        Some(Self {
+            reconnects,
+            kept: round((slots as f64 - reconnects).max(0.0)),
+            tls_full: tls.map(|h| round(h.full.saturating_sub(slots) as f64 / r)),
+            tls_resumed: tls.map(|h| round(h.resumed as f64 / r)),
+        })
+    }
 }
 
 /// TLS handshakes by kind.
@@ -167,6 +209,15 @@ impl Report {
             generations: t.pids.len(),
             longest_gap_ms: samples.longest_gap().as_millis() as u64,
             restarts: samples.markers.len(),
+            per_restart: PerRestart::new(
+                samples.markers.len(),
+                samples.connections,
+                t.connects,
+                samples.protocol.is_tls().then_some(TlsHandshakes {
+                    full: t.tls_full,
+                    resumed: t.tls_resumed,
+                }),
+            ),
             markers_ms: samples
                 .markers
                 .iter()
@@ -244,6 +295,17 @@ impl Report {
                 "  tls handshakes: {} full, {} resumed",
                 h.full, h.resumed
             )?;
+        }
+        if let Some(p) = &self.per_restart {
+            write!(
+                out,
+                "  per restart: {} reconnects, {} of {} connections kept",
+                p.reconnects, p.kept, self.connections
+            )?;
+            if let (Some(full), Some(resumed)) = (p.tls_full, p.tls_resumed) {
+                write!(out, ", tls handshakes {full} full + {resumed} resumed")?;
+            }
+            writeln!(out)?;
         }
         if let Some(d) = &self.dips {
             writeln!(
@@ -440,6 +502,12 @@ mod tests {
   "markers_ms": [
     150
   ],
+  "per_restart": {
+    "reconnects": 1.0,
+    "kept": 1.0,
+    "tls_full": null,
+    "tls_resumed": null
+  },
   "dips": {
     "level_rps": 20.0,
     "per_restart_ms": [
@@ -473,6 +541,7 @@ score 4, elapsed 0.300s = 13.3 / sec
   latency: p50 200us | p90 400us | p99 400us | p99.9 400us | max 400us
   load: think 500..1500ms, round trip 50 ms
   connections: 2 slots (1.95 effective), 3 connects, 2 GOAWAYs | generations seen 2 | longest gap 100 ms | restarts 1
+  per restart: 1 reconnects, 1 of 2 connections kept
   restart dips (below half of 20/s): mean 100 ms, max 100 ms
   errors: 1
 ";

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::support::http::{Response, exchange, read_response_from};
 use crate::support::process::Proc;
 use crate::support::starter::{Impl, Served};
-use crate::support::{TEST_WAIT, field, wait_received};
+use crate::support::{TEST_WAIT, fd_list, field, open_fds, status_pid, wait_received};
 
 const GET: &str = "GET / HTTP/1.1\r\nHost: handoff\r\n\r\n";
 
@@ -204,37 +204,6 @@ fn a_next_generation_that_declines_handoffs_leaves_the_close_as_before() {
 }
 
 /// Open descriptors of `pid`.
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(Iterator::count)
-        .unwrap_or(0)
-}
-
-fn fd_list(pid: u32) -> Vec<String> {
-    let mut list: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| {
-                    let target = std::fs::read_link(e.path()).unwrap_or_default();
-                    format!("{}->{}", e.file_name().to_string_lossy(), target.display())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    list.sort();
-    list
-}
-
-fn worker_pid(status: &Path) -> u32 {
-    let content = std::fs::read_to_string(status).expect("status file");
-    content
-        .trim()
-        .split(':')
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("a pid in {content:?}"))
-}
-
 #[test]
 fn five_hundred_restarts_with_handoffs_leak_no_descriptor() {
     let setup = start(Impl::Ours, &[]);
@@ -252,7 +221,7 @@ fn five_hundred_restarts_with_handoffs_leak_no_descriptor() {
             generation_now.to_string(),
             "{response:?}"
         );
-        let counts = (fds(superdaemon), fds(worker_pid(&setup.status)));
+        let counts = (open_fds(superdaemon), open_fds(status_pid(&setup.status)));
         match baseline {
             None => baseline = Some(counts),
             Some(base) => assert_eq!(

@@ -11,7 +11,7 @@ use rustls::HandshakeKind;
 use crate::support::http::{Response, exchange, read_response_from};
 use crate::support::starter::Impl;
 use crate::support::tls::TlsServed;
-use crate::support::{field, wait_received};
+use crate::support::{fd_list, field, open_fds, rss_kib, status_pid, wait_received};
 
 const GET: &str = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
@@ -115,4 +115,46 @@ fn under_perls_start_server_a_tls_connection_is_closed_by_the_drain_as_before() 
     assert!(after.is_err(), "the old generation closed it: {after:?}");
     let (_, fresh) = setup.get();
     assert_eq!(generation(&fresh), "2", "{fresh:?}");
+}
+
+#[test]
+fn five_hundred_restarts_moving_a_tls_session_leak_no_descriptor_or_memory() {
+    let setup = TlsServed::start(Impl::Ours, &[], &[], "gracedown=info");
+    let mut tls = setup.connect();
+    exchange(&mut tls, GET).expect("generation 1's answer");
+    let superdaemon = setup.proc.pid();
+    let (mut baseline, mut rss_at_50) = (None, 0);
+    for generation_now in 2..=501u32 {
+        setup.restart_to(generation_now);
+        let response = exchange(&mut tls, GET)
+            .unwrap_or_else(|e| panic!("generation {generation_now}: {e}"));
+        assert_eq!(generation(&response), generation_now.to_string(), "{response:?}");
+        let counts = (open_fds(superdaemon), open_fds(status_pid(&setup.status)));
+        match baseline {
+            None => baseline = Some(counts),
+            Some(base) => assert_eq!(
+                counts,
+                base,
+                "descriptors of (start_server, worker) after restart {generation_now}: {:?}",
+                fd_list(superdaemon)
+            ),
+        }
+        if generation_now == 50 {
+            rss_at_50 = rss_kib(superdaemon);
+        }
+    }
+    // start_server held 450 sessions on their way since then: none stays.
+    let grown = rss_kib(superdaemon).saturating_sub(rss_at_50);
+    assert!(grown < 1024, "start_server grew by {grown} KiB over 450 restarts");
+    assert_eq!(tls.conn.handshake_kind(), Some(HandshakeKind::Full), "one handshake");
+    let drains = setup
+        .proc
+        .output()
+        .into_iter()
+        .filter(|l| l.contains("drain complete"))
+        .collect::<Vec<_>>();
+    assert!(drains.len() >= 499, "{} drains", drains.len());
+    for line in &drains {
+        assert_eq!(handed_off(line), 1, "{line}");
+    }
 }

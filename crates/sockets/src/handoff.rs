@@ -528,8 +528,10 @@ impl Channel {
     ///
     /// The `sendmsg` error (`EPIPE` once the peer is gone).
     pub async fn send(&self, message: &Message) -> io::Result<()> {
-        let (bytes, fds) = message.encode();
-        self.send_parts(&bytes, &fds).await
+        let (mut bytes, fds) = message.encode();
+        let sent = self.send_parts(&bytes, &fds).await;
+        forget_sessions(&mut bytes);
+        sent
     }
 
     async fn send_parts(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
@@ -562,6 +564,15 @@ impl Channel {
     }
 }
 
+/// Zeroes a message's bytes once they are sent or decoded, when they may
+/// hold TLS sessions (connections with their entries): keys never linger in
+/// a buffer.
+fn forget_sessions(bytes: &mut [u8]) {
+    if matches!(bytes.first(), Some(b'h' | b'c')) {
+        zeroize::Zeroize::zeroize(bytes);
+    }
+}
+
 impl Channel {
     /// One message, decoded (`Err` inside: malformed); `None` at the end.
     fn receive(&self, socket: BorrowedFd<'_>) -> io::Result<Option<io::Result<Message>>> {
@@ -569,7 +580,11 @@ impl Channel {
             .buf
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(receive_message(socket, &mut buf)?.map(|(n, fd)| Message::decode(&buf[..n], fd)))
+        Ok(receive_message(socket, &mut buf)?.map(|(n, fd)| {
+            let message = Message::decode(&buf[..n], fd);
+            forget_sessions(&mut buf[..n]);
+            message
+        }))
     }
 
     /// Sends `message` if the socket takes it now, without waiting.
@@ -578,8 +593,10 @@ impl Channel {
     ///
     /// `WouldBlock` when the peer's queue is full; otherwise as [`Channel::send`].
     pub fn try_send(&self, message: &Message) -> io::Result<()> {
-        let (bytes, fds) = message.encode();
-        send_message(self.fd.get_ref().as_fd(), &bytes, &fds)
+        let (mut bytes, fds) = message.encode();
+        let sent = send_message(self.fd.get_ref().as_fd(), &bytes, &fds);
+        forget_sessions(&mut bytes);
+        sent
     }
 
     /// Receives a message that is already waiting, without waiting: `Ok(None)`

@@ -266,3 +266,50 @@ pub fn wait_received(local: std::net::SocketAddr, remote: std::net::SocketAddr) 
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// How many descriptors process `pid` has open.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(Iterator::count)
+        .unwrap_or(0)
+}
+
+/// Process `pid`'s descriptors and what they are, sorted (for messages).
+pub fn fd_list(pid: u32) -> Vec<String> {
+    let mut list: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let target = std::fs::read_link(e.path()).unwrap_or_default();
+                    format!("{}->{}", e.file_name().to_string_lossy(), target.display())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    list.sort();
+    list
+}
+
+/// The pid of the one worker a status file names.
+pub fn status_pid(status: &std::path::Path) -> u32 {
+    let content = std::fs::read_to_string(status).expect("status file");
+    content
+        .trim()
+        .split(':')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a pid in {content:?}"))
+}
+
+/// Process `pid`'s resident memory in KiB (`VmRSS`), 0 once it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmRSS:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
