@@ -126,9 +126,13 @@ fn five_hundred_restarts_moving_a_tls_session_leak_no_descriptor_or_memory() {
     let (mut baseline, mut rss_at_50) = (None, 0);
     for generation_now in 2..=501u32 {
         setup.restart_to(generation_now);
-        let response = exchange(&mut tls, GET)
-            .unwrap_or_else(|e| panic!("generation {generation_now}: {e}"));
-        assert_eq!(generation(&response), generation_now.to_string(), "{response:?}");
+        let response =
+            exchange(&mut tls, GET).unwrap_or_else(|e| panic!("generation {generation_now}: {e}"));
+        assert_eq!(
+            generation(&response),
+            generation_now.to_string(),
+            "{response:?}"
+        );
         let counts = (open_fds(superdaemon), open_fds(status_pid(&setup.status)));
         match baseline {
             None => baseline = Some(counts),
@@ -145,8 +149,15 @@ fn five_hundred_restarts_moving_a_tls_session_leak_no_descriptor_or_memory() {
     }
     // start_server held 450 sessions on their way since then: none stays.
     let grown = rss_kib(superdaemon).saturating_sub(rss_at_50);
-    assert!(grown < 1024, "start_server grew by {grown} KiB over 450 restarts");
-    assert_eq!(tls.conn.handshake_kind(), Some(HandshakeKind::Full), "one handshake");
+    assert!(
+        grown < 1024,
+        "start_server grew by {grown} KiB over 450 restarts"
+    );
+    assert_eq!(
+        tls.conn.handshake_kind(),
+        Some(HandshakeKind::Full),
+        "one handshake"
+    );
     let drains = setup
         .proc
         .output()
