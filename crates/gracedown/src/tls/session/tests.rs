@@ -329,3 +329,35 @@ fn a_key_past_its_record_limit_seals_nothing_more() {
         .expect_err("past the limit");
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_bytes_decode_to_a_session_or_an_error_never_a_panic(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)
+    ) {
+        if let Ok(state) = SessionState::decode(&bytes) {
+            // What decodes encodes back to the same bytes.
+            proptest::prop_assert_eq!(&state.encode()[..], &bytes[..]);
+        }
+    }
+
+    #[test]
+    fn any_record_opens_or_fails_never_panics(
+        header in proptest::prelude::any::<[u8; HEADER]>(),
+        payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        tls13 in proptest::prelude::any::<bool>(),
+        cipher in 1u8..=3,
+    ) {
+        let mut bytes = vec![FORMAT, if tls13 { 3 } else { 2 }, cipher];
+        let key_len = if cipher == 1 { 16 } else { 32 };
+        for seq in [0u64, 0] {
+            bytes.extend_from_slice(&seq.to_be_bytes());
+            bytes.extend_from_slice(&vec![7u8; key_len]);
+            bytes.extend_from_slice(&[9u8; NONCE]);
+        }
+        let state = SessionState::decode(&bytes).expect("a session");
+        let mut rx = Protection::new(state.version, state.cipher, state.rx).expect("a key");
+        let mut payload = payload;
+        let _ = rx.open(header, &mut payload);
+    }
+}
