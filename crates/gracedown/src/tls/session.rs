@@ -40,6 +40,8 @@ const HEADER: usize = 5;
 const MAX_PLAINTEXT: usize = 1 << 14;
 /// The largest record payload accepted (RFC 8446 §5.2; TLS 1.2 allows 2^14 + 2048).
 const MAX_PAYLOAD: usize = MAX_PLAINTEXT + 2048;
+/// The least a read asks for (more when a record needs more).
+const READ_AT_LEAST: usize = 4096;
 /// Every suite here has a 16-byte tag.
 const TAG: usize = 16;
 /// TLS 1.2 AES-GCM sends 8 bytes of its nonce in each record.
@@ -617,10 +619,17 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ContinuedTls<IO> {
             if this.open_next()? {
                 continue;
             }
-            // Room for a whole record; zeroed, so that no unsafe code is
-            // needed to read into it (only moved sessions pay for it).
+            // Room for the rest of the record under way (at least a small
+            // read's worth); zeroed, so that no unsafe code is needed to read
+            // into it, and sized to the record so that a small request costs
+            // a small clearing.
             let start = this.sealed_in.len();
-            this.sealed_in.resize(start + HEADER + MAX_PAYLOAD, 0);
+            let rest = match this.sealed_in.get(3..HEADER) {
+                Some(len) => (HEADER + usize::from(u16::from_be_bytes([len[0], len[1]])))
+                    .saturating_sub(start),
+                None => HEADER - start,
+            };
+            this.sealed_in.resize(start + rest.max(READ_AT_LEAST), 0);
             let mut read = ReadBuf::new(&mut this.sealed_in[start..]);
             let polled = Pin::new(&mut this.io).poll_read(cx, &mut read);
             let n = read.filled().len();

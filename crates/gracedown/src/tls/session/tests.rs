@@ -155,7 +155,16 @@ async fn a_session_moves_and_moves_again_in_every_suite_without_a_new_handshake(
         for n in 4..6 {
             round(&mut second, &mut client, n).await;
         }
-        // Large writes span records.
+        // Large writes span records, both ways.
+        let upload = vec![3u8; 3 * MAX_PLAINTEXT + 7];
+        client.write_all(&upload).await.expect("a large upload");
+        client.flush().await.expect("flush");
+        let mut got = vec![0u8; upload.len()];
+        second
+            .read_exact(&mut got)
+            .await
+            .expect("the server reads it");
+        assert_eq!(got, upload, "{version:?} {suite:?}");
         let big = vec![7u8; 3 * MAX_PLAINTEXT + 5];
         second.write_all(&big).await.expect("a large write");
         second.flush().await.expect("flush");
