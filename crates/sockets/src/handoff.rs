@@ -75,7 +75,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
@@ -109,14 +109,14 @@ pub const MAX_SESSION: usize = 256;
 
 /// The most bytes of TLS records received and not yet opened that travel
 /// with a connection (one record, whole or in part).
-pub const MAX_SEALED: usize = 18 * 1024;
+pub const MAX_SEALED: usize = 32 * 1024;
 
 /// The largest message: a batch never grows past it (one connection with
 /// the longest prefix, session and sealed bytes always fits).
 pub const MAX_MESSAGE: usize = 2 * MAX_PREFIX + MAX_SESSION + MAX_SEALED;
 
-/// A connection on the move, with what travels with it.
-#[derive(Debug)]
+/// A connection on the move, with what travels with it. Its `Debug` shows
+/// lengths, never the bytes (a request's headers, a TLS session).
 pub struct Moving {
     /// The connection.
     pub socket: OwnedFd,
@@ -183,8 +183,20 @@ pub fn fits(count: usize, bytes: usize, wire_len: usize) -> bool {
     count == 0 || (count < MAX_BATCH && 3 + bytes + wire_len <= MAX_MESSAGE)
 }
 
-/// A message on a handoff channel.
-#[derive(Debug)]
+impl std::fmt::Debug for Moving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Moving")
+            .field("socket", &self.socket)
+            .field("prefix", &format_args!("{} bytes", self.prefix.len()))
+            .field("fresh", &self.fresh)
+            .field("clocks", &self.clocks)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// A message on a handoff channel. Its `Debug` never shows key material
+/// (ticket keys, TLS sessions) or a connection's bytes.
 #[non_exhaustive]
 pub enum Message {
     /// This generation takes handed-off connections (`R`); `clocks`: and
@@ -225,16 +237,55 @@ pub enum Message {
     Connections(Vec<Moving>),
 }
 
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Receiving { clocks, tls } => f
+                .debug_struct("Receiving")
+                .field("clocks", clocks)
+                .field("tls", tls)
+                .finish(),
+            Self::Query => f.write_str("Query"),
+            Self::Answer { available } => f
+                .debug_struct("Answer")
+                .field("available", available)
+                .finish(),
+            Self::Forward(entries) => f.debug_tuple("Forward").field(entries).finish(),
+            Self::Acks(acks) => f.debug_tuple("Acks").field(acks).finish(),
+            Self::Version { version } => {
+                f.debug_struct("Version").field("version", version).finish()
+            }
+            Self::TicketKeys { keys } => f
+                .debug_struct("TicketKeys")
+                .field("keys", &format_args!("{} bytes", keys.len()))
+                .finish(),
+            Self::Connections(conns) => f.debug_tuple("Connections").field(conns).finish(),
+        }
+    }
+}
+
 impl Message {
-    /// The bytes and the descriptors to send.
-    fn encode(&self) -> (BytesMut, Vec<BorrowedFd<'_>>) {
-        let mut buf = BytesMut::with_capacity(16);
+    /// The bytes and the descriptors to send. The bytes may hold TLS
+    /// sessions: they are allocated once at their full size (no copy left
+    /// behind by a reallocation) and zeroed when dropped, however the send
+    /// ends (a timeout or an abort included).
+    fn encode(&self) -> (Zeroizing<Vec<u8>>, Vec<BorrowedFd<'_>>) {
+        let size = match self {
+            Self::Forward(entries) => {
+                3 + entries.iter().map(|(_, m)| 8 + m.wire_len()).sum::<usize>()
+            }
+            Self::Connections(conns) => 3 + conns.iter().map(Moving::wire_len).sum::<usize>(),
+            Self::Acks(acks) => 3 + 9 * acks.len(),
+            Self::TicketKeys { keys } => 1 + keys.len(),
+            _ => 8,
+        };
+        let mut buf = Zeroizing::new(Vec::with_capacity(size));
         let mut fds = Vec::new();
         let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
         // Version 2 (clocks, sessions) only when an entry has them: a
         // version-1 peer never sees it.
         let v2 = |m: &Moving| m.clocks.is_some() || m.tls.is_some();
-        let moving = |buf: &mut BytesMut, m: &Moving, v2: bool| {
+        let moving = |buf: &mut Vec<u8>, m: &Moving, v2: bool| {
             let flags = u8::from(m.fresh)
                 | if m.clocks.is_some() { 2 } else { 0 }
                 | if m.tls.is_some() { 4 } else { 0 };
@@ -528,10 +579,8 @@ impl Channel {
     ///
     /// The `sendmsg` error (`EPIPE` once the peer is gone).
     pub async fn send(&self, message: &Message) -> io::Result<()> {
-        let (mut bytes, fds) = message.encode();
-        let sent = self.send_parts(&bytes, &fds).await;
-        forget_sessions(&mut bytes);
-        sent
+        let (bytes, fds) = message.encode();
+        self.send_parts(&bytes, &fds).await
     }
 
     async fn send_parts(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
@@ -564,9 +613,9 @@ impl Channel {
     }
 }
 
-/// Zeroes a message's bytes once they are sent or decoded, when they may
-/// hold TLS sessions (connections with their entries): keys never linger in
-/// a buffer.
+/// Zeroes a received message's bytes once decoded (or refused), when they
+/// may hold TLS sessions (connections with their entries): keys never linger
+/// in the receive buffer.
 fn forget_sessions(bytes: &mut [u8]) {
     if matches!(bytes.first(), Some(b'h' | b'c')) {
         zeroize::Zeroize::zeroize(bytes);
@@ -593,10 +642,8 @@ impl Channel {
     ///
     /// `WouldBlock` when the peer's queue is full; otherwise as [`Channel::send`].
     pub fn try_send(&self, message: &Message) -> io::Result<()> {
-        let (mut bytes, fds) = message.encode();
-        let sent = send_message(self.fd.get_ref().as_fd(), &bytes, &fds);
-        forget_sessions(&mut bytes);
-        sent
+        let (bytes, fds) = message.encode();
+        send_message(self.fd.get_ref().as_fd(), &bytes, &fds)
     }
 
     /// Receives a message that is already waiting, without waiting: `Ok(None)`
@@ -660,6 +707,8 @@ fn receive_message(
         .flags
         .intersects(rustix::net::ReturnFlags::TRUNC | rustix::net::ReturnFlags::CTRUNC)
     {
+        let n = received.bytes.min(buf.len());
+        forget_sessions(&mut buf[..n]);
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "handoff channel: a message larger than allowed",

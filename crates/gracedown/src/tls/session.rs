@@ -20,8 +20,10 @@
 //! new keys derive from a traffic secret that was not extracted), any other
 //! handshake message, an alert other than `close_notify`, a record that does
 //! not open. Sequence numbers travel with the keys and only ever increase, so
-//! no record is sealed twice under one nonce. Key material lives in
-//! zeroizing buffers; it is never logged (`Debug` shows none of it).
+//! no record is sealed twice under one nonce. The keys' bytes live in
+//! zeroizing buffers here and on the handoff channel, and are never logged
+//! (`Debug` shows none of them); ring's expanded keys are not zeroed, as in
+//! rustls's ring provider.
 
 use std::fmt;
 use std::io;
@@ -38,8 +40,10 @@ use zeroize::Zeroizing;
 const HEADER: usize = 5;
 /// The largest plaintext a record carries (RFC 8446 §5.1).
 const MAX_PLAINTEXT: usize = 1 << 14;
-/// The largest record payload accepted (RFC 8446 §5.2; TLS 1.2 allows 2^14 + 2048).
+/// The largest record payload accepted: TLS 1.3 allows 2^14 + 256 (RFC 8446
+/// §5.2), TLS 1.2 2^14 + 2048 (RFC 5246 §6.2.3).
 const MAX_PAYLOAD: usize = MAX_PLAINTEXT + 2048;
+const MAX_PAYLOAD_TLS13: usize = MAX_PLAINTEXT + 256;
 /// The least a read asks for (more when a record needs more).
 const READ_AT_LEAST: usize = 4096;
 /// Every suite here has a 16-byte tag.
@@ -56,10 +60,10 @@ const APPLICATION_DATA: u8 = 23;
 const CLOSE_NOTIFY: u8 = 0;
 const KEY_UPDATE: u8 = 24;
 
-/// How many records one AES-GCM key may seal (RFC 8446 §5.5: 2^24.5, as rustls
-/// counts it); the connection closes there, since a moved session cannot
-/// update its keys.
-const AES_GCM_RECORD_LIMIT: u64 = 23_726_566;
+/// How many records one AES-GCM key may seal (RFC 8446 §5.5 allows 2^24.5;
+/// rustls stops at 2^24, and so does this); the connection closes there,
+/// since a moved session cannot update its keys.
+const AES_GCM_RECORD_LIMIT: u64 = 1 << 24;
 
 /// Why a session cannot move, or cannot be read back.
 #[derive(Debug, thiserror::Error)]
@@ -346,14 +350,15 @@ impl Protection {
                 out.extend_from_slice(&header);
                 out.extend_from_slice(plaintext);
                 out.push(typ);
-                let tag = self
-                    .key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key(nonce),
-                        Aad::from(header),
-                        &mut out[start + HEADER..],
-                    )
-                    .map_err(|_| invalid("sealing a TLS record failed"))?;
+                let Ok(tag) = self.key.seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(header),
+                    &mut out[start + HEADER..],
+                ) else {
+                    // Never written in the clear.
+                    out.truncate(start);
+                    return Err(invalid("sealing a TLS record failed"));
+                };
                 out.extend_from_slice(tag.as_ref());
             }
             Version::Tls12 => {
@@ -365,14 +370,15 @@ impl Protection {
                 out.extend_from_slice(&header);
                 out.extend_from_slice(&nonce[NONCE - explicit..]);
                 out.extend_from_slice(plaintext);
-                let tag = self
-                    .key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key(nonce),
-                        Aad::from(tls12_aad(seq, typ, plaintext.len())),
-                        &mut out[start + HEADER + explicit..],
-                    )
-                    .map_err(|_| invalid("sealing a TLS record failed"))?;
+                let Ok(tag) = self.key.seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(tls12_aad(seq, typ, [3, 3], plaintext.len())),
+                    &mut out[start + HEADER + explicit..],
+                ) else {
+                    // Never written in the clear.
+                    out.truncate(start);
+                    return Err(invalid("sealing a TLS record failed"));
+                };
                 out.extend_from_slice(tag.as_ref());
             }
         }
@@ -427,7 +433,7 @@ impl Protection {
                     .key
                     .open_in_place(
                         Nonce::assume_unique_for_key(nonce),
-                        Aad::from(tls12_aad(seq, typ, len)),
+                        Aad::from(tls12_aad(seq, typ, [header[1], header[2]], len)),
                         &mut payload[explicit..],
                     )
                     .map_err(|_| unopened())?;
@@ -442,12 +448,13 @@ fn record_header(typ: u8, len: usize) -> [u8; HEADER] {
     [typ, 3, 3, len[0], len[1]]
 }
 
-/// TLS 1.2's additional data: sequence number, type, version, plaintext length.
-fn tls12_aad(seq: u64, typ: u8, len: usize) -> [u8; 13] {
+/// TLS 1.2's additional data: sequence number, type, the record's version,
+/// plaintext length.
+fn tls12_aad(seq: u64, typ: u8, version: [u8; 2], len: usize) -> [u8; 13] {
     let mut aad = [0u8; 13];
     aad[..8].copy_from_slice(&seq.to_be_bytes());
     aad[8] = typ;
-    aad[9..11].copy_from_slice(&[3, 3]);
+    aad[9..11].copy_from_slice(&version);
     aad[11..].copy_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
     aad
 }
@@ -474,6 +481,10 @@ pub(crate) struct ContinuedTls<IO> {
     read_closed: bool,
     /// Ours is sealed.
     close_sent: bool,
+    /// A record did not open (or was malformed), or one could not be
+    /// sealed: every later read and write fails, and no `close_notify` is
+    /// sent (the session is not trusted any more).
+    failed: bool,
 }
 
 impl<IO> fmt::Debug for ContinuedTls<IO> {
@@ -511,6 +522,7 @@ impl<IO> ContinuedTls<IO> {
             written: 0,
             read_closed: false,
             close_sent: false,
+            failed: false,
         })
     }
 
@@ -530,6 +542,7 @@ impl<IO> ContinuedTls<IO> {
         if self.written < self.sealed_out.len()
             || self.read_closed
             || self.close_sent
+            || self.failed
             || self.sealed_in.len() > gracedown_sockets::handoff::MAX_SEALED
         {
             return Err(self);
@@ -552,7 +565,11 @@ impl<IO> ContinuedTls<IO> {
         };
         let header: [u8; HEADER] = header.try_into().unwrap_or_default();
         let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        if len > MAX_PAYLOAD {
+        let max = match self.rx.version {
+            Version::Tls13 => MAX_PAYLOAD_TLS13,
+            Version::Tls12 => MAX_PAYLOAD,
+        };
+        if len > max {
             return Err(invalid("a TLS record longer than the protocol allows"));
         }
         if header[0] == CHANGE_CIPHER_SPEC {
@@ -564,9 +581,17 @@ impl<IO> ContinuedTls<IO> {
         let mut record = self.sealed_in.split_to(HEADER + len);
         record.advance(HEADER);
         let (typ, content) = self.rx.open(header, &mut record)?;
+        if content.len() > MAX_PLAINTEXT {
+            return Err(invalid(
+                "a TLS record's plaintext longer than the protocol allows",
+            ));
+        }
         match typ {
             APPLICATION_DATA => self.plain = record.freeze().slice(content),
-            ALERT if record[content.clone()].get(1) == Some(&CLOSE_NOTIFY) => {
+            ALERT
+                if record[content.clone()] == [1, CLOSE_NOTIFY][..]
+                    || record[content.clone()] == [2, CLOSE_NOTIFY][..] =>
+            {
                 self.read_closed = true;
             }
             ALERT => return Err(invalid("the client sent a TLS alert")),
@@ -616,8 +641,16 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ContinuedTls<IO> {
             if this.read_closed {
                 return Poll::Ready(Ok(()));
             }
-            if this.open_next()? {
-                continue;
+            if this.failed {
+                return Poll::Ready(Err(invalid("the moved TLS session failed")));
+            }
+            match this.open_next() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    this.failed = true;
+                    return Poll::Ready(Err(e));
+                }
             }
             // Room for the rest of the record under way (at least a small
             // read's worth); zeroed, so that no unsafe code is needed to read
@@ -636,11 +669,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ContinuedTls<IO> {
             this.sealed_in.truncate(start + n);
             ready!(polled)?;
             if n == 0 {
-                return Poll::Ready(if this.sealed_in.is_empty() {
-                    Ok(())
-                } else {
-                    Err(io::ErrorKind::UnexpectedEof.into())
-                });
+                // The client closed without close_notify (as rustls tells it).
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the client closed without close_notify",
+                )));
             }
         }
     }
@@ -653,13 +686,21 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ContinuedTls<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Err(invalid("the moved TLS session failed")));
+        }
         ready!(this.poll_drain(cx))?;
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
         let n = buf.len().min(MAX_PLAINTEXT);
-        this.tx
-            .seal(APPLICATION_DATA, &buf[..n], &mut this.sealed_out)?;
+        if let Err(e) = this
+            .tx
+            .seal(APPLICATION_DATA, &buf[..n], &mut this.sealed_out)
+        {
+            this.failed = true;
+            return Poll::Ready(Err(e));
+        }
         // Written now as far as the socket takes it; the rest on the next
         // write or flush (the record is the session's from here on).
         if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
@@ -676,11 +717,16 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ContinuedTls<IO> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.close_sent {
+        if !this.close_sent && !this.failed {
             this.close_sent = true;
             // A warning-level close_notify (RFC 8446 §6.1).
-            this.tx
-                .seal(ALERT, &[1, CLOSE_NOTIFY], &mut this.sealed_out)?;
+            if let Err(e) = this
+                .tx
+                .seal(ALERT, &[1, CLOSE_NOTIFY], &mut this.sealed_out)
+            {
+                this.failed = true;
+                return Poll::Ready(Err(e));
+            }
         }
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
@@ -712,7 +758,11 @@ pub(crate) fn take_out<IO>(
     let (records, conn) = stream.get_mut();
     let quiet = records.at_boundary() && !conn.wants_write() && !conn.is_handshaking();
     let pending = match conn.process_new_packets() {
-        Ok(state) if quiet && !state.peer_has_closed() => state.plaintext_bytes_to_read(),
+        // Processing may queue a record (a key update asked for): then the
+        // stream sends it first.
+        Ok(state) if quiet && !state.peer_has_closed() && !conn.wants_write() => {
+            state.plaintext_bytes_to_read()
+        }
         _ => return TakeOut::NotQuiet(stream),
     };
     let mut plain = vec![0u8; pending];

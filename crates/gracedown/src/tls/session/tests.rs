@@ -83,7 +83,7 @@ async fn connected(
     version: &'static SupportedProtocolVersion,
     suite: SupportedCipherSuite,
 ) -> (
-    tokio_rustls::server::TlsStream<TcpStream>,
+    tokio_rustls::server::TlsStream<Records<TcpStream>>,
     tokio_rustls::client::TlsStream<TcpStream>,
 ) {
     let (acceptor, connector) = configs(version, suite);
@@ -98,7 +98,10 @@ async fn connected(
             .expect("the client's handshake")
     });
     let (tcp, _) = listener.accept().await.expect("accept");
-    let server = acceptor.accept(tcp).await.expect("the server's handshake");
+    let server = acceptor
+        .accept(Records::new(tcp))
+        .await
+        .expect("the server's handshake");
     (server, client.await.expect("the client task"))
 }
 
@@ -131,8 +134,9 @@ async fn round(
 
 /// Extracts the server's session, as the draining generation does, and
 /// reads it back, as the next one does.
-fn moved(server: tokio_rustls::server::TlsStream<TcpStream>) -> ContinuedTls<TcpStream> {
-    let (tcp, conn) = server.into_inner();
+fn moved(server: tokio_rustls::server::TlsStream<Records<TcpStream>>) -> ContinuedTls<TcpStream> {
+    let (records, conn) = server.into_inner();
+    let tcp = records.into_inner();
     let state = SessionState::extract(conn).expect("the secrets");
     let state = SessionState::decode(&state.encode()).expect("the encoded session");
     ContinuedTls::new(tcp, state, Bytes::new()).expect("the session continues")
@@ -255,6 +259,109 @@ async fn a_record_that_does_not_open_is_an_error_not_data() {
     let mut buf = [0u8; 16];
     let err = session.read(&mut buf).await.expect_err("a forged record");
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    // Failed for good: no later read or write, and no close_notify.
+    session.read(&mut buf).await.expect_err("still failed");
+    session
+        .write_all(b"pong")
+        .await
+        .expect_err("nothing sealed after a failure");
+    session.shutdown().await.expect("the socket shuts down");
+    let mut rest = Vec::new();
+    let end = client.read_to_end(&mut rest).await;
+    assert!(end.is_err(), "the client sees no clean close: {end:?}");
+}
+
+#[tokio::test]
+async fn plaintext_opened_and_not_yet_read_travels_in_front() {
+    let (mut server, mut client) = connected(
+        &rustls::version::TLS13,
+        cipher_suite::TLS13_AES_128_GCM_SHA256,
+    )
+    .await;
+    round(&mut server, &mut client, 0).await;
+    // Two requests in one record; the server reads the first.
+    client
+        .write_all(b"ping 1ping 2")
+        .await
+        .expect("the client writes");
+    let mut first = [0u8; 6];
+    server.read_exact(&mut first).await.expect("the first");
+    assert_eq!(&first, b"ping 1");
+    let TakeOut::Taken { io, state, plain } = take_out(Box::new(server)) else {
+        panic!("a quiet moment");
+    };
+    assert_eq!(&plain[..], b"ping 2", "opened, unread: in front");
+    let mut session = ContinuedTls::new(io, state, Bytes::new()).expect("continues");
+    client
+        .write_all(b"ping 3")
+        .await
+        .expect("the client writes");
+    let mut next = [0u8; 6];
+    session
+        .read_exact(&mut next)
+        .await
+        .expect("the next record opens");
+    assert_eq!(&next, b"ping 3");
+}
+
+#[tokio::test]
+async fn a_record_read_in_part_is_not_a_moment_to_move() {
+    let (mut server, mut client) = connected(
+        &rustls::version::TLS13,
+        cipher_suite::TLS13_AES_128_GCM_SHA256,
+    )
+    .await;
+    round(&mut server, &mut client, 0).await;
+    // The client's next record, sent in two halves.
+    std::io::Write::write_all(&mut client.get_mut().1.writer(), b"ping 1").expect("plaintext");
+    let mut record = Vec::new();
+    client
+        .get_mut()
+        .1
+        .write_tls(&mut record)
+        .expect("the record");
+    let half = record.len() / 2;
+    client
+        .get_mut()
+        .0
+        .write_all(&record[..half])
+        .await
+        .expect("half");
+    // The server reads the half (its transport has seen it: no boundary).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut buf = [0u8; 16];
+    while server.get_ref().0.at_boundary() {
+        let mut read = ReadBuf::new(&mut buf);
+        let polled = Pin::new(&mut server).poll_read(
+            &mut Context::from_waker(std::task::Waker::noop()),
+            &mut read,
+        );
+        assert!(polled.is_pending(), "half a record is no data");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the half never arrived"
+        );
+        tokio::task::yield_now().await;
+    }
+    let TakeOut::NotQuiet(mut server) = take_out(Box::new(server)) else {
+        panic!("a record in part: not quiet");
+    };
+    client
+        .get_mut()
+        .0
+        .write_all(&record[half..])
+        .await
+        .expect("the rest");
+    let mut got = [0u8; 6];
+    server
+        .read_exact(&mut got)
+        .await
+        .expect("the record, whole");
+    assert_eq!(&got, b"ping 1");
+    assert!(
+        matches!(take_out(server), TakeOut::Taken { .. }),
+        "quiet again"
+    );
 }
 
 #[tokio::test]
@@ -262,7 +369,8 @@ async fn bytes_read_before_the_move_and_not_opened_travel_with_the_session() {
     for (version, suite) in suites() {
         let (mut server, mut client) = connected(version, suite).await;
         round(&mut server, &mut client, 0).await;
-        let (mut tcp, conn) = server.into_inner();
+        let (records, conn) = server.into_inner();
+        let mut tcp = records.into_inner();
         let state = SessionState::extract(conn).expect("the secrets");
         // The client's next record arrives; half of it is read by the old
         // holder (as a transport reading ahead would), half stays in the socket.
