@@ -40,9 +40,9 @@ fn without_handoff_slowloris_connections_end_at_the_first_request_bound_not_the_
 
 /// Restarts a worker that holds 200 connections trickling a request head
 /// (one byte per 100 ms) and one idle probe; returns the old generation's
-/// "drain complete" line, once it has checked that nothing was forced. Each
-/// test counts its 201 connections by how they ended (the count at the
-/// signal was once seen one short, with every connection handed off).
+/// "drain complete" line, once it has checked that nothing was forced and
+/// that every connection was counted at the signal (each test then counts
+/// them by how they ended).
 fn restart_under_slowloris(handoff: bool) -> String {
     let port = free_port();
     let mut worker = vec![
@@ -113,6 +113,11 @@ fn restart_under_slowloris(handoff: bool) -> String {
         field(&done, "forced").as_deref(),
         Some("0"),
         "the slow connections ended (moved or bounded) before the deadline: {done}"
+    );
+    assert_eq!(
+        field(&done, "connections").as_deref(),
+        Some("201"),
+        "the 200 slow connections and the probe, all counted at the signal: {done}"
     );
     done
 }
