@@ -358,6 +358,10 @@ async fn send_handoffs(link: Arc<Link>, queued: Option<mpsc::UnboundedReceiver<R
                 None => return,
             },
         };
+        // The other connections moving now queue theirs first: taken one
+        // at a time, they would go one datagram each, every one a round trip
+        // through the superdaemon's short queue.
+        tokio::task::yield_now().await;
         let mut bytes = first.moving.wire_len() + 8;
         let mut batch = vec![first];
         while let Ok(request) = queued.try_recv() {
