@@ -162,6 +162,10 @@ impl Report {
         level_rps: Option<f64>,
     ) -> Self {
         let t = &samples.tally;
+        let tls = samples.protocol.is_tls().then_some(TlsHandshakes {
+            full: t.tls_full,
+            resumed: t.tls_resumed,
+        });
         let elapsed = samples.elapsed.as_secs_f64();
         let ok = t.responses();
         let q = |p: f64| {
@@ -202,10 +206,7 @@ impl Report {
             effective_connections: (samples.effective_connections * 100.0).round() / 100.0,
             connects: t.connects,
             goaways: t.goaways,
-            tls_handshakes: samples.protocol.is_tls().then_some(TlsHandshakes {
-                full: t.tls_full,
-                resumed: t.tls_resumed,
-            }),
+            tls_handshakes: tls,
             generations: t.pids.len(),
             longest_gap_ms: samples.longest_gap().as_millis() as u64,
             restarts: samples.markers.len(),
@@ -213,10 +214,7 @@ impl Report {
                 samples.markers.len(),
                 samples.connections,
                 t.connects,
-                samples.protocol.is_tls().then_some(TlsHandshakes {
-                    full: t.tls_full,
-                    resumed: t.tls_resumed,
-                }),
+                tls,
             ),
             markers_ms: samples
                 .markers

@@ -9,9 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::support::http::{Response, exchange, read_response_from};
-use crate::support::process::Proc;
 use crate::support::starter::{Impl, Served};
-use crate::support::{TEST_WAIT, fd_list, field, open_fds, status_pid, wait_received};
+use crate::support::{SteadyDescriptors, TEST_WAIT, count, drain_line, drain_lines, wait_received};
 
 const GET: &str = "GET / HTTP/1.1\r\nHost: handoff\r\n\r\n";
 
@@ -33,22 +32,6 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 fn generation(response: &Response) -> &str {
     response.header("x-gracedown-generation").unwrap_or("none")
-}
-
-/// The `drain complete` line of the `nth` drain (1-based).
-fn drain_line(proc: &Proc, nth: usize) -> String {
-    proc.wait_for_count("drain complete", nth, |l| l.contains("drain complete"));
-    proc.output()
-        .into_iter()
-        .filter(|l| l.contains("drain complete"))
-        .nth(nth - 1)
-        .expect("the nth drain line")
-}
-
-fn count(line: &str, name: &str) -> u64 {
-    field(line, name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {line}"))
 }
 
 #[test]
@@ -202,15 +185,13 @@ fn a_next_generation_that_declines_handoffs_leaves_the_close_as_before() {
     assert_eq!(count(&drained, "handed_off"), 0, "{drained}");
 }
 
-/// Open descriptors of `pid`.
 #[test]
 fn five_hundred_restarts_with_handoffs_leak_no_descriptor() {
     let setup = start(Impl::Ours, &[]);
     let mut client = connect(setup.addr);
     let first = exchange(&mut client, GET).expect("first response");
     assert_eq!(generation(&first), "1");
-    let superdaemon = setup.proc.pid();
-    let mut baseline = None;
+    let mut descriptors = SteadyDescriptors::new(setup.proc.pid());
     for generation_now in 2..=501u32 {
         setup.restart_to(generation_now);
         let response = exchange(&mut client, GET)
@@ -220,24 +201,10 @@ fn five_hundred_restarts_with_handoffs_leak_no_descriptor() {
             generation_now.to_string(),
             "{response:?}"
         );
-        let counts = (open_fds(superdaemon), open_fds(status_pid(&setup.status)));
-        match baseline {
-            None => baseline = Some(counts),
-            Some(base) => assert_eq!(
-                counts,
-                base,
-                "descriptors of (start_server, worker) after restart {generation_now}: {:?}",
-                fd_list(superdaemon)
-            ),
-        }
+        descriptors.check(&setup.status, generation_now);
     }
     // Every drain handed the one connection on.
-    let drains: Vec<String> = setup
-        .proc
-        .output()
-        .into_iter()
-        .filter(|l| l.contains("drain complete"))
-        .collect();
+    let drains = drain_lines(&setup.proc);
     assert!(drains.len() >= 499, "{} drains", drains.len());
     for line in &drains {
         assert_eq!(count(line, "handed_off"), 1, "{line}");

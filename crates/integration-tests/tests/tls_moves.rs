@@ -11,7 +11,7 @@ use rustls::HandshakeKind;
 use crate::support::http::{Response, exchange, read_response_from};
 use crate::support::starter::Impl;
 use crate::support::tls::TlsServed;
-use crate::support::{fd_list, field, open_fds, rss_kib, status_pid, wait_received};
+use crate::support::{SteadyDescriptors, count, drain_line, drain_lines, rss_kib, wait_received};
 
 const GET: &str = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
@@ -19,24 +19,8 @@ fn generation(response: &Response) -> &str {
     response.header("x-gracedown-generation").unwrap_or("none")
 }
 
-/// The `drain complete` line of the `nth` drain (1-based).
-fn drain_line(setup: &TlsServed, nth: usize) -> String {
-    setup
-        .proc
-        .wait_for_count("drain complete", nth, |l| l.contains("drain complete"));
-    setup
-        .proc
-        .output()
-        .into_iter()
-        .filter(|l| l.contains("drain complete"))
-        .nth(nth - 1)
-        .expect("the nth drain line")
-}
-
 fn handed_off(line: &str) -> u64 {
-    field(line, "handed_off")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no handed_off in {line}"))
+    count(line, "handed_off")
 }
 
 #[test]
@@ -49,7 +33,7 @@ fn one_tls_connection_is_answered_by_generations_1_2_and_3_with_one_handshake() 
     assert_eq!(tls.conn.handshake_kind(), Some(HandshakeKind::Full));
     for (nth, next) in [(1, "2"), (2, "3")] {
         setup.restart_to(nth + 1);
-        let drained = drain_line(&setup, nth as usize);
+        let drained = drain_line(&setup.proc, nth as usize);
         assert_eq!(handed_off(&drained), 1, "{drained}");
         let answer = exchange(&mut tls, GET).expect("an answer on the same TLS session");
         assert_eq!(generation(&answer), next, "{answer:?}");
@@ -78,7 +62,7 @@ fn half_a_request_head_read_under_tls_travels_with_the_session() {
     // opens each record as it reads it.
     wait_received(setup.addr, tls.sock.local_addr().expect("local address"));
     setup.restart_to(2);
-    let drained = drain_line(&setup, 1);
+    let drained = drain_line(&setup.proc, 1);
     assert_eq!(handed_off(&drained), 1, "{drained}");
     tls.write_all(b"host\r\n\r\n")
         .expect("the rest of the head");
@@ -94,7 +78,7 @@ fn a_key_update_after_the_move_ends_that_connection_and_no_other() {
     let mut tls = setup.connect();
     exchange(&mut tls, GET).expect("generation 1's answer");
     setup.restart_to(2);
-    assert_eq!(handed_off(&drain_line(&setup, 1)), 1);
+    assert_eq!(handed_off(&drain_line(&setup.proc, 1)), 1);
     // New keys the moved session cannot derive: the connection ends.
     tls.conn.refresh_traffic_keys().expect("a key update");
     let after = exchange(&mut tls, GET);
@@ -123,7 +107,8 @@ fn five_hundred_restarts_moving_a_tls_session_leak_no_descriptor_or_memory() {
     let mut tls = setup.connect();
     exchange(&mut tls, GET).expect("generation 1's answer");
     let superdaemon = setup.proc.pid();
-    let (mut baseline, mut rss_at_50) = (None, 0);
+    let mut descriptors = SteadyDescriptors::new(superdaemon);
+    let mut rss_at_50 = 0;
     for generation_now in 2..=501u32 {
         setup.restart_to(generation_now);
         let response =
@@ -133,16 +118,7 @@ fn five_hundred_restarts_moving_a_tls_session_leak_no_descriptor_or_memory() {
             generation_now.to_string(),
             "{response:?}"
         );
-        let counts = (open_fds(superdaemon), open_fds(status_pid(&setup.status)));
-        match baseline {
-            None => baseline = Some(counts),
-            Some(base) => assert_eq!(
-                counts,
-                base,
-                "descriptors of (start_server, worker) after restart {generation_now}: {:?}",
-                fd_list(superdaemon)
-            ),
-        }
+        descriptors.check(&setup.status, generation_now);
         if generation_now == 50 {
             rss_at_50 = rss_kib(superdaemon);
         }
@@ -158,12 +134,7 @@ fn five_hundred_restarts_moving_a_tls_session_leak_no_descriptor_or_memory() {
         Some(HandshakeKind::Full),
         "one handshake"
     );
-    let drains = setup
-        .proc
-        .output()
-        .into_iter()
-        .filter(|l| l.contains("drain complete"))
-        .collect::<Vec<_>>();
+    let drains = drain_lines(&setup.proc);
     assert!(drains.len() >= 499, "{} drains", drains.len());
     for line in &drains {
         assert_eq!(handed_off(line), 1, "{line}");

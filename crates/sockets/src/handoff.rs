@@ -909,7 +909,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn version_3_carries_tls_sessions_with_the_sealed_bytes_and_only_to_a_tls_receiver() {
+    async fn version_3_carries_tls_sessions_with_their_sealed_bytes_and_refuses_oversize_ones() {
         let (left, right) = channels();
         left.send(&Message::Receiving {
             clocks: true,

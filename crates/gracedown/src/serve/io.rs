@@ -24,7 +24,7 @@ use gracedown_sockets::handoff::MovingTls;
 use super::framing::{Finding, Framing, HeadCopy};
 use crate::drain::{ConnCtl, IoMode, Refusal};
 #[cfg(feature = "tls")]
-use crate::tls::session::{ContinuedTls, Records, TakeOut, take_out};
+use crate::tls::session::{ContinuedTls, Records, SessionState, TakeOut, take_out};
 
 /// An accepted TCP or unix stream.
 #[derive(Debug)]
@@ -211,11 +211,7 @@ impl Transport {
             #[cfg(feature = "tls")]
             Kind::Tls(tls) => match take_out(tls) {
                 TakeOut::Taken { io, state, plain } => {
-                    let tls = MovingTls {
-                        session: state.encode(),
-                        sealed: Bytes::new(),
-                    };
-                    Ok((into_fd(io).ok_or(None)?, joined(prefix, plain), Some(tls)))
+                    with_session(io, &state, joined(prefix, plain), Bytes::new())
                 }
                 TakeOut::NotQuiet(tls) => Err(Some(Self {
                     prefix,
@@ -229,11 +225,7 @@ impl Transport {
             #[cfg(feature = "tls")]
             Kind::Moved(session) => match session.into_parts() {
                 Ok((io, state, plain, sealed)) => {
-                    let tls = MovingTls {
-                        session: state.encode(),
-                        sealed,
-                    };
-                    Ok((into_fd(io).ok_or(None)?, joined(prefix, plain), Some(tls)))
+                    with_session(io, &state, joined(prefix, plain), sealed)
                 }
                 Err(session) => Err(Some(Self {
                     prefix,
@@ -401,6 +393,22 @@ fn into_fd(stream: Stream) -> Option<std::os::fd::OwnedFd> {
         Stream::Tcp(tcp) => tcp.into_std().ok().map(Into::into),
         Stream::Unix(unix) => unix.into_std().ok().map(Into::into),
     }
+}
+
+/// What travels for a connection under TLS: its socket, its plaintext
+/// `prefix`, its session and the records received and not opened.
+#[cfg(feature = "tls")]
+fn with_session(
+    io: Stream,
+    state: &SessionState,
+    prefix: Bytes,
+    sealed: Bytes,
+) -> Result<Parts, Option<Transport>> {
+    let tls = MovingTls {
+        session: state.encode(),
+        sealed,
+    };
+    Ok((into_fd(io).ok_or(None)?, prefix, Some(tls)))
 }
 
 /// `front`, then `back`.

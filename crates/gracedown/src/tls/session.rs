@@ -147,6 +147,12 @@ impl Direction {
                 "key or IV of an unexpected length",
             ));
         }
+        Ok((cipher, Self::new(seq, key, iv)))
+    }
+
+    /// A direction from its parts (`key` at most [`MAX_KEY`] bytes, `iv`
+    /// [`NONCE`] bytes, as the callers check).
+    fn new(seq: u64, key: &[u8], iv: &[u8]) -> Self {
         let mut direction = Self {
             key: Zeroizing::new([0; MAX_KEY]),
             iv: Zeroizing::new([0; NONCE]),
@@ -154,7 +160,7 @@ impl Direction {
         };
         direction.key[..key.len()].copy_from_slice(key);
         direction.iv.copy_from_slice(iv);
-        Ok((cipher, direction))
+        direction
     }
 }
 
@@ -273,14 +279,11 @@ impl SessionState {
         let direction = |bytes: &[u8]| {
             let (seq, bytes) = bytes.split_at(8);
             let (key, iv) = bytes.split_at(key_len);
-            let mut direction = Direction {
-                key: Zeroizing::new([0; MAX_KEY]),
-                iv: Zeroizing::new([0; NONCE]),
-                seq: u64::from_be_bytes(seq.try_into().unwrap_or_default()),
-            };
-            direction.key[..key_len].copy_from_slice(key);
-            direction.iv.copy_from_slice(iv);
-            direction
+            Direction::new(
+                u64::from_be_bytes(seq.try_into().unwrap_or_default()),
+                key,
+                iv,
+            )
         };
         Ok(Self {
             version,

@@ -313,3 +313,59 @@ pub fn rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Every `drain complete` line `proc` has printed so far.
+pub fn drain_lines(proc: &process::Proc) -> Vec<String> {
+    proc.output()
+        .into_iter()
+        .filter(|l| l.contains("drain complete"))
+        .collect()
+}
+
+/// The `drain complete` line of the `nth` drain (1-based), once printed.
+pub fn drain_line(proc: &process::Proc, nth: usize) -> String {
+    proc.wait_for_count("drain complete", nth, |l| l.contains("drain complete"));
+    drain_lines(proc)
+        .into_iter()
+        .nth(nth - 1)
+        .expect("the nth drain line")
+}
+
+/// The number a log line gives as `name=N`.
+pub fn count(line: &str, name: &str) -> u64 {
+    field(line, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+/// The descriptors of a superdaemon and of its one worker, which must stay
+/// the same from one restart to the next.
+pub struct SteadyDescriptors {
+    superdaemon: u32,
+    baseline: Option<(usize, usize)>,
+}
+
+impl SteadyDescriptors {
+    /// Watches the superdaemon `superdaemon`.
+    pub fn new(superdaemon: u32) -> Self {
+        Self {
+            superdaemon,
+            baseline: None,
+        }
+    }
+
+    /// After restart `generation`, with the worker the status file names:
+    /// the first call sets the counts every later one must find.
+    pub fn check(&mut self, status: &std::path::Path, generation: u32) {
+        let counts = (open_fds(self.superdaemon), open_fds(status_pid(status)));
+        match self.baseline {
+            None => self.baseline = Some(counts),
+            Some(base) => assert_eq!(
+                counts,
+                base,
+                "descriptors of (start_server, worker) after restart {generation}: {:?}",
+                fd_list(self.superdaemon)
+            ),
+        }
+    }
+}

@@ -236,10 +236,6 @@ impl Served {
 
     /// The `drain complete` lines so far.
     pub fn drains(&self) -> Vec<String> {
-        self.proc
-            .output()
-            .into_iter()
-            .filter(|l| l.contains("drain complete"))
-            .collect()
+        super::drain_lines(&self.proc)
     }
 }

@@ -18,13 +18,7 @@ impl Conn {
     /// A connection an older generation handed over: plain HTTP/1.1, at a
     /// message boundary, `prefix` read from it already.
     pub(super) fn run_handed(&mut self, stream: Stream, prefix: Bytes) -> Step {
-        self.may_move(false);
-        self.ctl.served_before();
-        if !prefix.is_empty() {
-            // Unless the older generation said since when it has arrived.
-            self.ctl.head_bytes_arrived();
-        }
-        Step::Http1(Transport::plain(stream, prefix))
+        self.serve_handed(Transport::plain(stream, prefix), false, false)
     }
 
     /// A connection an older generation handed over under TLS: its session
@@ -48,11 +42,18 @@ impl Conn {
         self.info.tls = true;
         // Paced, should it have to reconnect (no generation to move to).
         self.ctl.pace_reconnect();
-        self.may_move(true);
+        self.serve_handed(transport, fresh, true)
+    }
+
+    /// Serves a handed-over connection as HTTP/1.1: it can move on again;
+    /// `fresh`: it has sent no request yet.
+    fn serve_handed(&mut self, transport: Transport, fresh: bool, tls: bool) -> Step {
+        self.may_move(tls);
         if !fresh {
             self.ctl.served_before();
         }
         if transport.has_prefix() {
+            // Unless the older generation said since when it has arrived.
             self.ctl.head_bytes_arrived();
         }
         Step::Http1(transport)
