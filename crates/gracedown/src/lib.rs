@@ -89,6 +89,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
 mod drain;
+mod http2;
 mod error;
 pub mod serve;
 pub mod shutdown;

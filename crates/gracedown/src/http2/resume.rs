@@ -1,0 +1,383 @@
+//! A fresh h2 server connection going on with a connection that moved:
+//! what it reads first, and the translation between its view and the
+//! client's (sans I/O; [`super::Wire`] drives it).
+
+use bytes::{Bytes, BytesMut};
+
+use super::frames::{
+    ACK, DATA, HEADER_LEN, Head, INITIAL_WINDOW, PREFACE, SETTINGS, WINDOW_UPDATE, window_update,
+};
+use super::state::State;
+
+/// The translation between a fresh h2 connection and the client of a
+/// connection that moved.
+#[derive(Debug)]
+pub(crate) struct Resume {
+    /// The synthesised client preface, still to be read by h2.
+    synthetic: Bytes,
+    /// Streams up to this one were opened in an older generation: frames
+    /// for them are dropped (h2 would take them for frames on idle streams).
+    old_last: u32,
+    /// How much h2 believes the client may still send on the connection.
+    h2_window: i64,
+    /// How much the client may still send on the connection.
+    client_window: i64,
+    /// Where the bytes from the client are among their frames.
+    inbound: Cut,
+    /// Where h2's bytes are among their frames.
+    outbound: Cut,
+    /// h2's first SETTINGS acknowledgement answers the synthesised
+    /// SETTINGS, which the client never sent: it is not sent on.
+    swallow_ack: bool,
+}
+
+/// A position in a byte stream of frames, for a filter that keeps or
+/// drops whole frames.
+#[derive(Debug, Default)]
+struct Cut {
+    /// Payload bytes left of the current frame.
+    left: u32,
+    /// What becomes of them.
+    payload: Payload,
+    /// An outbound frame header (and a WINDOW_UPDATE's payload) in part.
+    head: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    #[default]
+    Pass,
+    Drop,
+    /// A connection WINDOW_UPDATE's increment, read and not sent on.
+    WindowUpdate,
+}
+
+/// What [`Resume::inbound`] did with a piece of the client's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Filtered {
+    /// The bytes h2 reads now are the first `kept` of the piece.
+    pub(crate) kept: usize,
+    /// From here on the piece waits (a frame header in part, or data h2's
+    /// window cannot take yet): it is read again later, first.
+    pub(crate) held_from: Option<usize>,
+}
+
+impl Resume {
+    /// Going on from `state`.
+    pub(crate) fn new(state: &State) -> Self {
+        let mut synthetic = BytesMut::with_capacity(PREFACE.len() + 2 * HEADER_LEN + 100);
+        synthetic.extend_from_slice(PREFACE);
+        let settings: Vec<u8> = state
+            .client_settings
+            .iter()
+            .flat_map(|(id, value)| [&id.to_be_bytes()[..], &value.to_be_bytes()].concat())
+            .collect();
+        let head = Head {
+            len: u32::try_from(settings.len()).unwrap_or(0),
+            kind: SETTINGS,
+            flags: 0,
+            stream: 0,
+        };
+        synthetic.extend_from_slice(&head.encode());
+        synthetic.extend_from_slice(&settings);
+        // A fresh h2 starts with the initial window; the state's is never
+        // smaller (checked when it was decoded).
+        let more = i64::from(state.send_window) - INITIAL_WINDOW;
+        if let Ok(more @ 1..) = u32::try_from(more) {
+            synthetic.extend_from_slice(&window_update(more));
+        }
+        Self {
+            synthetic: synthetic.freeze(),
+            old_last: state.last_client_stream,
+            h2_window: INITIAL_WINDOW,
+            client_window: i64::from(state.recv_window),
+            inbound: Cut::default(),
+            outbound: Cut::default(),
+            swallow_ack: true,
+        }
+    }
+
+    /// The synthesised bytes h2 reads before any of the client's.
+    pub(crate) fn synthetic(&mut self) -> &mut Bytes {
+        &mut self.synthetic
+    }
+
+    /// Nothing is held or half-translated, either way: the connection can
+    /// move on from the wire's state alone.
+    pub(crate) fn idle(&self) -> bool {
+        self.synthetic.is_empty()
+            && !self.swallow_ack
+            && self.inbound.left == 0
+            && self.inbound.head.is_empty()
+            && self.outbound.left == 0
+            && self.outbound.head.is_empty()
+    }
+
+    /// Filters a piece of the client's bytes in place: frames for streams
+    /// of an older generation are dropped (their data's credit is given
+    /// back through [`Resume::credit`]); data h2's window cannot take yet,
+    /// and a frame header in part, wait.
+    pub(crate) fn inbound(&mut self, data: &mut [u8]) -> Filtered {
+        let (mut r, mut w) = (0, 0);
+        while r < data.len() {
+            if self.inbound.left > 0 {
+                let n = usize::try_from(self.inbound.left)
+                    .map_or(data.len() - r, |left| left.min(data.len() - r));
+                if self.inbound.payload == Payload::Pass {
+                    data.copy_within(r..r + n, w);
+                    w += n;
+                }
+                r += n;
+                self.inbound.left -= u32::try_from(n).unwrap_or(self.inbound.left);
+                continue;
+            }
+            let Some(head) = data.get(r..r + HEADER_LEN) else {
+                return Filtered {
+                    kept: w,
+                    held_from: Some(r),
+                };
+            };
+            let head = Head::parse(head.try_into().unwrap_or(&[0; HEADER_LEN]));
+            let pass = head.stream == 0 || head.stream > self.old_last;
+            if head.kind == DATA {
+                let len = i64::from(head.len);
+                if pass {
+                    if len > self.h2_window {
+                        return Filtered {
+                            kept: w,
+                            held_from: Some(r),
+                        };
+                    }
+                    self.h2_window -= len;
+                }
+                self.client_window -= len;
+            }
+            if pass {
+                data.copy_within(r..r + HEADER_LEN, w);
+                w += HEADER_LEN;
+            }
+            r += HEADER_LEN;
+            self.inbound.left = head.len;
+            self.inbound.payload = if pass { Payload::Pass } else { Payload::Drop };
+        }
+        Filtered {
+            kept: w,
+            held_from: None,
+        }
+    }
+
+    /// Whether held bytes that start with `head` must wait for h2's window.
+    pub(crate) fn waits(&self, held: &[u8]) -> bool {
+        let Some(head) = held.get(..HEADER_LEN) else {
+            return false;
+        };
+        let head = Head::parse(head.try_into().unwrap_or(&[0; HEADER_LEN]));
+        head.kind == DATA && head.stream > self.old_last && i64::from(head.len) > self.h2_window
+    }
+
+    /// Translates h2's bytes for the client into `out`. Returns whether h2
+    /// opened its window (so that held data may go on).
+    pub(crate) fn outbound(&mut self, mut bytes: &[u8], out: &mut BytesMut) -> bool {
+        let mut opened = false;
+        while !bytes.is_empty() {
+            if self.outbound.left > 0 && self.outbound.payload != Payload::WindowUpdate {
+                let n = usize::try_from(self.outbound.left)
+                    .map_or(bytes.len(), |left| left.min(bytes.len()));
+                if self.outbound.payload == Payload::Pass {
+                    out.extend_from_slice(&bytes[..n]);
+                }
+                self.outbound.left -= u32::try_from(n).unwrap_or(self.outbound.left);
+                bytes = &bytes[n..];
+                continue;
+            }
+            // A header, or a connection WINDOW_UPDATE's header and payload.
+            let want = match self.outbound.payload {
+                Payload::WindowUpdate => HEADER_LEN + 4,
+                _ => HEADER_LEN,
+            };
+            let n = (want - self.outbound.head.len()).min(bytes.len());
+            self.outbound.head.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.outbound.head.len() < want {
+                break;
+            }
+            let head = Head::parse(
+                self.outbound.head[..HEADER_LEN]
+                    .try_into()
+                    .unwrap_or(&[0; HEADER_LEN]),
+            );
+            if self.outbound.payload == Payload::WindowUpdate {
+                let i = &self.outbound.head[HEADER_LEN..];
+                let increment = u32::from_be_bytes([i[0], i[1], i[2], i[3]]) & 0x7fff_ffff;
+                self.h2_window += i64::from(increment);
+                opened = true;
+                self.outbound = Cut::default();
+                continue;
+            }
+            if head.kind == WINDOW_UPDATE && head.stream == 0 && head.len == 4 {
+                // Its payload is read before it is translated.
+                self.outbound.payload = Payload::WindowUpdate;
+                continue;
+            }
+            // Credit owed to the client goes before the next frame.
+            self.credit(out);
+            let swallow = self.swallow_ack && head.kind == SETTINGS && head.has(ACK);
+            if swallow {
+                self.swallow_ack = false;
+            } else {
+                out.extend_from_slice(&self.outbound.head);
+            }
+            self.outbound = Cut {
+                left: head.len,
+                payload: if swallow { Payload::Drop } else { Payload::Pass },
+                head: std::mem::take(&mut self.outbound.head),
+            };
+            self.outbound.head.clear();
+        }
+        if self.at_frame() {
+            self.credit(out);
+        }
+        opened
+    }
+
+    /// h2's output is between frames.
+    fn at_frame(&self) -> bool {
+        self.outbound.left == 0 && self.outbound.head.is_empty()
+    }
+
+    /// Where h2 believes the client may send more than the client does (a
+    /// WINDOW_UPDATE h2 sent, data dropped), a WINDOW_UPDATE makes the
+    /// client's window h2's. Only between h2's frames.
+    pub(crate) fn credit(&mut self, out: &mut BytesMut) {
+        if self.at_frame() && self.h2_window > self.client_window {
+            let more = self.h2_window - self.client_window;
+            if let Ok(more) = u32::try_from(more) {
+                out.extend_from_slice(&window_update(more));
+                self.client_window = self.h2_window;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::frames::{HEADERS, RST_STREAM};
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let head = Head {
+            len: u32::try_from(payload.len()).expect("short"),
+            kind,
+            flags,
+            stream,
+        };
+        [&head.encode()[..], payload].concat()
+    }
+
+    fn state(send_window: u32, recv_window: u32) -> State {
+        State {
+            client_settings: vec![(1, 4096), (4, 1 << 20)],
+            send_window,
+            recv_window,
+            last_client_stream: 7,
+        }
+    }
+
+    #[test]
+    fn the_synthesised_preface_carries_the_settings_and_the_window() {
+        let mut resume = Resume::new(&state(100_000, 65_535));
+        let bytes = resume.synthetic().clone();
+        let mut expected = PREFACE.to_vec();
+        expected.extend(frame(SETTINGS, 0, 0, &[0, 1, 0, 0, 16, 0, 0, 4, 0, 16, 0, 0]));
+        expected.extend(window_update(100_000 - 65_535));
+        assert_eq!(&bytes[..], &expected[..]);
+        let at_initial = Resume::new(&state(65_535, 65_535)).synthetic().len();
+        assert_eq!(at_initial, PREFACE.len() + HEADER_LEN + 12, "no WINDOW_UPDATE of 0");
+    }
+
+    #[test]
+    fn the_ack_of_the_synthesised_settings_is_swallowed_and_only_that_one() {
+        let mut resume = Resume::new(&state(65_535, 65_535));
+        let mut out = BytesMut::new();
+        let h2 = [
+            frame(SETTINGS, 0, 0, &[0, 1, 0, 0, 0, 0]),
+            frame(SETTINGS, ACK, 0, &[]),
+            frame(SETTINGS, ACK, 0, &[]),
+        ]
+        .concat();
+        resume.outbound(&h2, &mut out);
+        assert_eq!(
+            &out[..],
+            &[
+                frame(SETTINGS, 0, 0, &[0, 1, 0, 0, 0, 0]),
+                frame(SETTINGS, ACK, 0, &[])
+            ]
+            .concat()[..]
+        );
+    }
+
+    #[test]
+    fn h2s_window_updates_make_the_clients_window_h2s() {
+        // The client may send 1 MiB; a fresh h2 believes 65,535 and then
+        // opens its window to 1 MiB + 65,535 - 65,535 = 1 MiB: nothing to send.
+        let mut resume = Resume::new(&state(65_535, 1 << 20));
+        let mut out = BytesMut::new();
+        let update = window_update((1 << 20) - 65_535);
+        // In pieces, as h2 may write it.
+        resume.outbound(&update[..5], &mut out);
+        resume.outbound(&update[5..11], &mut out);
+        assert!(resume.outbound(&update[11..], &mut out));
+        assert!(out.is_empty(), "the client's window is h2's already");
+        // h2 opens it further: the client gets exactly that.
+        resume.outbound(&window_update(1000), &mut out);
+        assert_eq!(&out[..], &window_update(1000)[..]);
+        // A client window smaller than h2's start is topped up at once.
+        let mut small = Resume::new(&state(65_535, 1000));
+        let mut out = BytesMut::new();
+        small.credit(&mut out);
+        assert_eq!(&out[..], &window_update(64_535)[..]);
+    }
+
+    #[test]
+    fn frames_of_older_streams_are_dropped_and_their_data_credited() {
+        let mut resume = Resume::new(&state(65_535, 65_535));
+        let mut data = [
+            frame(DATA, 0, 5, b"old body"),
+            frame(RST_STREAM, 0, 7, &[0, 0, 0, 8]),
+            frame(HEADERS, 0x4, 9, b"new"),
+            frame(DATA, 0x1, 9, b"new body"),
+        ]
+        .concat();
+        let filtered = resume.inbound(&mut data);
+        let expected = [frame(HEADERS, 0x4, 9, b"new"), frame(DATA, 0x1, 9, b"new body")].concat();
+        assert_eq!(filtered.held_from, None);
+        assert_eq!(&data[..filtered.kept], &expected[..]);
+        let mut out = BytesMut::new();
+        resume.credit(&mut out);
+        assert_eq!(&out[..], &window_update(8)[..], "the dropped data's credit");
+    }
+
+    #[test]
+    fn a_header_in_part_and_data_past_h2s_window_wait() {
+        let mut resume = Resume::new(&state(65_535, 1 << 20));
+        let headers = frame(HEADERS, 0x4, 9, b"h");
+        let mut piece = headers.clone();
+        piece.extend_from_slice(&frame(DATA, 0, 9, &[0; 10])[..4]);
+        let filtered = resume.inbound(&mut piece);
+        assert_eq!(
+            filtered,
+            Filtered {
+                kept: headers.len(),
+                held_from: Some(headers.len())
+            }
+        );
+        let mut big = frame(DATA, 0, 9, &vec![0; 70_000]);
+        assert!(resume.waits(&big));
+        assert_eq!(resume.inbound(&mut big).held_from, Some(0));
+        let mut out = BytesMut::new();
+        assert!(resume.outbound(&window_update((1 << 20) - 65_535), &mut out));
+        assert!(!resume.waits(&big), "h2 opened its window");
+        let filtered = resume.inbound(&mut big);
+        assert_eq!(filtered.kept, big.len());
+    }
+}
