@@ -89,8 +89,8 @@
 #![warn(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
 mod drain;
-mod http2;
 mod error;
+mod http2;
 pub mod serve;
 pub mod shutdown;
 #[cfg(feature = "tls")]

@@ -15,6 +15,7 @@ mod drain_states;
 mod experiment;
 mod fd_adoption;
 mod handoff;
+mod http2_moves;
 mod lame_duck;
 mod limits;
 mod perl_start_server;

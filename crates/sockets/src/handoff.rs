@@ -17,10 +17,15 @@
 //!                                                 the bounds of what it is handed (version 2)
 //!                          s                      the same, and it continues TLS sessions
 //!                                                 (version 3)
+//!                          2                      r, and it continues HTTP/2 connections
+//!                                                 (version 4)
+//!                          S                      s and 2 both (version 4)
 //!                          h n:u16 (id:u64 flags:u8 len:u32 prefix [quiet:u64 head:u64]
-//!                                   [slen:u16 session sealedlen:u32 sealed])×n  + n fds
-//!                                                 H with the connections' clocks (version 2)
-//!                                                 and TLS sessions (version 3)
+//!                                   [slen:u16 session sealedlen:u32 sealed]
+//!                                   [h2len:u16 h2state])×n  + n fds
+//!                                                 H with the connections' clocks (version 2),
+//!                                                 TLS sessions (version 3) and HTTP/2
+//!                                                 states (version 4)
 //!   superdaemon → worker   V version:u32          the version it speaks (right after the first
 //!                                                 K; a version-1 superdaemon sends none)
 //!                          K key:48×n             TLS session-ticket keys, the first one
@@ -31,9 +36,11 @@
 //!                          C n:u16 (fresh:u8 len:u32 prefix)×n  + n fds
 //!                                                 connections handed to this generation
 //!                          c n:u16 (flags:u8 len:u32 prefix [quiet:u64 head:u64]
-//!                                   [slen:u16 session sealedlen:u32 sealed])×n  + n fds
-//!                                                 C with the connections' clocks (version 2)
-//!                                                 and TLS sessions (version 3)
+//!                                   [slen:u16 session sealedlen:u32 sealed]
+//!                                   [h2len:u16 h2state])×n  + n fds
+//!                                                 C with the connections' clocks (version 2),
+//!                                                 TLS sessions (version 3) and HTTP/2
+//!                                                 states (version 4)
 //!
 //!   prefix: bytes already read from the connection, in front of what is
 //!   still in the socket; fresh: 1 when it has sent no request yet (its
@@ -41,7 +48,9 @@
 //!   HTTP/1.1 requests; flags: bit 0 fresh, bit 1 the clocks follow the
 //!   prefix ([`Clocks`]), bit 2 a TLS session follows them ([`MovingTls`]:
 //!   under TLS the prefix is plaintext already opened, `sealed` records
-//!   received and not yet opened).
+//!   received and not yet opened), bit 3 an HTTP/2 connection's state
+//!   follows ([`Moving::http2`]: the connection moved at a quiet moment, the
+//!   prefix is the client's frames not yet read).
 //! ```
 //!
 //! Version 2 carries each connection's clocks, so that the next generation
@@ -55,7 +64,9 @@
 //! sessions: a superdaemon that says `V 3` forwards a connection with its
 //! session only to a generation that said `s`, and refuses it otherwise (the
 //! sender then serves it on). The session's bytes are opaque here: the
-//! superdaemon never speaks TLS.
+//! superdaemon never speaks TLS. Version 4 adds HTTP/2 connections the
+//! same way: forwarded only to a generation that said `2` (or `S`, under
+//! TLS), their state opaque here too.
 //!
 //! Connections travel in batches (at most [`MAX_BATCH`] per message, at most
 //! [`MAX_MESSAGE`] bytes): the kernel queues only a few messages per socket
@@ -92,7 +103,7 @@ pub const HANDOFF_FD: &str = "GRACEDOWN_HANDOFF_FD";
 
 /// The version of the handoff messages this crate speaks (see
 /// [`Message::Version`]).
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The length of one TLS session-ticket key (as nginx's `ssl_session_ticket_key`
 /// files made by `openssl rand 48`): a 16-byte name, then 32 bytes of key.
@@ -111,9 +122,12 @@ pub const MAX_SESSION: usize = 256;
 /// with a connection (one record, whole or in part).
 pub const MAX_SEALED: usize = 32 * 1024;
 
+/// The most bytes of an HTTP/2 connection's state.
+pub const MAX_HTTP2_STATE: usize = 256;
+
 /// The largest message: a batch never grows past it (one connection with
-/// the longest prefix, session and sealed bytes always fits).
-pub const MAX_MESSAGE: usize = 2 * MAX_PREFIX + MAX_SESSION + MAX_SEALED;
+/// the longest prefix, session, sealed bytes and HTTP/2 state always fits).
+pub const MAX_MESSAGE: usize = 2 * MAX_PREFIX + MAX_SESSION + MAX_SEALED + MAX_HTTP2_STATE;
 
 /// A connection on the move, with what travels with it. Its `Debug` shows
 /// lengths, never the bytes (a request's headers, a TLS session).
@@ -128,6 +142,10 @@ pub struct Moving {
     pub clocks: Option<Clocks>,
     /// Its TLS session, when it moves under TLS (version 3).
     pub tls: Option<MovingTls>,
+    /// Its HTTP/2 state, when an HTTP/2 connection moves (version 4): at
+    /// most [`MAX_HTTP2_STATE`] bytes, opaque here (see `gracedown`'s
+    /// HTTP/2 module).
+    pub http2: Option<Bytes>,
 }
 
 /// A TLS session on the move: what the next generation needs to continue
@@ -173,6 +191,7 @@ impl Moving {
                 .tls
                 .as_ref()
                 .map_or(0, |tls| 6 + tls.session.len() + tls.sealed.len())
+            + self.http2.as_ref().map_or(0, |state| 2 + state.len())
     }
 }
 
@@ -191,6 +210,10 @@ impl std::fmt::Debug for Moving {
             .field("fresh", &self.fresh)
             .field("clocks", &self.clocks)
             .field("tls", &self.tls)
+            .field(
+                "http2",
+                &self.http2.as_ref().map(|s| format!("{} bytes", s.len())),
+            )
             .finish()
     }
 }
@@ -201,12 +224,16 @@ impl std::fmt::Debug for Moving {
 pub enum Message {
     /// This generation takes handed-off connections (`R`); `clocks`: and
     /// continues their bounds, version 2 (`r`); `tls`: and continues TLS
-    /// sessions too, version 3 (`s`, which implies `clocks`).
+    /// sessions too, version 3 (`s`, which implies `clocks`); `http2`: and
+    /// continues HTTP/2 connections, version 4 (`2`, or `S` with `tls`;
+    /// both imply `clocks`).
     Receiving {
         /// It takes connections with their [`Clocks`].
         clocks: bool,
         /// It continues connections' TLS sessions ([`MovingTls`]).
         tls: bool,
+        /// It continues HTTP/2 connections ([`Moving::http2`]).
+        http2: bool,
     },
     /// Is there a generation to hand connections to?
     Query,
@@ -240,10 +267,11 @@ pub enum Message {
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Receiving { clocks, tls } => f
+            Self::Receiving { clocks, tls, http2 } => f
                 .debug_struct("Receiving")
                 .field("clocks", clocks)
                 .field("tls", tls)
+                .field("http2", http2)
                 .finish(),
             Self::Query => f.write_str("Query"),
             Self::Answer { available } => f
@@ -284,11 +312,12 @@ impl Message {
         let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
         // Version 2 (clocks, sessions) only when an entry has them: a
         // version-1 peer never sees it.
-        let v2 = |m: &Moving| m.clocks.is_some() || m.tls.is_some();
+        let v2 = |m: &Moving| m.clocks.is_some() || m.tls.is_some() || m.http2.is_some();
         let moving = |buf: &mut Vec<u8>, m: &Moving, v2: bool| {
             let flags = u8::from(m.fresh)
                 | if m.clocks.is_some() { 2 } else { 0 }
-                | if m.tls.is_some() { 4 } else { 0 };
+                | if m.tls.is_some() { 4 } else { 0 }
+                | if m.http2.is_some() { 8 } else { 0 };
             buf.put_u8(if v2 { flags } else { u8::from(m.fresh) });
             buf.put_u32(u32::try_from(m.prefix.len()).unwrap_or(u32::MAX));
             buf.extend_from_slice(&m.prefix);
@@ -302,8 +331,18 @@ impl Message {
                 buf.put_u32(u32::try_from(tls.sealed.len()).unwrap_or(u32::MAX));
                 buf.extend_from_slice(&tls.sealed);
             }
+            if let (true, Some(state)) = (v2, &m.http2) {
+                buf.put_u16(u16::try_from(state.len()).unwrap_or(u16::MAX));
+                buf.extend_from_slice(state);
+            }
         };
         match self {
+            Self::Receiving {
+                tls: true,
+                http2: true,
+                ..
+            } => buf.put_u8(b'S'),
+            Self::Receiving { http2: true, .. } => buf.put_u8(b'2'),
             Self::Receiving { tls: true, .. } => buf.put_u8(b's'),
             Self::Receiving { clocks: true, .. } => buf.put_u8(b'r'),
             Self::Receiving { .. } => buf.put_u8(b'R'),
@@ -376,9 +415,14 @@ impl Message {
         };
         let moving = |rest: &mut &[u8], socket: OwnedFd, v2: bool| -> io::Result<Moving> {
             let flags = rest.try_get_u8().map_err(|_| short())?;
-            let (fresh, has_clocks, has_tls) = match (v2, flags) {
-                (false, flags) => (flag(flags)?, false, false),
-                (true, 0..=7) => (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0),
+            let (fresh, has_clocks, has_tls, has_http2) = match (v2, flags) {
+                (false, flags) => (flag(flags)?, false, false, false),
+                (true, 0..=15) => (
+                    flags & 1 != 0,
+                    flags & 2 != 0,
+                    flags & 4 != 0,
+                    flags & 8 != 0,
+                ),
                 (true, _) => return Err(bad("an entry with unknown flags")),
             };
             let len = rest.try_get_u32().map_err(|_| short())? as usize;
@@ -412,12 +456,27 @@ impl Message {
                 }
                 false => None,
             };
+            let http2 = match has_http2 {
+                true => {
+                    let len = usize::from(rest.try_get_u16().map_err(|_| short())?);
+                    if len > MAX_HTTP2_STATE || rest.len() < len {
+                        return Err(bad(
+                            "an HTTP/2 state longer than allowed or than the message",
+                        ));
+                    }
+                    let state = Bytes::copy_from_slice(&rest[..len]);
+                    rest.advance(len);
+                    Some(state)
+                }
+                false => None,
+            };
             Ok(Moving {
                 socket,
                 prefix,
                 fresh,
                 clocks,
                 tls,
+                http2,
             })
         };
         let with_fds = |n: usize, fds: Vec<OwnedFd>| {
@@ -431,14 +490,27 @@ impl Message {
             b'R' => Self::Receiving {
                 clocks: false,
                 tls: false,
+                http2: false,
             },
             b'r' => Self::Receiving {
                 clocks: true,
                 tls: false,
+                http2: false,
             },
             b's' => Self::Receiving {
                 clocks: true,
                 tls: true,
+                http2: false,
+            },
+            b'2' => Self::Receiving {
+                clocks: true,
+                tls: false,
+                http2: true,
+            },
+            b'S' => Self::Receiving {
+                clocks: true,
+                tls: true,
+                http2: true,
             },
             b'Q' => Self::Query,
             b'a' => Self::Answer {
@@ -738,6 +810,7 @@ mod tests {
             .send(&Message::Receiving {
                 clocks: false,
                 tls: false,
+                http2: false,
             })
             .await
             .expect("send");
@@ -746,6 +819,7 @@ mod tests {
             Ok(Some(Message::Receiving {
                 clocks: false,
                 tls: false,
+                http2: false,
             }))
         ));
         let mut clients = Vec::new();
@@ -761,6 +835,7 @@ mod tests {
                     fresh: id == 0,
                     clocks: None,
                     tls: None,
+                    http2: None,
                 },
             ));
         }
@@ -802,6 +877,7 @@ mod tests {
             prefix: long.clone(),
             fresh: false,
             tls: None,
+            http2: None,
         };
         assert!(fits(0, 0, one.wire_len() + 8), "one always fits");
         assert!(fits(1, one.wire_len() + 8, one.wire_len() + 8), "two fit");
@@ -825,6 +901,7 @@ mod tests {
         left.send(&Message::Receiving {
             clocks: true,
             tls: false,
+            http2: false,
         })
         .await
         .expect("send");
@@ -833,6 +910,7 @@ mod tests {
             Ok(Some(Message::Receiving {
                 clocks: true,
                 tls: false,
+                http2: false,
             }))
         ));
         let entry = |fresh: bool, clocks: Option<Clocks>| {
@@ -843,6 +921,7 @@ mod tests {
                 fresh,
                 clocks,
                 tls: None,
+                http2: None,
             }
         };
         let clocks = Clocks {
@@ -877,14 +956,15 @@ mod tests {
         let (bytes, _) = Message::Receiving {
             clocks: false,
             tls: false,
+            http2: false,
         }
         .encode();
         assert_eq!(&bytes[..], b"R");
         let (bytes, _) = Message::Version { version: VERSION }.encode();
-        assert_eq!(&bytes[..], b"V\x00\x00\x00\x03");
+        assert_eq!(&bytes[..], b"V\x00\x00\x00\x04");
         assert!(matches!(
             Message::decode(&bytes, Vec::new()),
-            Ok(Message::Version { version: 3 })
+            Ok(Message::Version { version: 4 })
         ));
         assert!(
             Message::decode(b"V\x00\x00", Vec::new()).is_err(),
@@ -914,6 +994,7 @@ mod tests {
         left.send(&Message::Receiving {
             clocks: true,
             tls: true,
+            http2: false,
         })
         .await
         .expect("send");
@@ -922,6 +1003,7 @@ mod tests {
             Ok(Some(Message::Receiving {
                 clocks: true,
                 tls: true,
+                http2: false,
             }))
         ));
         let (_client, server) = std::os::unix::net::UnixStream::pair().expect("a connection");
@@ -935,6 +1017,7 @@ mod tests {
                 session: Zeroizing::new(vec![9; MAX_SESSION]),
                 sealed: sealed.clone(),
             }),
+            http2: None,
         };
         assert!(fits(0, 0, moving.wire_len() + 8));
         left.send(&Message::Forward(vec![(7, moving)]))
@@ -964,6 +1047,7 @@ mod tests {
                 session: Zeroizing::new(vec![0; MAX_SESSION + 1]),
                 sealed: Bytes::new(),
             }),
+            http2: None,
         }])
         .encode();
         let fd: OwnedFd = std::os::unix::net::UnixStream::pair()
@@ -971,6 +1055,73 @@ mod tests {
             .0
             .into();
         assert!(Message::decode(&bytes, vec![fd]).is_err());
+    }
+
+    #[tokio::test]
+    async fn version_4_carries_http2_states_beside_tls_sessions_and_refuses_oversize_ones() {
+        let (left, right) = channels();
+        for (tls, letter) in [(false, b'2'), (true, b'S')] {
+            let receiving = Message::Receiving {
+                clocks: true,
+                tls,
+                http2: true,
+            };
+            assert_eq!(&receiving.encode().0[..], &[letter]);
+            left.send(&receiving).await.expect("send");
+            assert!(matches!(
+                right.recv().await,
+                Ok(Some(Message::Receiving { clocks: true, tls: t, http2: true })) if t == tls
+            ));
+        }
+        let state = Bytes::from(vec![7; MAX_HTTP2_STATE]);
+        let moving = |http2: Option<Bytes>, tls: bool| Moving {
+            socket: std::os::unix::net::UnixStream::pair()
+                .expect("pair")
+                .1
+                .into(),
+            prefix: Bytes::from_static(b"\0\0\x04"),
+            fresh: false,
+            clocks: Some(Clocks {
+                quiet_since: 1,
+                head_since: 0,
+            }),
+            tls: tls.then(|| MovingTls {
+                session: Zeroizing::new(vec![9; 8]),
+                sealed: Bytes::new(),
+            }),
+            http2,
+        };
+        left.send(&Message::Connections(vec![
+            moving(Some(state.clone()), false),
+            moving(Some(state.clone()), true),
+            moving(None, false),
+        ]))
+        .await
+        .expect("send");
+        let Ok(Some(Message::Connections(got))) = right.recv().await else {
+            panic!("connections");
+        };
+        assert_eq!(got[0].http2.as_ref(), Some(&state));
+        assert_eq!(got[1].http2.as_ref(), Some(&state));
+        assert_eq!(got[1].tls.as_ref().map(|t| t.session.len()), Some(8));
+        assert_eq!(got[2].http2, None);
+        assert!(got.iter().all(|m| m.clocks.is_some()));
+        assert!(
+            !format!("{:?}", got[0]).contains("[7"),
+            "lengths only in Debug"
+        );
+        let mut long = state.to_vec();
+        long.push(7);
+        let (bytes, _) =
+            Message::Connections(vec![moving(Some(Bytes::from(long)), false)]).encode();
+        let fd: OwnedFd = std::os::unix::net::UnixStream::pair()
+            .expect("pair")
+            .0
+            .into();
+        assert!(
+            Message::decode(&bytes, vec![fd]).is_err(),
+            "longer than allowed"
+        );
     }
 
     #[test]

@@ -69,11 +69,19 @@ pub(crate) enum Verdict {
 pub(crate) enum Http2Verdict {
     /// Serve on: nothing before this engine time.
     Wait(Option<u64>),
+    /// Move to the newer generation at the first quiet moment (no stream
+    /// open); look again at this engine time, when it gives up and goes away.
+    Move(Option<u64>),
     /// Graceful GOAWAY.
     GoAway(Reason),
     /// Close now.
     Close(Reason),
 }
+
+/// How long a draining HTTP/2 connection that can move waits for a quiet
+/// moment (no stream open) past its paced moment before it is told to go
+/// away like one that cannot move (a client that always keeps a stream open).
+pub(crate) const HTTP2_QUIET_WAIT: Duration = Duration::from_secs(1);
 
 /// How long a reclaimed HTTP/2 connection gets to send its GOAWAY.
 const RECLAIM_GOAWAY_GRACE: Duration = Duration::from_millis(100);
@@ -117,6 +125,10 @@ impl Earliest {
 
     fn wait_http2(self) -> Http2Verdict {
         Http2Verdict::Wait(Some(self.at))
+    }
+
+    fn move_http2(self) -> Http2Verdict {
+        Http2Verdict::Move(Some(self.at))
     }
 }
 
@@ -245,6 +257,7 @@ pub(crate) fn http2(
     s: &Snapshot,
     t: &Bounds,
     goaway_at: Option<u64>,
+    moves: bool,
 ) -> Http2Verdict {
     if matches!(phase, Phase::Forced { .. }) {
         return Http2Verdict::Close(Reason::Deadline);
@@ -272,6 +285,18 @@ pub(crate) fn http2(
     }
     if s.reclaim {
         return Http2Verdict::GoAway(Reason::Reclaim);
+    }
+    // Draining with a newer generation to move to: it moves at its first
+    // quiet moment, or goes away if none comes in time.
+    if moves
+        && let Some(since) = phase.drain_since()
+        && !next.reached(
+            since
+                .saturating_add(s.pace)
+                .saturating_add(ns(HTTP2_QUIET_WAIT)),
+        )
+    {
+        return next.move_http2();
     }
     if let Some(since) = phase.drain_since()
         && next.reached(since.saturating_add(s.pace))
@@ -490,12 +515,12 @@ mod tests {
         let mut h2 = quiet(0, 3);
         h2.pace = 700_000_000;
         assert_eq!(
-            http2(10 * S, draining(10 * S), &h2, &T, None),
+            http2(10 * S, draining(10 * S), &h2, &T, None, false),
             Http2Verdict::Wait(Some(10 * S + 700_000_000)),
             "GOAWAY waits for its moment"
         );
         assert_eq!(
-            http2(10 * S + 700_000_000, draining(10 * S), &h2, &T, None),
+            http2(10 * S + 700_000_000, draining(10 * S), &h2, &T, None, false),
             Http2Verdict::GoAway(Reason::Drain)
         );
         let mut h1 = quiet(2 * S, 4);
@@ -629,6 +654,36 @@ mod tests {
     }
 
     #[test]
+    fn an_http2_connection_that_can_move_waits_for_a_quiet_moment_then_goes_away() {
+        let mut h2 = quiet(0, 3);
+        h2.state = ConnState::Http2;
+        h2.pace = 200_000_000;
+        h2.in_flight = 2;
+        let give_up = 10 * S + 200_000_000 + 1_000_000_000;
+        assert_eq!(
+            http2(10 * S, draining(10 * S), &h2, &T, None, true),
+            Http2Verdict::Move(Some(give_up)),
+            "moves at once if quiet, streams open or not"
+        );
+        assert_eq!(
+            http2(give_up, draining(10 * S), &h2, &T, None, true),
+            Http2Verdict::GoAway(Reason::Drain),
+            "never quiet in time: told to go away"
+        );
+        assert_eq!(
+            http2(10 * S, Phase::Serving, &h2, &T, None, true),
+            Http2Verdict::Wait(Some(70 * S)),
+            "nothing to move before the drain"
+        );
+        h2.reclaim = true;
+        assert_eq!(
+            http2(10 * S, draining(10 * S), &h2, &T, None, true),
+            Http2Verdict::GoAway(Reason::Reclaim),
+            "a reclaimed connection's descriptor is wanted here"
+        );
+    }
+
+    #[test]
     fn reclaim_detaches_a_quiet_http1_and_goes_away_on_http2() {
         let mut s = quiet(0, 1);
         s.reclaim = true;
@@ -638,7 +693,7 @@ mod tests {
         );
         s.state = ConnState::Http2;
         assert_eq!(
-            http2(S, Phase::Serving, &s, &T, None),
+            http2(S, Phase::Serving, &s, &T, None, false),
             Http2Verdict::GoAway(Reason::Reclaim)
         );
     }
@@ -660,16 +715,16 @@ mod tests {
         let mut s = quiet(0, 2);
         s.state = ConnState::Http2;
         assert_eq!(
-            http2(S, Phase::Serving, &s, &T, None),
+            http2(S, Phase::Serving, &s, &T, None, false),
             Http2Verdict::Wait(Some(61 * S))
         );
         assert_eq!(
-            http2(75 * S, Phase::Serving, &s, &T, None),
+            http2(75 * S, Phase::Serving, &s, &T, None, false),
             Http2Verdict::GoAway(Reason::KeepAlive)
         );
         s.in_flight = 1;
         assert_eq!(
-            http2(100 * S, Phase::Serving, &s, &T, None),
+            http2(100 * S, Phase::Serving, &s, &T, None, false),
             Http2Verdict::Wait(Some(160 * S))
         );
     }
@@ -679,20 +734,20 @@ mod tests {
         let mut s = quiet(0, 2);
         s.state = ConnState::Http2;
         assert_eq!(
-            http2(S, draining(S), &s, &T, None),
+            http2(S, draining(S), &s, &T, None, false),
             Http2Verdict::GoAway(Reason::Drain)
         );
         assert_eq!(
-            http2(2 * S, draining(S), &s, &T, Some(S)),
+            http2(2 * S, draining(S), &s, &T, Some(S), false),
             Http2Verdict::Wait(Some(6 * S))
         );
         assert_eq!(
-            http2(6 * S, draining(S), &s, &T, Some(S)),
+            http2(6 * S, draining(S), &s, &T, Some(S), false),
             Http2Verdict::Close(Reason::GoAwayAck)
         );
         s.in_flight = 1;
         assert_eq!(
-            http2(60 * S, draining(S), &s, &T, Some(S)),
+            http2(60 * S, draining(S), &s, &T, Some(S), false),
             Http2Verdict::Wait(Some(120 * S))
         );
     }

@@ -58,6 +58,7 @@ const RECLAIM: u8 = 1 << 1;
 const PARKED: u8 = 1 << 2;
 const DORMANT: u8 = 1 << 3;
 const MOVABLE: u8 = 1 << 4;
+const QUIET_HTTP2: u8 = 1 << 5;
 
 /// The tracker of one connection; see the module docs.
 #[derive(Debug)]
@@ -359,10 +360,10 @@ impl ConnCtl {
         self.poke();
     }
 
-    /// Whether the connection could be handed to a newer generation: plain
-    /// HTTP/1.1 with the handoff channel at hand (never TLS or HTTP/2), never
-    /// refused by a newer generation; an upgrade clears it. Whether it does
-    /// move is the rules' verdict.
+    /// Whether the connection could be handed to a newer generation: the
+    /// handoff channel at hand (and carrying TLS sessions or HTTP/2 state
+    /// if the connection has them), never refused by a newer generation; an
+    /// upgrade clears it. Whether it does move is the rules' verdict.
     pub(crate) fn set_movable(&self, movable: bool) {
         if movable {
             self.flags.fetch_or(MOVABLE, Ordering::AcqRel);
@@ -375,6 +376,24 @@ impl ConnCtl {
     /// what the rules read as "this connection moves rather than closes".
     pub(crate) fn moves(&self) -> bool {
         self.flags.load(Ordering::Acquire) & MOVABLE != 0 && self.engine.handing_off()
+    }
+
+    /// An HTTP/2 connection that may move is quiet (or no longer is): see
+    /// `http2::Tracker::quiet`. Set by its transport as frames go by.
+    pub(crate) fn set_http2_quiet(&self, quiet: bool) {
+        let flags = self.flags.load(Ordering::Relaxed);
+        if (flags & QUIET_HTTP2 != 0) != quiet {
+            if quiet {
+                self.flags.fetch_or(QUIET_HTTP2, Ordering::AcqRel);
+            } else {
+                self.flags.fetch_and(!QUIET_HTTP2, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Whether an HTTP/2 connection is quiet enough to move now.
+    pub(crate) fn is_http2_quiet(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & QUIET_HTTP2 != 0
     }
 
     pub(crate) fn is_parked(&self) -> bool {

@@ -222,7 +222,11 @@ mod tests {
             frames.feed(&wire[cut..], &mut on);
             assert!(frames.at_boundary());
             let kinds: Vec<u8> = seen.iter().map(|(h, ..)| h.kind).collect();
-            assert_eq!(kinds, [SETTINGS, HEADERS, DATA, WINDOW_UPDATE], "cut at {cut}");
+            assert_eq!(
+                kinds,
+                [SETTINGS, HEADERS, DATA, WINDOW_UPDATE],
+                "cut at {cut}"
+            );
             assert_eq!(seen[0].1, [0, 1, 0, 0, 0, 0]);
             assert_eq!(seen[1].0.stream, 1);
             assert!(seen[1].1.is_empty(), "payloads of other kinds are not kept");

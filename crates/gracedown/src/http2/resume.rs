@@ -229,7 +229,11 @@ impl Resume {
             }
             self.outbound = Cut {
                 left: head.len,
-                payload: if swallow { Payload::Drop } else { Payload::Pass },
+                payload: if swallow {
+                    Payload::Drop
+                } else {
+                    Payload::Pass
+                },
                 head: std::mem::take(&mut self.outbound.head),
             };
             self.outbound.head.clear();
@@ -288,11 +292,20 @@ mod tests {
         let mut resume = Resume::new(&state(100_000, 65_535));
         let bytes = resume.synthetic().clone();
         let mut expected = PREFACE.to_vec();
-        expected.extend(frame(SETTINGS, 0, 0, &[0, 1, 0, 0, 16, 0, 0, 4, 0, 16, 0, 0]));
+        expected.extend(frame(
+            SETTINGS,
+            0,
+            0,
+            &[0, 1, 0, 0, 16, 0, 0, 4, 0, 16, 0, 0],
+        ));
         expected.extend(window_update(100_000 - 65_535));
         assert_eq!(&bytes[..], &expected[..]);
         let at_initial = Resume::new(&state(65_535, 65_535)).synthetic().len();
-        assert_eq!(at_initial, PREFACE.len() + HEADER_LEN + 12, "no WINDOW_UPDATE of 0");
+        assert_eq!(
+            at_initial,
+            PREFACE.len() + HEADER_LEN + 12,
+            "no WINDOW_UPDATE of 0"
+        );
     }
 
     #[test]
@@ -349,7 +362,11 @@ mod tests {
         ]
         .concat();
         let filtered = resume.inbound(&mut data);
-        let expected = [frame(HEADERS, 0x4, 9, b"new"), frame(DATA, 0x1, 9, b"new body")].concat();
+        let expected = [
+            frame(HEADERS, 0x4, 9, b"new"),
+            frame(DATA, 0x1, 9, b"new body"),
+        ]
+        .concat();
         assert_eq!(filtered.held_from, None);
         assert_eq!(&data[..filtered.kept], &expected[..]);
         let mut out = BytesMut::new();

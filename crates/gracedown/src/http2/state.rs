@@ -10,6 +10,7 @@ const FORMAT: u8 = 1;
 pub(super) const MAX_SETTINGS: usize = 16;
 /// The most bytes of an encoded state.
 pub(crate) const MAX_STATE: usize = 14 + MAX_SETTINGS * 6;
+const _: () = assert!(MAX_STATE <= gracedown_sockets::handoff::MAX_HTTP2_STATE);
 
 /// A quiet HTTP/2 connection's state, as the client sees it: all the next
 /// generation needs to go on serving it with a fresh h2 connection.

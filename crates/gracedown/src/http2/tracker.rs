@@ -300,7 +300,10 @@ mod tests {
         t.inbound(&frame(SETTINGS, 0, 0, &[]));
         t.outbound(&frame(SETTINGS, 0, 0, &setting(HEADER_TABLE_SIZE, 0)));
         t.outbound(&frame(SETTINGS, ACK, 0, &[]));
-        assert!(t.quiet().is_none(), "the client has not acknowledged size 0");
+        assert!(
+            t.quiet().is_none(),
+            "the client has not acknowledged size 0"
+        );
         t.inbound(&frame(SETTINGS, ACK, 0, &[]));
         assert!(t.quiet().is_some());
     }

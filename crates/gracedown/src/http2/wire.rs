@@ -162,16 +162,6 @@ impl Wire {
         }
     }
 
-    /// h2's write.
-    pub(crate) fn poll_write<T: AsyncWrite + Unpin>(
-        &mut self,
-        io: Pin<&mut T>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored(io, cx, &[io::IoSlice::new(buf)])
-    }
-
     /// h2's write, from several buffers.
     pub(crate) fn poll_write_vectored<T: AsyncWrite + Unpin>(
         &mut self,
@@ -280,7 +270,9 @@ mod tests {
             cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
-            self.with(|io, wire| wire.poll_write(Pin::new(io), cx, buf))
+            self.with(|io, wire| {
+                wire.poll_write_vectored(Pin::new(io), cx, &[io::IoSlice::new(buf)])
+            })
         }
 
         fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -297,32 +289,34 @@ mod tests {
     /// its own, new each generation) come back, its body's length too,
     /// with `reply` bytes of body.
     fn serve(lent: &Lent, generation: usize) -> tokio::task::JoinHandle<()> {
-        let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| async move {
-            let (parts, body) = request.into_parts();
-            let body = body.collect().await?.to_bytes();
-            let reply: usize = parts
-                .headers
-                .get("reply")
-                .and_then(|v| v.to_str().ok()?.parse().ok())
-                .unwrap_or(0);
-            let mut response = http::Response::builder().header("received", body.len());
-            for (name, value) in &parts.headers {
-                if name.as_str().starts_with("x-") {
-                    response = response.header(name, value);
+        let service = hyper::service::service_fn(
+            move |request: http::Request<hyper::body::Incoming>| async move {
+                let (parts, body) = request.into_parts();
+                let body = body.collect().await?.to_bytes();
+                let reply: usize = parts
+                    .headers
+                    .get("reply")
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(0);
+                let mut response = http::Response::builder().header("received", body.len());
+                for (name, value) in &parts.headers {
+                    if name.as_str().starts_with("x-") {
+                        response = response.header(name, value);
+                    }
                 }
-            }
-            for i in 0..20 {
-                response = response.header(
-                    format!("x-generation-{i}"),
-                    format!("generation {generation} header {i} {}", "v".repeat(40)),
-                );
-            }
-            Ok::<_, hyper::Error>(
-                response
-                    .body(Full::new(Bytes::from(vec![b'r'; reply])))
-                    .expect("response"),
-            )
-        });
+                for i in 0..20 {
+                    response = response.header(
+                        format!("x-generation-{i}"),
+                        format!("generation {generation} header {i} {}", "v".repeat(40)),
+                    );
+                }
+                Ok::<_, hyper::Error>(
+                    response
+                        .body(Full::new(Bytes::from(vec![b'r'; reply])))
+                        .expect("response"),
+                )
+            },
+        );
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder.header_table_size(0);
         let conn = builder.serve_connection(TokioIo::new(lent.clone()), service);
@@ -360,8 +354,8 @@ mod tests {
             // Requests whose headers an encoder with a table would index,
             // bodies both ways larger than the initial windows.
             for round in 0..3 {
-                let mut request = http::Request::post("http://localhost/echo")
-                    .header("reply", 100_000 + round);
+                let mut request =
+                    http::Request::post("http://localhost/echo").header("reply", 100_000 + round);
                 for i in 0..30 {
                     request = request.header(
                         format!("x-header-{i}"),
@@ -369,7 +363,11 @@ mod tests {
                     );
                 }
                 let request = request.body(()).expect("request");
-                let mut ready = client.clone().ready().await.expect("the connection takes a stream");
+                let mut ready = client
+                    .clone()
+                    .ready()
+                    .await
+                    .expect("the connection takes a stream");
                 let (response, mut body) = ready.send_request(request, false).expect("send");
                 client = ready;
                 body.reserve_capacity(80_000);
@@ -381,7 +379,10 @@ mod tests {
                     .expect("answered");
                 let (parts, mut incoming) = response.into_parts();
                 assert_eq!(parts.status, 200);
-                assert_eq!(parts.headers["received"], "80000", "generation {generation}");
+                assert_eq!(
+                    parts.headers["received"], "80000",
+                    "generation {generation}"
+                );
                 assert_eq!(
                     parts.headers["x-header-29"],
                     format!("value 29 {}", "h".repeat(50 + generation))
@@ -406,7 +407,10 @@ mod tests {
             lent.with(|_, wire| *wire = Wire::resumed(&state));
             server = serve(&lent, generation + 1);
         }
-        assert!(!connection.is_finished(), "the client's connection never ended");
+        assert!(
+            !connection.is_finished(),
+            "the client's connection never ended"
+        );
         server.abort();
     }
 }

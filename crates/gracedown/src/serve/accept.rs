@@ -44,6 +44,7 @@ where
               fresh,
               clocks,
               tls,
+              http2,
           }| {
         let Some(alive) = alive.upgrade() else {
             return;
@@ -70,7 +71,12 @@ where
         }
         tokio::spawn(conn::serve(Box::new(conn::Accepted {
             stream,
-            handed: Some(conn::Handed { prefix, fresh, tls }),
+            handed: Some(conn::Handed {
+                prefix,
+                fresh,
+                tls,
+                http2,
+            }),
             peer,
             local,
             make_service: make_service.clone(),

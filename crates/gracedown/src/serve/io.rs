@@ -23,6 +23,7 @@ use gracedown_sockets::handoff::MovingTls;
 
 use super::framing::{Finding, Framing, HeadCopy};
 use crate::drain::{ConnCtl, IoMode, Refusal};
+use crate::http2::Wire;
 #[cfg(feature = "tls")]
 use crate::tls::session::{ContinuedTls, Records, SessionState, TakeOut, take_out};
 
@@ -449,6 +450,8 @@ pub(crate) struct Returned {
     /// response written and nothing else unparsed: these are the head's
     /// bytes it held, and the socket holds the rest.
     pub(crate) head: Option<Bytes>,
+    /// An HTTP/2 connection's frames, as followed (see [`ConnIo::follow_http2`]).
+    pub(crate) http2: Option<Box<Wire>>,
 }
 
 impl Returned {
@@ -485,6 +488,10 @@ pub(crate) struct ConnIo {
     head: Option<HeadCopy>,
     /// A detach found hyper waiting for the rest of a head (see [`Returned::head`]).
     parked: bool,
+    /// An HTTP/2 connection that may move: its frames are followed (and
+    /// translated, if it moved here), and the connection's quiet moments
+    /// told to its tracker.
+    http2: Option<Box<Wire>>,
 }
 
 impl ConnIo {
@@ -510,8 +517,65 @@ impl ConnIo {
             held_read: None,
             head: movable.filter(|_| http1).map(HeadCopy::new),
             parked: false,
+            http2: None,
         };
         (io, rx)
+    }
+
+    /// HTTP/2 bytes go through `wire` (an HTTP/2 connection that may move,
+    /// or that moved here).
+    pub(crate) fn follow_http2(&mut self, wire: Wire) {
+        self.http2 = Some(Box::new(wire));
+    }
+
+    /// hyper's read of an HTTP/2 connection through its [`Wire`].
+    fn read_http2(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Option<Poll<io::Result<()>>> {
+        let wire = self.http2.as_deref_mut()?;
+        if self.ctl.io_mode() == IoMode::Abort {
+            return Some(Poll::Ready(Err(aborted())));
+        }
+        let Some(inner) = self.inner.as_mut() else {
+            return Some(Poll::Ready(Err(io::ErrorKind::NotConnected.into())));
+        };
+        let result = wire.poll_read(Pin::new(inner), cx, buf);
+        self.ctl.set_http2_quiet(wire.is_quiet());
+        Some(result)
+    }
+
+    /// hyper's write of an HTTP/2 connection through its [`Wire`].
+    fn write_http2(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Option<Poll<io::Result<usize>>> {
+        let wire = self.http2.as_deref_mut()?;
+        if self.ctl.io_mode() == IoMode::Abort {
+            return Some(Poll::Ready(Err(aborted())));
+        }
+        let Some(inner) = self.inner.as_mut() else {
+            return Some(Poll::Ready(Err(io::ErrorKind::NotConnected.into())));
+        };
+        let result = wire.poll_write_vectored(Pin::new(inner), cx, bufs);
+        self.ctl.set_http2_quiet(wire.is_quiet());
+        Some(self.wrote(result))
+    }
+
+    /// hyper's flush of an HTTP/2 connection through its [`Wire`].
+    fn flush_http2(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
+        let wire = self.http2.as_deref_mut()?;
+        if self.ctl.io_mode() == IoMode::Abort {
+            return Some(Poll::Ready(Err(aborted())));
+        }
+        let Some(inner) = self.inner.as_mut() else {
+            return Some(Poll::Ready(Err(io::ErrorKind::NotConnected.into())));
+        };
+        let result = wire.poll_flush(Pin::new(inner), cx);
+        self.ctl.set_http2_quiet(wire.is_quiet());
+        Some(self.flushed(result))
     }
 
     fn inner(&mut self) -> io::Result<Pin<&mut Transport>> {
@@ -533,6 +597,9 @@ impl AsyncRead for ConnIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(result) = this.read_http2(cx, buf) {
+            return result;
+        }
         let requests = this.ctl.requests();
         let head_pending = this
             .framing
@@ -711,6 +778,9 @@ impl AsyncWrite for ConnIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(result) = this.write_http2(cx, &[io::IoSlice::new(buf)]) {
+            return result;
+        }
         if this.ctl.io_mode() == IoMode::Abort {
             return Poll::Ready(Err(aborted()));
         }
@@ -724,6 +794,9 @@ impl AsyncWrite for ConnIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(result) = this.write_http2(cx, bufs) {
+            return result;
+        }
         if this.ctl.io_mode() == IoMode::Abort {
             return Poll::Ready(Err(aborted()));
         }
@@ -739,6 +812,9 @@ impl AsyncWrite for ConnIo {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(result) = this.flush_http2(cx) {
+            return result;
+        }
         if this.ctl.io_mode() == IoMode::Abort {
             return Poll::Ready(Err(aborted()));
         }
@@ -773,6 +849,7 @@ impl Drop for ConnIo {
                 transport,
                 at_boundary: self.detached_at_boundary,
                 head,
+                http2: self.http2.take(),
             });
         }
     }

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gracedown_sockets::handoff::{
-    Channel, Clocks, MAX_PREFIX, MAX_SEALED, MAX_SESSION, Message, Moving, MovingTls, fits,
+    Channel, Clocks, MAX_HTTP2_STATE, MAX_PREFIX, MAX_SEALED, MAX_SESSION, Message, Moving,
+    MovingTls, fits,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -80,6 +81,9 @@ pub(crate) struct Link {
     /// The superdaemon speaks version 3: TLS connections travel with their
     /// sessions (and this worker continues them).
     tls: bool,
+    /// The superdaemon speaks version 4: HTTP/2 connections travel with
+    /// their state (and this worker continues them).
+    http2: bool,
 }
 
 #[derive(Debug, Default)]
@@ -164,6 +168,7 @@ impl Link {
                     handoff,
                     clocks: speaks_clocks(version),
                     tls: cfg!(feature = "tls") && version >= 3,
+                    http2: version >= 4,
                 }))
             }
             Err(e) => {
@@ -257,6 +262,12 @@ impl Link {
         self.handoff && self.tls
     }
 
+    /// Whether HTTP/2 connections move too (the superdaemon carries their
+    /// state): they must then advertise a header table of size 0.
+    pub(crate) fn moves_http2(&self) -> bool {
+        self.handoff && self.http2
+    }
+
     /// Tells the superdaemon that this generation takes connections.
     pub(crate) async fn announce(&self) {
         if !self.handoff {
@@ -265,6 +276,7 @@ impl Link {
         let receiving = Message::Receiving {
             clocks: self.clocks,
             tls: self.tls,
+            http2: self.http2,
         };
         let sent = tokio::time::timeout(QUERY_BOUND, self.channel.send(&receiving)).await;
         if !matches!(sent, Ok(Ok(()))) {
@@ -297,9 +309,10 @@ impl Link {
 
     /// Hands `socket` on, with `prefix` (bytes already read from it) in
     /// front (`fresh`: it has sent no request yet), its clocks when the
-    /// superdaemon carries them, and its TLS session if it has one. The
-    /// descriptor (and the session) is this link's until the answer;
-    /// refused, it comes back with what travelled with it.
+    /// superdaemon carries them, its TLS session if it has one, and its
+    /// HTTP/2 state if it is an HTTP/2 connection. The descriptor (and the
+    /// session) is this link's until the answer; refused, it comes back
+    /// with what travelled with it.
     pub(crate) async fn hand_off(
         &self,
         socket: OwnedFd,
@@ -307,6 +320,7 @@ impl Link {
         fresh: bool,
         clocks: Clocks,
         tls: Option<MovingTls>,
+        http2: Option<Bytes>,
     ) -> HandoffOutcome {
         let moving = Moving {
             socket,
@@ -314,13 +328,20 @@ impl Link {
             fresh,
             clocks: self.clocks.then_some(clocks),
             tls,
+            http2,
         };
         let too_big = moving.prefix.len() > MAX_PREFIX
             || moving
                 .tls
                 .as_ref()
-                .is_some_and(|t| t.session.len() > MAX_SESSION || t.sealed.len() > MAX_SEALED);
-        if too_big || (moving.tls.is_some() && !self.tls) || self.waiting().closed {
+                .is_some_and(|t| t.session.len() > MAX_SESSION || t.sealed.len() > MAX_SEALED)
+            || moving
+                .http2
+                .as_ref()
+                .is_some_and(|s| s.len() > MAX_HTTP2_STATE);
+        let unsupported =
+            (moving.tls.is_some() && !self.tls) || (moving.http2.is_some() && !self.http2);
+        if too_big || unsupported || self.waiting().closed {
             return HandoffOutcome::Refused(moving);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -76,8 +76,11 @@ struct Peer {
     receiving: bool,
     /// It said `r` (or `s`): it continues their bounds (their clocks reach it).
     clocks: bool,
-    /// It said `s`: it continues TLS sessions (it may take TLS connections).
+    /// It said `s` (or `S`): it continues TLS sessions (it may take TLS
+    /// connections).
     tls: bool,
+    /// It said `2` (or `S`): it continues HTTP/2 connections.
+    http2: bool,
     outbox: mpsc::Sender<Outgoing>,
     /// Connections this generation handed on.
     handed_on: Arc<AtomicU64>,
@@ -158,6 +161,7 @@ impl Broker {
                 receiving: false,
                 clocks: false,
                 tls: false,
+                http2: false,
                 outbox,
                 handed_on: Arc::default(),
                 tasks: vec![reader, writer],
@@ -227,15 +231,16 @@ impl Broker {
             return;
         };
         match message {
-            Message::Receiving { clocks, tls } => {
+            Message::Receiving { clocks, tls, http2 } => {
                 if let Some(peer) = self.peers.get_mut(&generation) {
                     debug!(
                         generation,
-                        clocks, tls, "generation takes handed-off connections"
+                        clocks, tls, http2, "generation takes handed-off connections"
                     );
                     peer.receiving = true;
                     peer.clocks = clocks;
                     peer.tls = tls;
+                    peer.http2 = http2;
                 }
             }
             Message::Query => {
@@ -268,11 +273,12 @@ impl Broker {
             return;
         };
         let (reply, count) = (sender.outbox.clone(), Arc::clone(&sender.handed_on));
-        // A TLS session goes only to a generation that continues it; any
-        // other refuses it, and the sender serves the connection on.
+        // A TLS session, or an HTTP/2 connection, goes only to a
+        // generation that continues it; any other refuses it, and the
+        // sender serves the connection on.
         let receiver = self
             .receiver_for(from)
-            .filter(|r| r.tls || moving.tls.is_none());
+            .filter(|r| (r.tls || moving.tls.is_none()) && (r.http2 || moving.http2.is_none()));
         if let Some(receiver) = receiver {
             if !receiver.clocks {
                 // A version-1 receiver reads no clocks: it restarts the bounds.

@@ -55,6 +55,7 @@ async fn clocks_reach_a_receiver_that_continues_bounds_and_no_other() {
         new.send(&Message::Receiving {
             clocks: takes_clocks,
             tls: false,
+            http2: false,
         })
         .await
         .expect("r");
@@ -68,6 +69,7 @@ async fn clocks_reach_a_receiver_that_continues_bounds_and_no_other() {
                 fresh: false,
                 clocks: Some(clocks),
                 tls: None,
+                http2: None,
             },
         )]))
         .await
@@ -91,6 +93,7 @@ async fn a_connection_moves_to_the_current_generation_and_the_sender_is_told() {
     new.send(&Message::Receiving {
         clocks: false,
         tls: false,
+        http2: false,
     })
     .await
     .expect("R");
@@ -110,6 +113,7 @@ async fn a_connection_moves_to_the_current_generation_and_the_sender_is_told() {
             prefix: Bytes::from_static(b"GET /"),
             fresh: false,
             tls: None,
+            http2: None,
         },
     )]))
     .await
@@ -124,6 +128,7 @@ async fn a_connection_moves_to_the_current_generation_and_the_sender_is_told() {
         fresh: false,
         clocks: None,
         tls: None,
+        http2: None,
     }) = conns.pop()
     else {
         panic!("one connection, not fresh");
@@ -165,6 +170,7 @@ async fn without_a_receiving_generation_the_connection_is_refused_and_closed_her
             prefix: Bytes::new(),
             fresh: true,
             tls: None,
+            http2: None,
         },
     )]))
     .await
@@ -187,6 +193,7 @@ async fn a_generation_never_hands_connections_to_itself_and_none_while_stopping(
     only.send(&Message::Receiving {
         clocks: false,
         tls: false,
+        http2: false,
     })
     .await
     .expect("R");
@@ -250,6 +257,7 @@ async fn catching_up_reads_what_a_generation_sent_before_anything_else() {
     new.send(&Message::Receiving {
         clocks: false,
         tls: false,
+        http2: false,
     })
     .await
     .expect("R");
@@ -271,6 +279,7 @@ async fn a_receiver_that_is_gone_refuses_what_was_queued_for_it() {
     new.send(&Message::Receiving {
         clocks: false,
         tls: false,
+        http2: false,
     })
     .await
     .expect("R");
@@ -285,6 +294,7 @@ async fn a_receiver_that_is_gone_refuses_what_was_queued_for_it() {
             prefix: Bytes::new(),
             fresh: true,
             tls: None,
+            http2: None,
         },
     )]))
     .await
@@ -309,6 +319,7 @@ async fn a_tls_session_goes_only_to_a_generation_that_continues_it() {
         new.send(&Message::Receiving {
             clocks: true,
             tls: continues_tls,
+            http2: false,
         })
         .await
         .expect("r or s");
@@ -325,6 +336,7 @@ async fn a_tls_session_goes_only_to_a_generation_that_continues_it() {
                     session: Zeroizing::new(vec![1, 2, 3]),
                     sealed: Bytes::from_static(b"\x17\x03\x03"),
                 }),
+                http2: None,
             },
         )]))
         .await
@@ -343,6 +355,62 @@ async fn a_tls_session_goes_only_to_a_generation_that_continues_it() {
                 (&tls.session[..], &tls.sealed[..]),
                 (&[1, 2, 3][..], &b"\x17\x03\x03"[..])
             );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_http2_connection_goes_only_to_a_generation_that_continues_it() {
+    // (receiver continues HTTP/2, TLS; the connection is under TLS): forwarded?
+    for (http2, tls, under_tls, forwarded) in [
+        (false, true, false, false),
+        (true, false, false, true),
+        (true, false, true, false),
+        (true, true, true, true),
+    ] {
+        let (mut broker, mut rx) = Broker::new(Duration::from_secs(3600)).expect("broker");
+        let old = open(&mut broker, 1).await;
+        let new = open(&mut broker, 2).await;
+        broker.set_target(Some(2));
+        new.send(&Message::Receiving {
+            clocks: true,
+            tls,
+            http2,
+        })
+        .await
+        .expect("receiving");
+        pump(&mut broker, &mut rx).await;
+        let (_client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
+        old.send(&Message::Forward(vec![(
+            5,
+            Moving {
+                socket: server.into(),
+                prefix: Bytes::new(),
+                fresh: false,
+                clocks: None,
+                tls: under_tls.then(|| MovingTls {
+                    session: Zeroizing::new(vec![1]),
+                    sealed: Bytes::new(),
+                }),
+                http2: Some(Bytes::from_static(b"\x01state")),
+            },
+        )]))
+        .await
+        .expect("h");
+        pump(&mut broker, &mut rx).await;
+        let Message::Acks(acks) = next(&old).await else {
+            panic!("an answer for generation 1");
+        };
+        assert_eq!(
+            acks,
+            [(5, forwarded)],
+            "http2 {http2} tls {tls} under tls {under_tls}"
+        );
+        if forwarded {
+            let Message::Connections(conns) = next(&new).await else {
+                panic!("the connection for generation 2");
+            };
+            assert_eq!(conns[0].http2.as_deref(), Some(&b"\x01state"[..]));
         }
     }
 }

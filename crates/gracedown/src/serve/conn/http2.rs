@@ -1,9 +1,11 @@
 //! An HTTP/2 connection (h2c, or ALPN `h2`): hyper serves it, the rules'
-//! verdicts bound it, and a drain tells it to go away (it cannot move).
+//! verdicts bound it, and a drain moves it to the newer generation at a
+//! quiet moment (see [`crate::http2`]) or tells it to go away.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -11,6 +13,7 @@ use tracing::{debug, trace};
 
 use super::{Conn, Ended, Ending};
 use crate::drain::{ConnState, Http2Verdict, Proto, Reason, http2};
+use crate::http2::{State, Wire};
 use crate::serve::app::{HttpService, ResponseBody};
 use crate::serve::io::{ConnIo, Transport};
 use crate::serve::streams::{Inline, Streams};
@@ -33,10 +36,27 @@ fn unacknowledged_for(send: Duration) -> Duration {
     send.max(PROBE_AFTER + PROBE_EVERY * PROBES)
 }
 
+/// How one hyper connection's service of an HTTP/2 connection ended.
+enum Served {
+    /// The connection ended.
+    Ended(Ending),
+    /// It was quiet when it was to move: hyper let go of it, and this is
+    /// what moves.
+    Quiet(Transport, State),
+}
+
 impl Conn {
     /// Serves HTTP/2 with hyper until the connection ends, a bound ends it
-    /// or the drain's GOAWAY has been answered.
-    pub(super) async fn http2<S, B>(&mut self, transport: Transport, service: S) -> Ending
+    /// or the drain's GOAWAY has been answered; or, when it can move and the
+    /// drain moves it, until a quiet moment, when it goes to the newer
+    /// generation. `resumed`: it moved here in this state (or was refused
+    /// by the newer generation, and goes on here).
+    pub(super) async fn http2<S, B>(
+        &mut self,
+        mut transport: Transport,
+        service: S,
+        mut resumed: Option<State>,
+    ) -> Ending
     where
         S: HttpService<B>,
         B: ResponseBody,
@@ -44,17 +64,59 @@ impl Conn {
         self.ctl.set_state(ConnState::Http2);
         let timeouts = *self.ctl.engine.timeouts();
         probe_vanished_peer(transport.as_fd(), unacknowledged_for(timeouts.send));
-        let (io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), false, None);
+        loop {
+            match self
+                .serve_http2(transport, service.clone(), resumed.take())
+                .await
+            {
+                Served::Ended(ending) => return ending,
+                Served::Quiet(quiet, state) => {
+                    match self.hand_off_with(quiet, Some(&state)).await {
+                        Ok(ending) => return ending,
+                        // Nobody took it: a fresh h2 goes on with it here,
+                        // and it goes away as one that cannot move.
+                        Err(back) => (transport, resumed) = (back, Some(state)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One hyper connection's service of an HTTP/2 connection.
+    async fn serve_http2<S, B>(
+        &mut self,
+        transport: Transport,
+        service: S,
+        resumed: Option<State>,
+    ) -> Served
+    where
+        S: HttpService<B>,
+        B: ResponseBody,
+    {
+        let timeouts = *self.ctl.engine.timeouts();
+        let movable = self.link.is_some();
+        let (mut io, back) = ConnIo::new(transport, Arc::clone(&self.ctl), false, None);
+        match &resumed {
+            Some(state) => io.follow_http2(Wire::resumed(state)),
+            None if movable => io.follow_http2(Wire::new()),
+            None => {}
+        }
         let adapter = self.adapter(service, Proto::Http2);
         let streams = Streams::new(self.shared.inline_streams);
         let mut builder = hyper::server::conn::http2::Builder::new(streams.clone());
         builder.timer(TokioTimer::new()).enable_connect_protocol();
+        if movable {
+            // Decoding a request then needs no state: what moves is the
+            // connection's windows and settings, never a header table.
+            builder.header_table_size(0);
+        }
         let result = {
             let mut conn = pin!(Inline::new(
                 builder.serve_connection(TokioIo::new(io), adapter),
                 streams,
             ));
             let mut goaway_at = None;
+            let mut move_when_quiet = false;
             loop {
                 let engine = &self.ctl.engine;
                 let now = engine.now();
@@ -64,31 +126,68 @@ impl Conn {
                     &self.ctl.snapshot(),
                     &timeouts,
                     goaway_at,
+                    self.ctl.moves(),
                 );
                 let at = match verdict {
                     Http2Verdict::Wait(at) => at,
+                    Http2Verdict::Move(at) => {
+                        if self.ctl.is_http2_quiet() {
+                            break Err(Stop::Move);
+                        }
+                        move_when_quiet = true;
+                        at
+                    }
                     Http2Verdict::GoAway(reason) => {
                         // Two-phase GOAWAY: hyper sends GOAWAY(2^31-1) + PING,
                         // then the real last stream id once the PING is acknowledged.
                         trace!(?reason, "http/2 connection told to go away");
                         conn.as_mut().conn().graceful_shutdown();
                         goaway_at = Some(now);
+                        move_when_quiet = false;
                         continue;
                     }
-                    Http2Verdict::Close(reason) => break Err(Ended(reason, ConnState::Http2)),
+                    Http2Verdict::Close(reason) => {
+                        break Err(Stop::Ended(Ended(reason, ConnState::Http2)));
+                    }
                 };
+                // hyper, until it is done; or, to move, until the first
+                // moment the connection is quiet (its transport says so as
+                // frames go by, within hyper's poll).
+                let ctl = &self.ctl;
+                let served = std::future::poll_fn(|cx| match conn.as_mut().poll(cx) {
+                    Poll::Pending if move_when_quiet && ctl.is_http2_quiet() => Poll::Ready(None),
+                    polled => polled.map(Some),
+                });
                 tokio::select! {
-                    result = conn.as_mut() => break Ok(result),
+                    result = served => match result {
+                        Some(result) => break Ok(result),
+                        None => break Err(Stop::Move),
+                    },
                     () = self.waiter.until(at) => {}
                 }
             }
         };
+        // hyper is gone: the transport comes back.
         let reclaimed = self.ctl.snapshot().reclaim;
         match result {
-            Err(Ended(Reason::Deadline, state)) => Ending::Forced(state),
-            Err(Ended(reason, _)) => {
+            Err(Stop::Move) => {
+                let Ok(returned) = back.await else {
+                    return Served::Ended(Ending::Closed);
+                };
+                match returned.http2.as_deref().and_then(Wire::state) {
+                    Some(state) => Served::Quiet(returned.transport, state),
+                    None => {
+                        debug!("an http/2 connection to move was not quiet after all; closed");
+                        Served::Ended(Ending::Closed)
+                    }
+                }
+            }
+            Err(Stop::Ended(Ended(Reason::Deadline, state))) => {
+                Served::Ended(Ending::Forced(state))
+            }
+            Err(Stop::Ended(Ended(reason, _))) => {
                 debug!(?reason, "http/2 connection closed by a bound");
-                Ending::Closed
+                Served::Ended(Ending::Closed)
             }
             Ok(result) => {
                 if let Err(e) = result {
@@ -99,10 +198,18 @@ impl Conn {
                 {
                     returned.transport.close(timeouts.linger).await;
                 }
-                Ending::Closed
+                Served::Ended(Ending::Closed)
             }
         }
     }
+}
+
+/// Why the service loop stopped before hyper was done.
+enum Stop {
+    /// The connection is quiet and moves.
+    Move,
+    /// The rules end it.
+    Ended(Ended),
 }
 
 /// Turns on TCP keep-alive probes for a long-lived connection (HTTP/2), so

@@ -100,6 +100,8 @@ pub(crate) struct Handed {
     pub(crate) fresh: bool,
     /// Its TLS session, continued here.
     pub(crate) tls: Option<MovingTls>,
+    /// An HTTP/2 connection's state at the quiet moment it moved at.
+    pub(crate) http2: Option<Bytes>,
 }
 
 /// Serves one accepted stream until it closes, or until the deadline forces it.
@@ -179,22 +181,33 @@ where
     };
     let step = match handed {
         None => conn.run(stream, None, service.clone()).await,
+        Some(Handed {
+            prefix,
+            tls,
+            http2: Some(state),
+            ..
+        }) => Box::pin(conn.run_handed_http2(stream, tls, prefix, &state, service.clone()))
+            .await
+            .into(),
         // Under TLS, ALPN chose HTTP/1.1 already.
         Some(Handed {
             prefix,
             fresh,
             tls: Some(tls),
+            http2: None,
         }) => conn.run_handed_tls(stream, tls, prefix, fresh),
         // Fresh: told apart from h2c as if just accepted.
         Some(Handed {
             prefix,
             fresh: true,
             tls: None,
+            http2: None,
         }) => conn.run(stream, Some(prefix), service.clone()).await,
         Some(Handed {
             prefix,
             fresh: false,
             tls: None,
+            http2: None,
         }) => conn.run_handed(stream, prefix),
     };
     Some((conn, service, step))
@@ -204,8 +217,8 @@ where
 struct Conn {
     ctl: Arc<ConnCtl>,
     shared: Arc<Shared>,
-    /// The channel to the next generation, for a plain HTTP/1.1 connection
-    /// under gracedown's start_server: it can move when this one drains.
+    /// The channel to the next generation, for a connection under
+    /// gracedown's start_server that can move when this one drains.
     link: Option<Arc<Link>>,
     info: ConnectionInfo,
     waiter: Waiter,
@@ -292,9 +305,9 @@ impl Conn {
         };
         let transport = Transport::plain(stream, sniffed.freeze());
         if h2 {
-            self.stays();
+            self.may_move_http2(false);
             self.ctl.pace_reconnect();
-            Box::pin(self.http2(transport, service)).await.into()
+            Box::pin(self.http2(transport, service, None)).await.into()
         } else {
             Step::Http1(transport)
         }

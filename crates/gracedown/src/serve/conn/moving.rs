@@ -11,6 +11,8 @@ use gracedown_sockets::handoff::{Clocks, Moving, MovingTls};
 
 use super::{Conn, Ending, Step};
 use crate::drain::IoMode;
+use crate::http2::State;
+use crate::serve::app::{HttpService, ResponseBody};
 use crate::serve::io::{Stream, Transport};
 use crate::serve::link::HandoffOutcome;
 
@@ -45,6 +47,49 @@ impl Conn {
         self.serve_handed(transport, fresh, true)
     }
 
+    /// An HTTP/2 connection an older generation handed over at a quiet
+    /// moment (plain, or under TLS with its session): a fresh h2 goes on
+    /// from `state`, and it can move on again.
+    pub(super) async fn run_handed_http2<S, B>(
+        &mut self,
+        stream: Stream,
+        tls: Option<MovingTls>,
+        prefix: Bytes,
+        state: &[u8],
+        service: S,
+    ) -> Ending
+    where
+        S: HttpService<B>,
+        B: ResponseBody,
+    {
+        let state = match State::decode(state) {
+            Ok(state) => state,
+            Err(e) => {
+                debug!(error = %e, "a handed-over HTTP/2 connection cannot go on here; closed");
+                return Ending::Closed;
+            }
+        };
+        let transport = match tls {
+            None => Transport::plain(stream, prefix),
+            Some(tls) => match continued(stream, tls, prefix) {
+                Ok(transport) => {
+                    self.info.tls = true;
+                    transport
+                }
+                Err(e) => {
+                    debug!(error = %e, "a handed-over TLS session cannot go on here; closed");
+                    return Ending::Closed;
+                }
+            },
+        };
+        let tls = self.info.tls;
+        self.may_move_http2(tls);
+        self.ctl.served_before();
+        // Paced, should it have to go away (no generation to move to).
+        self.ctl.pace_reconnect();
+        self.http2(transport, service, Some(state)).await
+    }
+
     /// Serves a handed-over connection as HTTP/1.1: it can move on again;
     /// `fresh`: it has sent no request yet.
     fn serve_handed(&mut self, transport: Transport, fresh: bool, tls: bool) -> Step {
@@ -72,7 +117,18 @@ impl Conn {
         self.ctl.set_movable(self.link.is_some());
     }
 
-    /// The connection cannot move (HTTP/2, a newer generation refused it).
+    /// An HTTP/2 connection takes the link to the next generation, if this
+    /// worker has one that carries HTTP/2 state (and, under TLS, sessions).
+    pub(super) fn may_move_http2(&mut self, tls: bool) {
+        self.link = self
+            .shared
+            .link
+            .clone()
+            .filter(|link| link.moves_http2() && (!tls || link.moves_tls()));
+        self.ctl.set_movable(self.link.is_some());
+    }
+
+    /// The connection cannot move (a newer generation refused it).
     pub(super) fn stays(&mut self) {
         self.link = None;
         self.ctl.set_movable(false);
@@ -86,12 +142,22 @@ impl Conn {
     /// refusal never loses a request that was pipelined behind keep-alive
     /// responses without telling the client.
     pub(super) async fn hand_off(&mut self, transport: Transport) -> Result<Ending, Transport> {
+        self.hand_off_with(transport, None).await
+    }
+
+    /// [`Conn::hand_off`], for an HTTP/2 connection too: `http2` is its
+    /// state at the quiet moment it moves at.
+    pub(super) async fn hand_off_with(
+        &mut self,
+        transport: Transport,
+        http2: Option<&State>,
+    ) -> Result<Ending, Transport> {
         let link = self.link.take();
         self.stays();
         let Some(link) = link else {
             return Err(self.served_here(transport));
         };
-        let fresh = self.ctl.requests() == 0 && !self.ctl.is_upgrading();
+        let fresh = self.ctl.requests() == 0 && !self.ctl.is_upgrading() && http2.is_none();
         // Its bounds go on in the next generation from the same times.
         let (engine, s) = (&self.ctl.engine, self.ctl.snapshot());
         let clocks = Clocks {
@@ -108,7 +174,8 @@ impl Conn {
         };
         // Boxed: a handoff's future is large (its message buffer), and
         // every connection's task would otherwise hold room for it.
-        match Box::pin(link.hand_off(socket, prefix, fresh, clocks, tls)).await {
+        let http2 = http2.map(|state| Bytes::from(state.encode()));
+        match Box::pin(link.hand_off(socket, prefix, fresh, clocks, tls, http2)).await {
             // Our descriptor went without a FIN (and, under TLS, without a
             // close_notify): the connection lives on there.
             HandoffOutcome::Forwarded => Ok(Ending::HandedOff),

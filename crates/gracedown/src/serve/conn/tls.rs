@@ -44,7 +44,9 @@ impl Conn {
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let transport = Transport::tls(tls);
         if h2 {
-            self.http2(transport, service).await.into()
+            // HTTP/2 over TLS moves with its session, at a quiet moment.
+            self.may_move_http2(true);
+            self.http2(transport, service, None).await.into()
         } else {
             // HTTP/1.1 over TLS moves with its session.
             self.may_move(true);
