@@ -3,7 +3,7 @@
 //! hyper and h2 serve HTTP/2 as they are; nothing here reaches into them.
 //! What lets a connection move is what flows under them:
 //!
-//! - [`Tracker`] reads the frames both ways as they cross the transport (the
+//! - [`Tracker`](tracker::Tracker) reads the frames both ways as they cross the transport (the
 //!   wire's view, not h2's) and knows when the connection is quiet: no
 //!   stream open, every SETTINGS and PING answered both ways, no frame in
 //!   part, and the client's header table empty (the server advertises
@@ -11,7 +11,7 @@
 //!   state). Then what the next generation needs fits in a few bytes
 //!   ([`State`]): the client's settings, both connection windows and the
 //!   last stream the client opened.
-//! - [`Resume`] starts a fresh h2 server connection in the next generation
+//! - [`Resume`](resume::Resume) starts a fresh h2 server connection in the next generation
 //!   from that state: it reads a synthesised client preface (the client's
 //!   settings, its connection window) first, and translates between h2's
 //!   view and the wire's: it swallows h2's acknowledgement of the
@@ -31,7 +31,5 @@ mod state;
 mod tracker;
 mod wire;
 
-pub(crate) use resume::Resume;
 pub(crate) use state::State;
-pub(crate) use tracker::Tracker;
 pub(crate) use wire::Wire;

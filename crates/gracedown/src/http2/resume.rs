@@ -22,6 +22,15 @@ pub(crate) struct Resume {
     h2_window: i64,
     /// How much the client may still send on the connection.
     client_window: i64,
+    /// How much the client lets the server send on the connection.
+    send_window: i64,
+    /// How much more h2 believes it may send than the client lets it: a
+    /// fresh h2 starts from 65,535, a client's window may be smaller. The
+    /// client's connection WINDOW_UPDATEs pay it off before h2 sees them;
+    /// until then h2's data waits for the client's window.
+    send_deficit: i64,
+    /// h2's bytes wait (from a DATA frame on) for the client's window.
+    parking: bool,
     /// Where the bytes from the client are among their frames.
     inbound: Cut,
     /// Where h2's bytes are among their frames.
@@ -60,6 +69,8 @@ pub(crate) struct Filtered {
     /// From here on the piece waits (a frame header in part, or data h2's
     /// window cannot take yet): it is read again later, first.
     pub(crate) held_from: Option<usize>,
+    /// The client opened its window: h2's parked data may go on.
+    pub(crate) opened: bool,
 }
 
 impl Resume {
@@ -80,8 +91,9 @@ impl Resume {
         };
         synthetic.extend_from_slice(&head.encode());
         synthetic.extend_from_slice(&settings);
-        // A fresh h2 starts with the initial window; the state's is never
-        // smaller (checked when it was decoded).
+        // A fresh h2 starts with the initial window: raised to the
+        // client's, or, if that is smaller, paid off by the client's next
+        // WINDOW_UPDATEs.
         let more = i64::from(state.send_window) - INITIAL_WINDOW;
         if let Ok(more @ 1..) = u32::try_from(more) {
             synthetic.extend_from_slice(&window_update(more));
@@ -91,6 +103,9 @@ impl Resume {
             old_last: state.last_client_stream,
             h2_window: INITIAL_WINDOW,
             client_window: i64::from(state.recv_window),
+            send_window: i64::from(state.send_window),
+            send_deficit: (-more).max(0),
+            parking: false,
             inbound: Cut::default(),
             outbound: Cut::default(),
             swallow_ack: true,
@@ -107,6 +122,7 @@ impl Resume {
     pub(crate) fn idle(&self) -> bool {
         self.synthetic.is_empty()
             && !self.swallow_ack
+            && !self.parking
             && self.inbound.left == 0
             && self.inbound.head.is_empty()
             && self.outbound.left == 0
@@ -119,6 +135,7 @@ impl Resume {
     /// and a frame header in part, wait.
     pub(crate) fn inbound(&mut self, data: &mut [u8]) -> Filtered {
         let (mut r, mut w) = (0, 0);
+        let mut opened = false;
         while r < data.len() {
             if self.inbound.left > 0 {
                 let n = usize::try_from(self.inbound.left)
@@ -135,9 +152,35 @@ impl Resume {
                 return Filtered {
                     kept: w,
                     held_from: Some(r),
+                    opened,
                 };
             };
             let head = Head::parse(head.try_into().unwrap_or(&[0; HEADER_LEN]));
+            if head.kind == WINDOW_UPDATE && head.stream == 0 && head.len == 4 {
+                // The client opens the server's window: what h2 believed
+                // beyond the client's window is paid off first.
+                let Some(frame) = data.get(r..r + HEADER_LEN + 4) else {
+                    return Filtered {
+                        kept: w,
+                        held_from: Some(r),
+                        opened,
+                    };
+                };
+                let p = &frame[HEADER_LEN..];
+                let increment = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
+                self.send_window += i64::from(increment);
+                opened |= increment > 0;
+                let paid = self.send_deficit.min(i64::from(increment));
+                self.send_deficit -= paid;
+                let on = i64::from(increment) - paid;
+                if let Ok(on @ 1..) = u32::try_from(on) {
+                    data.copy_within(r..r + HEADER_LEN, w);
+                    data[w + HEADER_LEN..w + HEADER_LEN + 4].copy_from_slice(&on.to_be_bytes());
+                    w += HEADER_LEN + 4;
+                }
+                r += HEADER_LEN + 4;
+                continue;
+            }
             let pass = head.stream == 0 || head.stream > self.old_last;
             if head.kind == DATA {
                 let len = i64::from(head.len);
@@ -146,6 +189,7 @@ impl Resume {
                         return Filtered {
                             kept: w,
                             held_from: Some(r),
+                            opened,
                         };
                     }
                     self.h2_window -= len;
@@ -163,6 +207,7 @@ impl Resume {
         Filtered {
             kept: w,
             held_from: None,
+            opened,
         }
     }
 
@@ -175,11 +220,22 @@ impl Resume {
         head.kind == DATA && head.stream > self.old_last && i64::from(head.len) > self.h2_window
     }
 
-    /// Translates h2's bytes for the client into `out`. Returns whether h2
-    /// opened its window (so that held data may go on).
-    pub(crate) fn outbound(&mut self, mut bytes: &[u8], out: &mut BytesMut) -> bool {
+    /// Translates h2's bytes for the client into `out`; from a DATA frame
+    /// the client's window cannot take yet on, they wait in `parked`
+    /// instead (see [`Resume::unpark`]). Returns whether h2 opened its
+    /// window (so that held data may go on).
+    pub(crate) fn outbound(
+        &mut self,
+        mut bytes: &[u8],
+        out: &mut BytesMut,
+        parked: &mut BytesMut,
+    ) -> bool {
         let mut opened = false;
         while !bytes.is_empty() {
+            if self.parking {
+                parked.extend_from_slice(bytes);
+                break;
+            }
             if self.outbound.left > 0 && self.outbound.payload != Payload::WindowUpdate {
                 let n = usize::try_from(self.outbound.left)
                     .map_or(bytes.len(), |left| left.min(bytes.len()));
@@ -219,6 +275,17 @@ impl Resume {
                 self.outbound.payload = Payload::WindowUpdate;
                 continue;
             }
+            if head.kind == DATA {
+                let len = i64::from(head.len);
+                if len > self.send_window {
+                    // It waits for the client's window, and all after it.
+                    self.parking = true;
+                    parked.extend_from_slice(&self.outbound.head);
+                    self.outbound.head.clear();
+                    continue;
+                }
+                self.send_window -= len;
+            }
             // Credit owed to the client goes before the next frame.
             self.credit(out);
             let swallow = self.swallow_ack && head.kind == SETTINGS && head.has(ACK);
@@ -244,6 +311,21 @@ impl Resume {
         opened
     }
 
+    /// Goes on with h2's bytes that waited for the client's window, once
+    /// the first frame fits it; they may wait again further on.
+    pub(crate) fn unpark(&mut self, parked: &mut BytesMut, out: &mut BytesMut) -> bool {
+        let fits = parked.get(..HEADER_LEN).is_some_and(|head| {
+            let head = Head::parse(head.try_into().unwrap_or(&[0; HEADER_LEN]));
+            i64::from(head.len) <= self.send_window
+        });
+        if !self.parking || !fits {
+            return false;
+        }
+        self.parking = false;
+        let waiting = std::mem::take(parked);
+        self.outbound(&waiting, out, parked)
+    }
+
     /// h2's output is between frames.
     fn at_frame(&self) -> bool {
         self.outbound.left == 0 && self.outbound.head.is_empty()
@@ -253,7 +335,7 @@ impl Resume {
     /// WINDOW_UPDATE h2 sent, data dropped), a WINDOW_UPDATE makes the
     /// client's window h2's. Only between h2's frames.
     pub(crate) fn credit(&mut self, out: &mut BytesMut) {
-        if self.at_frame() && self.h2_window > self.client_window {
+        if self.at_frame() && !self.parking && self.h2_window > self.client_window {
             let more = self.h2_window - self.client_window;
             if let Ok(more) = u32::try_from(more) {
                 out.extend_from_slice(&window_update(more));
@@ -318,7 +400,7 @@ mod tests {
             frame(SETTINGS, ACK, 0, &[]),
         ]
         .concat();
-        resume.outbound(&h2, &mut out);
+        resume.outbound(&h2, &mut out, &mut BytesMut::new());
         assert_eq!(
             &out[..],
             &[
@@ -337,12 +419,13 @@ mod tests {
         let mut out = BytesMut::new();
         let update = window_update((1 << 20) - 65_535);
         // In pieces, as h2 may write it.
-        resume.outbound(&update[..5], &mut out);
-        resume.outbound(&update[5..11], &mut out);
-        assert!(resume.outbound(&update[11..], &mut out));
+        let mut parked = BytesMut::new();
+        resume.outbound(&update[..5], &mut out, &mut parked);
+        resume.outbound(&update[5..11], &mut out, &mut parked);
+        assert!(resume.outbound(&update[11..], &mut out, &mut parked));
         assert!(out.is_empty(), "the client's window is h2's already");
         // h2 opens it further: the client gets exactly that.
-        resume.outbound(&window_update(1000), &mut out);
+        resume.outbound(&window_update(1000), &mut out, &mut parked);
         assert_eq!(&out[..], &window_update(1000)[..]);
         // A client window smaller than h2's start is topped up at once.
         let mut small = Resume::new(&state(65_535, 1000));
@@ -375,6 +458,48 @@ mod tests {
     }
 
     #[test]
+    fn with_a_client_window_below_h2s_start_data_waits_and_the_clients_updates_pay_it_off() {
+        // The client lets the server send 20,000 bytes; a fresh h2 believes 65,535.
+        let mut resume = Resume::new(&state(20_000, 65_535));
+        let (mut out, mut parked) = (BytesMut::new(), BytesMut::new());
+        let first = frame(DATA, 0, 9, &[1; 16_384]);
+        let second = frame(DATA, 0x1, 9, &[2; 10_000]);
+        let after = frame(HEADERS, 0x5, 11, b"h");
+        resume.outbound(
+            &[&first[..], &second, &after].concat(),
+            &mut out,
+            &mut parked,
+        );
+        assert_eq!(&out[..], &first[..], "the first fits the client's window");
+        assert_eq!(
+            &parked[..],
+            &[&second[..], &after].concat()[..],
+            "the rest waits, in order"
+        );
+        // h2 writes on meanwhile: behind the waiting frame.
+        let more = frame(HEADERS, 0x5, 13, b"h");
+        resume.outbound(&more, &mut out, &mut parked);
+        assert!(parked.ends_with(&more));
+        // The client opens its window by 50,000: 45,535 of it paid h2's
+        // belief off (it had 65,535 - 20,000 too many), 4,465 go to h2.
+        let mut update = window_update(50_000).to_vec();
+        let filtered = resume.inbound(&mut update);
+        assert!(filtered.opened);
+        assert_eq!(&update[..filtered.kept], &window_update(4_465)[..]);
+        resume.unpark(&mut parked, &mut out);
+        assert!(parked.is_empty(), "all of it fits now");
+        assert_eq!(
+            &out[first.len()..],
+            &[&second[..], &after, &more].concat()[..]
+        );
+        // Paid off: further updates go to h2 whole.
+        let mut update = window_update(7).to_vec();
+        let filtered = resume.inbound(&mut update);
+        assert_eq!(&update[..filtered.kept], &window_update(7)[..]);
+        assert!(!resume.parking);
+    }
+
+    #[test]
     fn a_header_in_part_and_data_past_h2s_window_wait() {
         let mut resume = Resume::new(&state(65_535, 1 << 20));
         let headers = frame(HEADERS, 0x4, 9, b"h");
@@ -385,14 +510,19 @@ mod tests {
             filtered,
             Filtered {
                 kept: headers.len(),
-                held_from: Some(headers.len())
+                held_from: Some(headers.len()),
+                opened: false,
             }
         );
         let mut big = frame(DATA, 0, 9, &vec![0; 70_000]);
         assert!(resume.waits(&big));
         assert_eq!(resume.inbound(&mut big).held_from, Some(0));
         let mut out = BytesMut::new();
-        assert!(resume.outbound(&window_update((1 << 20) - 65_535), &mut out));
+        assert!(resume.outbound(
+            &window_update((1 << 20) - 65_535),
+            &mut out,
+            &mut BytesMut::new()
+        ));
         assert!(!resume.waits(&big), "h2 opened its window");
         let filtered = resume.inbound(&mut big);
         assert_eq!(filtered.kept, big.len());

@@ -2,7 +2,7 @@
 
 use bytes::{Buf, BufMut};
 
-use super::frames::{INITIAL_WINDOW, MAX_WINDOW};
+use super::frames::MAX_WINDOW;
 
 /// The layout of [`State::encode`].
 const FORMAT: u8 = 1;
@@ -52,9 +52,8 @@ impl State {
         buf
     }
 
-    /// A state from [`State::encode`]'s bytes, checked: windows in range
-    /// (the server's at least the initial one, which a fresh h2 assumes),
-    /// a client stream id, a bounded list of settings.
+    /// A state from [`State::encode`]'s bytes, checked: windows in range, a
+    /// client stream id, a bounded list of settings.
     pub(crate) fn decode(mut bytes: &[u8]) -> Result<Self, StateError> {
         let short = || StateError::Malformed("shorter than its contents");
         if bytes.try_get_u8().map_err(|_| short())? != FORMAT {
@@ -64,7 +63,7 @@ impl State {
         let recv_window = bytes.try_get_u32().map_err(|_| short())?;
         let last_client_stream = bytes.try_get_u32().map_err(|_| short())?;
         let n = usize::from(bytes.try_get_u8().map_err(|_| short())?);
-        if i64::from(send_window) < INITIAL_WINDOW || i64::from(send_window) > MAX_WINDOW {
+        if i64::from(send_window) > MAX_WINDOW {
             return Err(StateError::Malformed("a send window out of range"));
         }
         if i64::from(recv_window) > MAX_WINDOW {
@@ -116,10 +115,6 @@ mod tests {
             last_client_stream: 0,
         };
         for bad in [
-            State {
-                send_window: 65_534,
-                ..good.clone()
-            },
             State {
                 send_window: 1 << 31,
                 ..good.clone()

@@ -10,7 +10,9 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::frames::HEADER_LEN;
-use super::{Resume, State, Tracker};
+use super::resume::Resume;
+use super::state::State;
+use super::tracker::Tracker;
 
 /// Translated bytes for the client past which h2's writes wait.
 const OUT_LIMIT: usize = 64 * 1024;
@@ -26,8 +28,12 @@ pub(crate) struct Wire {
     held: BytesMut,
     /// h2's bytes, translated, not yet written.
     out: BytesMut,
+    /// h2's bytes waiting, from a DATA frame on, for the client's window.
+    parked: BytesMut,
     /// h2's read, waiting for its own window to open.
     read_waiter: Option<Waker>,
+    /// h2's write, waiting for the client's window to open.
+    write_waiter: Option<Waker>,
 }
 
 impl Wire {
@@ -48,7 +54,9 @@ impl Wire {
             ready: BytesMut::new(),
             held: BytesMut::new(),
             out: BytesMut::new(),
+            parked: BytesMut::new(),
             read_waiter: None,
+            write_waiter: None,
         }
     }
 
@@ -59,6 +67,7 @@ impl Wire {
             && self.ready.is_empty()
             && self.held.is_empty()
             && self.out.is_empty()
+            && self.parked.is_empty()
             && self.resume.as_ref().is_none_or(Resume::idle)
     }
 
@@ -72,19 +81,22 @@ impl Wire {
     }
 
     /// h2's read.
-    pub(crate) fn poll_read<T: AsyncRead + Unpin>(
+    pub(crate) fn poll_read<T: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         mut io: Pin<&mut T>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let Some(resume) = self.resume.as_mut() else {
+        if self.resume.is_none() {
             let before = buf.filled().len();
             ready!(io.poll_read(cx, buf))?;
             self.tracker.inbound(&buf.filled()[before..]);
             return Poll::Ready(Ok(()));
-        };
+        }
         loop {
+            let Some(resume) = self.resume.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
             let synthetic = resume.synthetic();
             if !synthetic.is_empty() {
                 let n = synthetic.len().min(buf.remaining());
@@ -103,8 +115,9 @@ impl Wire {
                     self.read_waiter = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
-                if self.held.len() < HEADER_LEN {
-                    // A read too small to filter in place: into `held`.
+                if self.held.len() < HEADER_LEN + 4 {
+                    // A read too small to filter in place, or a frame
+                    // header (or a WINDOW_UPDATE) in part: into `held`.
                     let start = self.held.len();
                     self.held.resize(start + 4096, 0);
                     let mut read = ReadBuf::new(&mut self.held[start..]);
@@ -116,9 +129,6 @@ impl Wire {
                         return Poll::Ready(Ok(()));
                     }
                     self.tracker.inbound(&self.held[start..]);
-                    if self.held.len() < HEADER_LEN {
-                        continue;
-                    }
                 }
                 let mut piece = std::mem::take(&mut self.held);
                 let filtered = resume.inbound(&mut piece);
@@ -127,10 +137,13 @@ impl Wire {
                 }
                 piece.truncate(filtered.kept);
                 self.ready = piece;
+                if filtered.opened {
+                    self.unpark(io.as_mut(), cx)?;
+                }
                 continue;
             }
             // The common case: read in place, behind the few held bytes of
-            // a frame header in part.
+            // a frame in part.
             let start = buf.filled().len();
             let held = std::mem::take(&mut self.held);
             buf.put_slice(&held);
@@ -139,7 +152,7 @@ impl Wire {
             match result {
                 Poll::Ready(Ok(())) if read > 0 => {}
                 Poll::Ready(Ok(())) => {
-                    // The end: a frame header in part is never finished.
+                    // The end: a frame in part is never finished.
                     buf.set_filled(start);
                     return Poll::Ready(Ok(()));
                 }
@@ -156,9 +169,38 @@ impl Wire {
                 self.held = BytesMut::from(&buf.filled()[start + from..]);
             }
             buf.set_filled(start + filtered.kept);
+            if filtered.opened {
+                self.unpark(io.as_mut(), cx)?;
+            }
             if filtered.kept > 0 {
                 return Poll::Ready(Ok(()));
             }
+        }
+    }
+
+    /// The client opened its window: h2's data that waited for it goes on
+    /// (written now if the socket takes it; h2's next flush writes the rest).
+    fn unpark<T: AsyncWrite + Unpin>(
+        &mut self,
+        io: Pin<&mut T>,
+        cx: &mut Context<'_>,
+    ) -> io::Result<()> {
+        let Some(resume) = self.resume.as_mut() else {
+            return Ok(());
+        };
+        if resume.unpark(&mut self.parked, &mut self.out)
+            && let Some(read) = self.read_waiter.take()
+        {
+            read.wake();
+        }
+        if self.parked.len() < OUT_LIMIT
+            && let Some(write) = self.write_waiter.take()
+        {
+            write.wake();
+        }
+        match self.write_out(io, cx) {
+            Poll::Ready(Err(e)) => Err(e),
+            _ => Ok(()),
         }
     }
 
@@ -182,10 +224,15 @@ impl Wire {
         if self.out.len() >= OUT_LIMIT {
             ready!(self.write_out(io.as_mut(), cx))?;
         }
+        if self.parked.len() >= OUT_LIMIT {
+            // Until the client opens its window (a read unparks).
+            self.write_waiter = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
         let mut opened = false;
         if let Some(resume) = self.resume.as_mut() {
             for buf in bufs {
-                opened |= resume.outbound(buf, &mut self.out);
+                opened |= resume.outbound(buf, &mut self.out, &mut self.parked);
             }
         }
         if opened && let Some(read) = self.read_waiter.take() {
@@ -341,14 +388,25 @@ mod tests {
 
     #[tokio::test]
     async fn one_connection_is_served_by_twenty_one_h2s_in_turn_with_no_goaway() {
+        // A client with a large window (as browsers, curl and Go have), and
+        // one with h2's default of 65,535, often below it when it moves.
+        twenty_one_h2s(Some(1 << 20)).await;
+        twenty_one_h2s(None).await;
+    }
+
+    async fn twenty_one_h2s(client_window: Option<u32>) {
         let (client_io, server_io) = tokio::io::duplex(1 << 16);
         let lent = Lent(Arc::new(Mutex::new(Some((server_io, Wire::new())))));
         let mut server = serve(&lent, 0);
-        let (mut client, connection) = h2::client::Builder::new()
-            .initial_connection_window_size(1 << 20)
+        let mut builder = h2::client::Builder::new();
+        if let Some(window) = client_window {
+            builder.initial_connection_window_size(window);
+        }
+        let (mut client, connection) = builder
             .handshake::<_, Bytes>(client_io)
             .await
             .expect("handshake");
+        let mut below_initial = 0;
         let connection = tokio::spawn(connection);
         for generation in 0..=20 {
             // Requests whose headers an encoder with a table would index,
@@ -402,6 +460,9 @@ mod tests {
             // The drain: hyper goes once the connection is quiet, and a fresh
             // one goes on from what moves.
             let state = quiet(&lent).await;
+            if state.send_window < 65_535 {
+                below_initial += 1;
+            }
             server.abort();
             let _ = server.await;
             lent.with(|_, wire| *wire = Wire::resumed(&state));
@@ -411,6 +472,76 @@ mod tests {
             !connection.is_finished(),
             "the client's connection never ended"
         );
+        server.abort();
+        if client_window.is_none() {
+            assert!(
+                below_initial > 0,
+                "the client's window was below h2's start at some move"
+            );
+        }
+    }
+
+    /// One request on `client`, answered with `reply` bytes, read (and its
+    /// capacity given back) if `read`; else the body is kept unread, and its
+    /// bytes hold the client's window while it lives.
+    async fn request(
+        client: &mut h2::client::SendRequest<Bytes>,
+        reply: usize,
+        read: bool,
+    ) -> h2::RecvStream {
+        let request = http::Request::get("http://localhost/")
+            .header("reply", reply)
+            .body(())
+            .expect("request");
+        let mut ready = client.clone().ready().await.expect("ready");
+        let (response, _) = ready.send_request(request, true).expect("send");
+        *client = ready;
+        let response = tokio::time::timeout(Duration::from_secs(10), response)
+            .await
+            .expect("answered in time")
+            .expect("answered");
+        let mut body = response.into_body();
+        if !read {
+            return body;
+        }
+        let mut got = 0;
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.data())
+            .await
+            .expect("the body in time")
+        {
+            let chunk = chunk.expect("body");
+            got += chunk.len();
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        assert_eq!(got, reply);
+        body
+    }
+
+    #[tokio::test]
+    async fn a_client_window_left_short_at_the_move_is_never_overrun() {
+        let (client_io, server_io) = tokio::io::duplex(1 << 16);
+        let lent = Lent(Arc::new(Mutex::new(Some((server_io, Wire::new())))));
+        let server = serve(&lent, 0);
+        let (mut client, connection) = h2::client::Builder::new()
+            .handshake::<_, Bytes>(client_io)
+            .await
+            .expect("handshake");
+        let connection = tokio::spawn(connection);
+        // 30,000 bytes received and never read: the client lets the server
+        // send 35,535 more, a fresh h2 believes 65,535.
+        let unread = request(&mut client, 30_000, false).await;
+        let state = quiet(&lent).await;
+        assert_eq!(state.send_window, 35_535);
+        server.abort();
+        let _ = server.await;
+        lent.with(|_, wire| *wire = Wire::resumed(&state));
+        let server = serve(&lent, 1);
+        // More than the client's window, less than h2's belief: the rest
+        // waits until the client gives its window back.
+        drop(request(&mut client, 60_000, true).await);
+        drop(request(&mut client, 200_000, true).await);
+        assert!(!connection.is_finished(), "no flow-control error");
+        drop(unread);
         server.abort();
     }
 }

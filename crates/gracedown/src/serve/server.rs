@@ -111,12 +111,14 @@ use crate::shutdown::{DEFAULT_DRAIN_TIMEOUT, FORCED_CLOSE, Signals};
 ///   response is never destroyed by an RST.
 ///
 /// Under gracedown's `start_server` (it sets `GRACEDOWN_HANDOFF_FD`), when a
-/// newer generation is ready, plain HTTP/1.1 connections are not closed at
-/// all: each one that is between requests, or gets there after its response
+/// newer generation is ready, connections are not closed at all: each
+/// HTTP/1.1 one that is between requests, or gets there after its response
 /// (which then keeps alive), moves to the newer generation with the bytes
-/// already read from it, on the same TCP connection. The report counts them
-/// as handed off. TLS and HTTP/2 keep their state in this process and cannot
-/// move; they drain as above. See [`Server::handoff`].
+/// already read from it, on the same TCP connection, a TLS one with its
+/// session (no handshake); an HTTP/2 one moves at its first moment with no
+/// stream open, with no GOAWAY (one never quiet within a second of its
+/// moment gets the GOAWAY as above). The report counts them as handed off.
+/// See [`Server::handoff`].
 ///
 /// At the deadline what is left is force-closed and counted by state.
 ///
@@ -174,9 +176,10 @@ impl Server {
         }
     }
 
-    /// Whether, under gracedown's `start_server`, a drain hands plain
-    /// HTTP/1.1 connections to the newer generation instead of closing them
-    /// (default `true`; see the drain rules above). Elsewhere (Perl's
+    /// Whether, under gracedown's `start_server`, a drain hands connections
+    /// (HTTP/1.1 and HTTP/2, plain or TLS) to the newer generation instead of
+    /// closing them (default `true`; see the drain rules above). A movable
+    /// HTTP/2 connection advertises a header table of size 0. Elsewhere (Perl's
     /// start_server, systemd, started by hand) there is nothing to hand to
     /// and this changes nothing.
     pub fn handoff(mut self, enabled: bool) -> Self {
