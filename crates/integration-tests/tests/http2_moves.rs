@@ -174,3 +174,36 @@ fn under_perls_start_server_an_h2c_connection_is_told_to_go_away_as_before() {
     });
     assert!(ended.is_ok(), "a graceful GOAWAY, not an error: {ended:?}");
 }
+
+#[test]
+fn a_stream_open_at_the_signal_is_answered_here_and_the_connection_moves_after_it() {
+    let setup = Served::start(Impl::Ours, &[], "gracedown=info");
+    let mut client = Client::h2c(setup.addr);
+    assert_eq!(client.echo(1), "1");
+    let request = Request::get(format!("http://{}/sleep?ms=400", setup.addr))
+        .body(())
+        .expect("request");
+    let send = client.send.clone();
+    let slow = client.rt.spawn(async move {
+        let mut send = send.ready().await.expect("the connection takes a stream");
+        let (response, _) = send.send_request(request, true).expect("send");
+        let response = response.await.expect("answered");
+        response.headers()["x-gracedown-generation"]
+            .to_str()
+            .expect("ascii")
+            .to_owned()
+    });
+    // The stream is open at the signal: generation 1 answers it, then the
+    // connection moves (generation 1 is gone once this returns).
+    setup.restart_to(2);
+    let drained = drain_line(&setup.proc, 1);
+    assert_eq!(count(&drained, "handed_off"), 1, "{drained}");
+    let answered = client
+        .rt
+        .block_on(async { tokio::time::timeout(TEST_WAIT, slow).await })
+        .expect("the slow stream is answered in time")
+        .expect("its task");
+    assert_eq!(answered, "1", "the stream open at the signal");
+    assert_eq!(client.echo(2), "2");
+    client.assert_open();
+}

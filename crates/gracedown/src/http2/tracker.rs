@@ -159,7 +159,7 @@ impl Tracker {
             RST_STREAM => self.close(head.stream, true, true),
             SETTINGS if head.has(ACK) => self.server_unacked = self.acked(self.server_unacked),
             SETTINGS => {
-                self.client_unacked += 1;
+                self.client_unacked = self.client_unacked.saturating_add(1);
                 if !frame.whole {
                     self.stuck = true;
                 }
@@ -174,7 +174,7 @@ impl Tracker {
                 }
             }
             PING if head.has(ACK) => self.server_pings = self.acked(self.server_pings),
-            PING => self.client_pings += 1,
+            PING => self.client_pings = self.client_pings.saturating_add(1),
             WINDOW_UPDATE if head.stream == 0 => {
                 self.send_window += i64::from(increment(frame.payload));
             }
@@ -202,7 +202,7 @@ impl Tracker {
             RST_STREAM => self.close(head.stream, true, true),
             SETTINGS if head.has(ACK) => self.client_unacked = self.acked(self.client_unacked),
             SETTINGS => {
-                self.server_unacked += 1;
+                self.server_unacked = self.server_unacked.saturating_add(1);
                 if let Some((_, size)) = settings(frame.payload)
                     .filter(|(id, _)| *id == HEADER_TABLE_SIZE)
                     .last()
@@ -211,7 +211,7 @@ impl Tracker {
                 }
             }
             PING if head.has(ACK) => self.client_pings = self.acked(self.client_pings),
-            PING => self.server_pings += 1,
+            PING => self.server_pings = self.server_pings.saturating_add(1),
             WINDOW_UPDATE if head.stream == 0 => {
                 self.recv_window += i64::from(increment(frame.payload));
             }
