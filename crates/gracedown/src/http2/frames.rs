@@ -8,6 +8,7 @@ pub(super) const HEADER_LEN: usize = 9;
 
 pub(super) const DATA: u8 = 0x0;
 pub(super) const HEADERS: u8 = 0x1;
+pub(super) const PRIORITY: u8 = 0x2;
 pub(super) const RST_STREAM: u8 = 0x3;
 pub(super) const SETTINGS: u8 = 0x4;
 pub(super) const PUSH_PROMISE: u8 = 0x5;

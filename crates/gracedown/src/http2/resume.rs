@@ -2,10 +2,11 @@
 //! what it reads first, and the translation between its view and the
 //! client's (sans I/O; [`super::Wire`] drives it).
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::frames::{
-    ACK, DATA, HEADER_LEN, Head, INITIAL_WINDOW, PREFACE, SETTINGS, WINDOW_UPDATE, window_update,
+    ACK, CONTINUATION, DATA, END_HEADERS, HEADER_LEN, HEADERS, Head, INITIAL_WINDOW, PREFACE,
+    PRIORITY, PUSH_PROMISE, SETTINGS, WINDOW_UPDATE, window_update,
 };
 use super::state::State;
 
@@ -27,10 +28,20 @@ pub(crate) struct Resume {
     /// How much more h2 believes it may send than the client lets it: a
     /// fresh h2 starts from 65,535, a client's window may be smaller. The
     /// client's connection WINDOW_UPDATEs pay it off before h2 sees them;
-    /// until then h2's data waits for the client's window.
+    /// until then h2's data may have to wait for the client's window.
     send_deficit: i64,
-    /// h2's bytes wait (from a DATA frame on) for the client's window.
-    parking: bool,
+    /// h2's frames that wait, in order, for the client's window: a DATA
+    /// frame it cannot take yet, every later frame of its stream, and every
+    /// later header block (HPACK's order); other streams' frames, the
+    /// connection's and window updates go on meanwhile.
+    parked: BytesMut,
+    /// The streams with frames in `parked`.
+    parked_streams: Vec<u32>,
+    /// A header block is in `parked`.
+    parked_block: bool,
+    /// A header block sent on is not finished (CONTINUATION to come):
+    /// nothing may go between.
+    open_block: bool,
     /// Where the bytes from the client are among their frames.
     inbound: Cut,
     /// Where h2's bytes are among their frames.
@@ -57,6 +68,8 @@ enum Payload {
     #[default]
     Pass,
     Drop,
+    /// Into `parked`.
+    Park,
     /// A connection WINDOW_UPDATE's increment, read and not sent on.
     WindowUpdate,
 }
@@ -105,7 +118,10 @@ impl Resume {
             client_window: i64::from(state.recv_window),
             send_window: i64::from(state.send_window),
             send_deficit: (-more).max(0),
-            parking: false,
+            parked: BytesMut::new(),
+            parked_streams: Vec::new(),
+            parked_block: false,
+            open_block: false,
             inbound: Cut::default(),
             outbound: Cut::default(),
             swallow_ack: true,
@@ -122,7 +138,8 @@ impl Resume {
     pub(crate) fn idle(&self) -> bool {
         self.synthetic.is_empty()
             && !self.swallow_ack
-            && !self.parking
+            && self.parked.is_empty()
+            && !self.open_block
             && self.inbound.left == 0
             && self.inbound.head.is_empty()
             && self.outbound.left == 0
@@ -182,16 +199,16 @@ impl Resume {
                 continue;
             }
             let pass = head.stream == 0 || head.stream > self.old_last;
+            if self.must_wait(&head) {
+                return Filtered {
+                    kept: w,
+                    held_from: Some(r),
+                    opened,
+                };
+            }
             if head.kind == DATA {
                 let len = i64::from(head.len);
                 if pass {
-                    if len > self.h2_window {
-                        return Filtered {
-                            kept: w,
-                            held_from: Some(r),
-                            opened,
-                        };
-                    }
                     self.h2_window -= len;
                 }
                 self.client_window -= len;
@@ -213,34 +230,36 @@ impl Resume {
 
     /// Whether held bytes that start with `head` must wait for h2's window.
     pub(crate) fn waits(&self, held: &[u8]) -> bool {
-        let Some(head) = held.get(..HEADER_LEN) else {
-            return false;
-        };
-        let head = Head::parse(head.try_into().unwrap_or(&[0; HEADER_LEN]));
-        head.kind == DATA && head.stream > self.old_last && i64::from(head.len) > self.h2_window
+        held.get(..HEADER_LEN).is_some_and(|head| {
+            self.must_wait(&Head::parse(head.try_into().unwrap_or(&[0; HEADER_LEN])))
+        })
     }
 
-    /// Translates h2's bytes for the client into `out`; from a DATA frame
-    /// the client's window cannot take yet on, they wait in `parked`
-    /// instead (see [`Resume::unpark`]). Returns whether h2 opened its
-    /// window (so that held data may go on).
-    pub(crate) fn outbound(
-        &mut self,
-        mut bytes: &[u8],
-        out: &mut BytesMut,
-        parked: &mut BytesMut,
-    ) -> bool {
+    /// Data the client may send (within its window) that h2 would refuse
+    /// for now (past h2's window, which h2 has yet to open: only before its
+    /// first WINDOW_UPDATE, when the client's window is larger than the 65,535
+    /// h2 starts from). Anything else goes to h2, which judges it.
+    fn must_wait(&self, head: &Head) -> bool {
+        let len = i64::from(head.len);
+        head.kind == DATA
+            && head.stream != 0
+            && head.stream > self.old_last
+            && len > self.h2_window
+            && len <= self.client_window
+    }
+
+    /// Translates h2's bytes for the client into `out`. Returns whether h2
+    /// opened its window (so that held data may go on).
+    pub(crate) fn outbound(&mut self, mut bytes: &[u8], out: &mut BytesMut) -> bool {
         let mut opened = false;
         while !bytes.is_empty() {
-            if self.parking {
-                parked.extend_from_slice(bytes);
-                break;
-            }
             if self.outbound.left > 0 && self.outbound.payload != Payload::WindowUpdate {
                 let n = usize::try_from(self.outbound.left)
                     .map_or(bytes.len(), |left| left.min(bytes.len()));
-                if self.outbound.payload == Payload::Pass {
-                    out.extend_from_slice(&bytes[..n]);
+                match self.outbound.payload {
+                    Payload::Pass => out.extend_from_slice(&bytes[..n]),
+                    Payload::Park => self.parked.extend_from_slice(&bytes[..n]),
+                    Payload::Drop | Payload::WindowUpdate => {}
                 }
                 self.outbound.left -= u32::try_from(n).unwrap_or(self.outbound.left);
                 bytes = &bytes[n..];
@@ -275,67 +294,114 @@ impl Resume {
                 self.outbound.payload = Payload::WindowUpdate;
                 continue;
             }
-            if head.kind == DATA {
-                let len = i64::from(head.len);
-                if len > self.send_window {
-                    // It waits for the client's window, and all after it.
-                    self.parking = true;
-                    parked.extend_from_slice(&self.outbound.head);
-                    self.outbound.head.clear();
-                    continue;
+            let payload = self.disposition(&head);
+            match payload {
+                Payload::Pass => {
+                    // Credit owed to the client goes before the next frame.
+                    self.credit(out);
+                    out.extend_from_slice(&self.outbound.head);
+                    self.follow_block(&head);
                 }
-                self.send_window -= len;
+                Payload::Park => self.parked.extend_from_slice(&self.outbound.head),
+                Payload::Drop | Payload::WindowUpdate => {}
             }
-            // Credit owed to the client goes before the next frame.
-            self.credit(out);
-            let swallow = self.swallow_ack && head.kind == SETTINGS && head.has(ACK);
-            if swallow {
-                self.swallow_ack = false;
-            } else {
-                out.extend_from_slice(&self.outbound.head);
-            }
-            self.outbound = Cut {
-                left: head.len,
-                payload: if swallow {
-                    Payload::Drop
-                } else {
-                    Payload::Pass
-                },
-                head: std::mem::take(&mut self.outbound.head),
-            };
             self.outbound.head.clear();
+            self.outbound.left = head.len;
+            self.outbound.payload = payload;
         }
-        if self.at_frame() {
-            self.credit(out);
-        }
+        self.unpark(out);
+        self.credit(out);
         opened
     }
 
-    /// Goes on with h2's bytes that waited for the client's window, once
-    /// the first frame fits it; they may wait again further on.
-    pub(crate) fn unpark(&mut self, parked: &mut BytesMut, out: &mut BytesMut) -> bool {
-        let fits = parked.get(..HEADER_LEN).is_some_and(|head| {
-            let head = Head::parse(head.try_into().unwrap_or(&[0; HEADER_LEN]));
-            i64::from(head.len) <= self.send_window
-        });
-        if !self.parking || !fits {
-            return false;
+    /// What becomes of a frame h2 writes, from its header.
+    fn disposition(&mut self, head: &Head) -> Payload {
+        if self.swallow_ack && head.kind == SETTINGS && head.has(ACK) {
+            self.swallow_ack = false;
+            return Payload::Drop;
         }
-        self.parking = false;
-        let waiting = std::mem::take(parked);
-        self.outbound(&waiting, out, parked)
+        if head.stream == 0 || matches!(head.kind, WINDOW_UPDATE | PRIORITY) {
+            // The connection's frames, and window updates for the client's
+            // sending, go on whatever waits.
+            return Payload::Pass;
+        }
+        let block = matches!(head.kind, HEADERS | PUSH_PROMISE | CONTINUATION);
+        let waits = self.parked_streams.contains(&head.stream)
+            || (block && self.parked_block)
+            || (head.kind == DATA && i64::from(head.len) > self.send_window);
+        if !waits {
+            if head.kind == DATA {
+                self.send_window -= i64::from(head.len);
+            }
+            return Payload::Pass;
+        }
+        // A stream's frames stay behind its waiting data, and header
+        // blocks in their order (HPACK).
+        if !self.parked_streams.contains(&head.stream) {
+            self.parked_streams.push(head.stream);
+        }
+        self.parked_block |= block;
+        Payload::Park
     }
 
-    /// h2's output is between frames.
-    fn at_frame(&self) -> bool {
-        self.outbound.left == 0 && self.outbound.head.is_empty()
+    /// Notes whether a header block sent on is finished.
+    fn follow_block(&mut self, head: &Head) {
+        if matches!(head.kind, HEADERS | PUSH_PROMISE | CONTINUATION) {
+            self.open_block = !head.has(END_HEADERS);
+        }
+    }
+
+    /// Sends on what waited for the client's window, in order, as far as
+    /// its window now takes the data (whole frames; a header block whole).
+    pub(crate) fn unpark(&mut self, out: &mut BytesMut) {
+        if self.parked.is_empty() || !self.between_frames() {
+            return;
+        }
+        let mut taken = 0;
+        loop {
+            let rest = &self.parked[taken..];
+            let Some(end) = whole_block(rest) else {
+                break;
+            };
+            let head = Head::parse(rest[..HEADER_LEN].try_into().unwrap_or(&[0; HEADER_LEN]));
+            if head.kind == DATA {
+                let len = i64::from(head.len);
+                if len > self.send_window {
+                    break;
+                }
+                self.send_window -= len;
+            }
+            self.credit(out);
+            out.extend_from_slice(&self.parked[taken..taken + end]);
+            taken += end;
+        }
+        self.parked.advance(taken);
+        // What still waits.
+        self.parked_streams.clear();
+        self.parked_block = false;
+        let mut at = 0;
+        while let Some(head) = self.parked.get(at..at + HEADER_LEN) {
+            let head = Head::parse(head.try_into().unwrap_or(&[0; HEADER_LEN]));
+            if !self.parked_streams.contains(&head.stream) {
+                self.parked_streams.push(head.stream);
+            }
+            self.parked_block |= matches!(head.kind, HEADERS | PUSH_PROMISE | CONTINUATION);
+            at += HEADER_LEN + usize::try_from(head.len).unwrap_or(usize::MAX / 2);
+        }
+    }
+
+    /// What is sent on is between frames and outside a header block:
+    /// something may go in here.
+    fn between_frames(&self) -> bool {
+        let mid_frame = self.outbound.left > 0 && self.outbound.payload == Payload::Pass;
+        !mid_frame && !self.open_block
     }
 
     /// Where h2 believes the client may send more than the client does (a
     /// WINDOW_UPDATE h2 sent, data dropped), a WINDOW_UPDATE makes the
     /// client's window h2's. Only between h2's frames.
     pub(crate) fn credit(&mut self, out: &mut BytesMut) {
-        if self.at_frame() && !self.parking && self.h2_window > self.client_window {
+        if self.between_frames() && self.h2_window > self.client_window {
             let more = self.h2_window - self.client_window;
             if let Ok(more) = u32::try_from(more) {
                 out.extend_from_slice(&window_update(more));
@@ -345,9 +411,28 @@ impl Resume {
     }
 }
 
+/// The length of the whole frame at the start of `bytes`, or of the whole
+/// header block (a HEADERS or PUSH_PROMISE and its CONTINUATIONs); `None`
+/// while it is in part.
+fn whole_block(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let head = Head::parse(bytes.get(at..at + HEADER_LEN)?.try_into().ok()?);
+        let end = at + HEADER_LEN + usize::try_from(head.len).ok()?;
+        if end > bytes.len() {
+            return None;
+        }
+        let block = matches!(head.kind, HEADERS | PUSH_PROMISE | CONTINUATION);
+        if !block || head.has(END_HEADERS) {
+            return Some(end);
+        }
+        at = end;
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::frames::{HEADERS, RST_STREAM};
+    use super::super::frames::{PING, RST_STREAM};
     use super::*;
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -400,7 +485,7 @@ mod tests {
             frame(SETTINGS, ACK, 0, &[]),
         ]
         .concat();
-        resume.outbound(&h2, &mut out, &mut BytesMut::new());
+        resume.outbound(&h2, &mut out);
         assert_eq!(
             &out[..],
             &[
@@ -419,13 +504,12 @@ mod tests {
         let mut out = BytesMut::new();
         let update = window_update((1 << 20) - 65_535);
         // In pieces, as h2 may write it.
-        let mut parked = BytesMut::new();
-        resume.outbound(&update[..5], &mut out, &mut parked);
-        resume.outbound(&update[5..11], &mut out, &mut parked);
-        assert!(resume.outbound(&update[11..], &mut out, &mut parked));
+        resume.outbound(&update[..5], &mut out);
+        resume.outbound(&update[5..11], &mut out);
+        assert!(resume.outbound(&update[11..], &mut out));
         assert!(out.is_empty(), "the client's window is h2's already");
         // h2 opens it further: the client gets exactly that.
-        resume.outbound(&window_update(1000), &mut out, &mut parked);
+        resume.outbound(&window_update(1000), &mut out);
         assert_eq!(&out[..], &window_update(1000)[..]);
         // A client window smaller than h2's start is topped up at once.
         let mut small = Resume::new(&state(65_535, 1000));
@@ -461,42 +545,99 @@ mod tests {
     fn with_a_client_window_below_h2s_start_data_waits_and_the_clients_updates_pay_it_off() {
         // The client lets the server send 20,000 bytes; a fresh h2 believes 65,535.
         let mut resume = Resume::new(&state(20_000, 65_535));
-        let (mut out, mut parked) = (BytesMut::new(), BytesMut::new());
+        resume.swallow_ack = false;
+        let mut out = BytesMut::new();
         let first = frame(DATA, 0, 9, &[1; 16_384]);
-        let second = frame(DATA, 0x1, 9, &[2; 10_000]);
-        let after = frame(HEADERS, 0x5, 11, b"h");
-        resume.outbound(
-            &[&first[..], &second, &after].concat(),
-            &mut out,
-            &mut parked,
-        );
+        let second = frame(DATA, 0, 9, &[2; 10_000]);
+        let trailers = frame(HEADERS, 0x5, 9, b"t");
+        resume.outbound(&[&first[..], &second, &trailers].concat(), &mut out);
         assert_eq!(&out[..], &first[..], "the first fits the client's window");
         assert_eq!(
-            &parked[..],
-            &[&second[..], &after].concat()[..],
-            "the rest waits, in order"
+            &resume.parked[..],
+            &[&second[..], &trailers].concat()[..],
+            "the stream's frames wait, in order"
         );
-        // h2 writes on meanwhile: behind the waiting frame.
+        // The connection's frames, window updates and other streams' go on
+        // meanwhile, but no header block passes one that waits (HPACK).
+        let ping = frame(PING, ACK, 0, &[7; 8]);
+        let stream_update = frame(WINDOW_UPDATE, 0, 13, &9u32.to_be_bytes());
+        let other = frame(RST_STREAM, 0, 11, &[0, 0, 0, 8]);
         let more = frame(HEADERS, 0x5, 13, b"h");
-        resume.outbound(&more, &mut out, &mut parked);
-        assert!(parked.ends_with(&more));
+        resume.outbound(
+            &[&ping[..], &stream_update, &other, &more].concat(),
+            &mut out,
+        );
+        assert_eq!(
+            &out[first.len()..],
+            &[&ping[..], &stream_update, &other].concat()[..]
+        );
+        assert!(resume.parked.ends_with(&more), "HPACK order kept");
         // The client opens its window by 50,000: 45,535 of it paid h2's
         // belief off (it had 65,535 - 20,000 too many), 4,465 go to h2.
         let mut update = window_update(50_000).to_vec();
         let filtered = resume.inbound(&mut update);
         assert!(filtered.opened);
         assert_eq!(&update[..filtered.kept], &window_update(4_465)[..]);
-        resume.unpark(&mut parked, &mut out);
-        assert!(parked.is_empty(), "all of it fits now");
+        let before = out.len();
+        resume.unpark(&mut out);
+        assert!(resume.parked.is_empty(), "all of it fits now");
         assert_eq!(
-            &out[first.len()..],
-            &[&second[..], &after, &more].concat()[..]
+            &out[before..],
+            &[&second[..], &trailers, &more].concat()[..]
         );
+        assert!(resume.parked_streams.is_empty() && !resume.parked_block);
         // Paid off: further updates go to h2 whole.
         let mut update = window_update(7).to_vec();
         let filtered = resume.inbound(&mut update);
         assert_eq!(&update[..filtered.kept], &window_update(7)[..]);
-        assert!(!resume.parking);
+    }
+
+    #[test]
+    fn another_streams_response_passes_data_that_waits() {
+        // The client lets the server send 1,000 bytes.
+        let mut resume = Resume::new(&state(1_000, 65_535));
+        resume.swallow_ack = false;
+        let mut out = BytesMut::new();
+        let waiting = frame(DATA, 0, 9, &[1; 16_384]);
+        let headers = frame(HEADERS, 0x4, 11, b"h");
+        let small = frame(DATA, 0x1, 11, &[2; 500]);
+        resume.outbound(&[&waiting[..], &headers, &small].concat(), &mut out);
+        assert_eq!(&out[..], &[&headers[..], &small].concat()[..]);
+        assert_eq!(&resume.parked[..], &waiting[..]);
+    }
+
+    #[test]
+    fn credit_never_goes_inside_a_header_block() {
+        let mut resume = Resume::new(&state(65_535, 65_535));
+        resume.swallow_ack = false;
+        let mut out = BytesMut::new();
+        // h2 sends a header block in two frames, in two writes; credit is
+        // owed (dropped data of an older stream) between them.
+        let headers = frame(HEADERS, 0, 9, b"first half");
+        resume.outbound(&headers, &mut out);
+        let mut old = frame(DATA, 0, 5, b"old body");
+        assert_eq!(resume.inbound(&mut old).kept, 0);
+        resume.credit(&mut out);
+        let continuation = frame(CONTINUATION, END_HEADERS, 9, b"second half");
+        resume.outbound(&continuation, &mut out);
+        assert_eq!(
+            &out[..],
+            &[&headers[..], &continuation, &window_update(8)].concat()[..],
+            "the credit after the block"
+        );
+    }
+
+    #[test]
+    fn held_data_is_only_data_the_client_may_send_and_h2_would_refuse_for_now() {
+        let mut resume = Resume::new(&state(65_535, 100_000));
+        // Past the client's window: h2 judges it (a flow-control error).
+        let mut over = frame(DATA, 0, 9, &vec![0; 100_001]);
+        assert!(!resume.waits(&over));
+        assert_eq!(resume.inbound(&mut over).held_from, None);
+        // DATA on stream 0 is h2's to refuse too: never held.
+        let mut zero = frame(DATA, 0, 0, &vec![0; 70_000]);
+        assert!(!resume.waits(&zero));
+        assert_eq!(resume.inbound(&mut zero).held_from, None);
     }
 
     #[test]
@@ -518,11 +659,7 @@ mod tests {
         assert!(resume.waits(&big));
         assert_eq!(resume.inbound(&mut big).held_from, Some(0));
         let mut out = BytesMut::new();
-        assert!(resume.outbound(
-            &window_update((1 << 20) - 65_535),
-            &mut out,
-            &mut BytesMut::new()
-        ));
+        assert!(resume.outbound(&window_update((1 << 20) - 65_535), &mut out));
         assert!(!resume.waits(&big), "h2 opened its window");
         let filtered = resume.inbound(&mut big);
         assert_eq!(filtered.kept, big.len());

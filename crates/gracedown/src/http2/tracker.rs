@@ -143,13 +143,15 @@ impl Tracker {
                 if id > self.last_client_stream && id % 2 == 1 {
                     self.last_client_stream = id;
                     if self.open.len() >= MAX_OPEN {
+                        // Followed no further: it never moves.
                         self.stuck = true;
+                    } else {
+                        self.open.push(Open {
+                            id,
+                            client_done: false,
+                            server_done: false,
+                        });
                     }
-                    self.open.push(Open {
-                        id,
-                        client_done: false,
-                        server_done: false,
-                    });
                 }
                 if head.has(END_STREAM) {
                     self.close(id, true, false);

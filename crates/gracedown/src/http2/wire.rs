@@ -28,12 +28,8 @@ pub(crate) struct Wire {
     held: BytesMut,
     /// h2's bytes, translated, not yet written.
     out: BytesMut,
-    /// h2's bytes waiting, from a DATA frame on, for the client's window.
-    parked: BytesMut,
     /// h2's read, waiting for its own window to open.
     read_waiter: Option<Waker>,
-    /// h2's write, waiting for the client's window to open.
-    write_waiter: Option<Waker>,
 }
 
 impl Wire {
@@ -54,9 +50,7 @@ impl Wire {
             ready: BytesMut::new(),
             held: BytesMut::new(),
             out: BytesMut::new(),
-            parked: BytesMut::new(),
             read_waiter: None,
-            write_waiter: None,
         }
     }
 
@@ -67,7 +61,6 @@ impl Wire {
             && self.ready.is_empty()
             && self.held.is_empty()
             && self.out.is_empty()
-            && self.parked.is_empty()
             && self.resume.as_ref().is_none_or(Resume::idle)
     }
 
@@ -110,26 +103,14 @@ impl Wire {
                 self.ready.advance(n);
                 return Poll::Ready(Ok(()));
             }
-            if self.held.len() >= HEADER_LEN || buf.remaining() < 2 * HEADER_LEN {
+            if !self.held.is_empty() {
                 if resume.waits(&self.held) {
                     self.read_waiter = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
-                if self.held.len() < HEADER_LEN + 4 {
-                    // A read too small to filter in place, or a frame
-                    // header (or a WINDOW_UPDATE) in part: into `held`.
-                    let start = self.held.len();
-                    self.held.resize(start + 4096, 0);
-                    let mut read = ReadBuf::new(&mut self.held[start..]);
-                    let result = io.as_mut().poll_read(cx, &mut read);
-                    let n = read.filled().len();
-                    self.held.truncate(start + n);
-                    ready!(result)?;
-                    if n == 0 {
-                        return Poll::Ready(Ok(()));
-                    }
-                    self.tracker.inbound(&self.held[start..]);
-                }
+                // What is held first; more from the socket only for a
+                // frame in part.
+                let before = self.held.len();
                 let mut piece = std::mem::take(&mut self.held);
                 let filtered = resume.inbound(&mut piece);
                 if let Some(from) = filtered.held_from {
@@ -138,69 +119,63 @@ impl Wire {
                 piece.truncate(filtered.kept);
                 self.ready = piece;
                 if filtered.opened {
-                    self.unpark(io.as_mut(), cx)?;
+                    // h2's data that waited for the client's window goes
+                    // on (written now if the socket takes it; h2's next
+                    // flush writes the rest).
+                    resume.unpark(&mut self.out);
+                    if let Poll::Ready(Err(e)) =
+                        write_out(&mut self.out, &mut self.tracker, io.as_mut(), cx)
+                    {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                if !self.ready.is_empty() || self.held.len() < before {
+                    continue;
+                }
+            }
+            if self.held.is_empty() && buf.remaining() >= 2 * HEADER_LEN {
+                // The common case: read in place.
+                let start = buf.filled().len();
+                ready!(io.as_mut().poll_read(cx, buf))?;
+                if buf.filled().len() == start {
+                    return Poll::Ready(Ok(()));
+                }
+                self.tracker.inbound(&buf.filled()[start..]);
+                let filtered = resume.inbound(&mut buf.filled_mut()[start..]);
+                if let Some(from) = filtered.held_from {
+                    self.held = BytesMut::from(&buf.filled()[start + from..]);
+                }
+                buf.set_filled(start + filtered.kept);
+                if filtered.opened {
+                    // h2's data that waited for the client's window goes
+                    // on (written now if the socket takes it; h2's next
+                    // flush writes the rest).
+                    resume.unpark(&mut self.out);
+                    if let Poll::Ready(Err(e)) =
+                        write_out(&mut self.out, &mut self.tracker, io.as_mut(), cx)
+                    {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                if filtered.kept > 0 {
+                    return Poll::Ready(Ok(()));
                 }
                 continue;
             }
-            // The common case: read in place, behind the few held bytes of
-            // a frame in part.
-            let start = buf.filled().len();
-            let held = std::mem::take(&mut self.held);
-            buf.put_slice(&held);
-            let result = io.as_mut().poll_read(cx, buf);
-            let read = buf.filled().len() - start - held.len();
-            match result {
-                Poll::Ready(Ok(())) if read > 0 => {}
-                Poll::Ready(Ok(())) => {
-                    // The end: a frame in part is never finished.
-                    buf.set_filled(start);
-                    return Poll::Ready(Ok(()));
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    self.held = held;
-                    buf.set_filled(start);
-                    return Poll::Pending;
-                }
-            }
-            self.tracker.inbound(&buf.filled()[start + held.len()..]);
-            let filtered = resume.inbound(&mut buf.filled_mut()[start..]);
-            if let Some(from) = filtered.held_from {
-                self.held = BytesMut::from(&buf.filled()[start + from..]);
-            }
-            buf.set_filled(start + filtered.kept);
-            if filtered.opened {
-                self.unpark(io.as_mut(), cx)?;
-            }
-            if filtered.kept > 0 {
+            // A frame in part, or a read too small to filter in place:
+            // more into `held`.
+            let start = self.held.len();
+            self.held.resize(start + 4096, 0);
+            let mut read = ReadBuf::new(&mut self.held[start..]);
+            let result = io.as_mut().poll_read(cx, &mut read);
+            let n = read.filled().len();
+            self.held.truncate(start + n);
+            ready!(result)?;
+            if n == 0 {
+                // The end: a frame in part is never finished.
                 return Poll::Ready(Ok(()));
             }
-        }
-    }
-
-    /// The client opened its window: h2's data that waited for it goes on
-    /// (written now if the socket takes it; h2's next flush writes the rest).
-    fn unpark<T: AsyncWrite + Unpin>(
-        &mut self,
-        io: Pin<&mut T>,
-        cx: &mut Context<'_>,
-    ) -> io::Result<()> {
-        let Some(resume) = self.resume.as_mut() else {
-            return Ok(());
-        };
-        if resume.unpark(&mut self.parked, &mut self.out)
-            && let Some(read) = self.read_waiter.take()
-        {
-            read.wake();
-        }
-        if self.parked.len() < OUT_LIMIT
-            && let Some(write) = self.write_waiter.take()
-        {
-            write.wake();
-        }
-        match self.write_out(io, cx) {
-            Poll::Ready(Err(e)) => Err(e),
-            _ => Ok(()),
+            self.tracker.inbound(&self.held[start..]);
         }
     }
 
@@ -222,24 +197,19 @@ impl Wire {
             return Poll::Ready(Ok(n));
         }
         if self.out.len() >= OUT_LIMIT {
-            ready!(self.write_out(io.as_mut(), cx))?;
-        }
-        if self.parked.len() >= OUT_LIMIT {
-            // Until the client opens its window (a read unparks).
-            self.write_waiter = Some(cx.waker().clone());
-            return Poll::Pending;
+            ready!(write_out(&mut self.out, &mut self.tracker, io.as_mut(), cx))?;
         }
         let mut opened = false;
         if let Some(resume) = self.resume.as_mut() {
             for buf in bufs {
-                opened |= resume.outbound(buf, &mut self.out, &mut self.parked);
+                opened |= resume.outbound(buf, &mut self.out);
             }
         }
         if opened && let Some(read) = self.read_waiter.take() {
             read.wake();
         }
         // Written now if the socket takes it; h2 flushes what is left.
-        if let Poll::Ready(Err(e)) = self.write_out(io, cx) {
+        if let Poll::Ready(Err(e)) = write_out(&mut self.out, &mut self.tracker, io, cx) {
             return Poll::Ready(Err(e));
         }
         Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()))
@@ -253,27 +223,28 @@ impl Wire {
     ) -> Poll<io::Result<()>> {
         if let Some(resume) = self.resume.as_mut() {
             resume.credit(&mut self.out);
-            ready!(self.write_out(io.as_mut(), cx))?;
+            ready!(write_out(&mut self.out, &mut self.tracker, io.as_mut(), cx))?;
         }
         io.poll_flush(cx)
     }
+}
 
-    /// Writes the translated bytes, as the client gets them.
-    fn write_out<T: AsyncWrite + Unpin>(
-        &mut self,
-        mut io: Pin<&mut T>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        while !self.out.is_empty() {
-            let n = ready!(io.as_mut().poll_write(cx, &self.out))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.tracker.outbound(&self.out[..n]);
-            self.out.advance(n);
+/// Writes the translated bytes, as the client gets them.
+fn write_out<T: AsyncWrite + Unpin>(
+    out: &mut BytesMut,
+    tracker: &mut Tracker,
+    mut io: Pin<&mut T>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while !out.is_empty() {
+        let n = ready!(io.as_mut().poll_write(cx, out))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
-        Poll::Ready(Ok(()))
+        tracker.outbound(&out[..n]);
+        out.advance(n);
     }
+    Poll::Ready(Ok(()))
 }
 
 #[cfg(test)]
