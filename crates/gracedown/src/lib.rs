@@ -90,6 +90,9 @@
 
 mod drain;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http2;
 pub mod serve;
 pub mod shutdown;

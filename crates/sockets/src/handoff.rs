@@ -561,6 +561,15 @@ impl Message {
     }
 }
 
+/// Decodes `bytes` as a message received with `fds` (the fuzz targets'
+/// entry point; not an API): any bytes decode or fail, without panicking
+/// or allocating without bound.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn decode_for_fuzzing(bytes: &[u8], fds: Vec<OwnedFd>) -> bool {
+    Message::decode(bytes, fds).is_ok()
+}
+
 /// One end of a handoff channel, registered with the tokio runtime.
 #[derive(Debug)]
 pub struct Channel {

@@ -33,3 +33,5 @@ mod wire;
 
 pub(crate) use state::State;
 pub(crate) use wire::Wire;
+#[cfg(feature = "fuzzing")]
+pub(crate) use {resume::Resume, tracker::Tracker};

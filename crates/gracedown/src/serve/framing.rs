@@ -224,6 +224,13 @@ impl Framing {
         }
     }
 
+    /// How many request heads have started (the fuzz targets compare it
+    /// with what hyper parsed).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn requests_started(&self) -> u64 {
+        self.heads
+    }
+
     /// Whether the next byte is part of a request head (or before one).
     pub(crate) fn in_head(&self) -> bool {
         matches!(self.state, State::Head(_))

@@ -22,6 +22,9 @@ mod shared;
 mod streams;
 mod trim;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use framing::{Finding, Framing};
+
 pub use app::{
     AsMakeService, AsService, BoxError, HttpService, IntoApp, MakeService, ResponseBody,
     SharedService,
