@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh TARGET SECONDS [LIBFUZZER-ARGS...]   one target
 #   scripts/fuzz.sh all SECONDS                          every target in turn (CI)
 #   scripts/fuzz.sh list                                 the targets
+#   scripts/fuzz.sh lint                                 clippy on the fuzz crate (CI)
 # New inputs go to fuzz/corpus/TARGET (minimise with -merge=1 before a
 # commit); a crash or a disagreement is written to fuzz/artifacts/TARGET/.
 set -euo pipefail
@@ -16,7 +17,18 @@ if [ "${1:-}" = list ]; then
   echo "$targets"
   exit 0
 fi
-target=${1:?usage: scripts/fuzz.sh TARGET|all|list SECONDS [LIBFUZZER-ARGS...]}
+# libfuzzer-sys compiles libFuzzer itself: a C++ compiler.
+if ! command -v c++ >/dev/null; then
+  echo "installing: g++"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends g++
+fi
+if [ "${1:-}" = lint ]; then
+  exec cargo clippy --manifest-path fuzz/Cargo.toml --target-dir fuzz/target -- -D warnings
+fi
+target=${1:?usage: scripts/fuzz.sh TARGET|all|list|lint SECONDS [LIBFUZZER-ARGS...]}
 seconds=${2:?usage: scripts/fuzz.sh TARGET|all SECONDS}
 shift 2
 case $seconds in
@@ -25,14 +37,6 @@ esac
 if [ "$target" != all ] && ! grep -qx "$target" <<<"$targets"; then
   echo "fuzz.sh: no target '$target'; the targets are:" $targets >&2
   exit 2
-fi
-# libfuzzer-sys compiles libFuzzer itself: a C++ compiler.
-if ! command -v c++ >/dev/null; then
-  echo "installing: g++"
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends g++
 fi
 host=$(rustc -vV | sed -n 's/^host: //p')
 # What cargo-fuzz passes with `--sanitizer none`; `--target` keeps the
