@@ -16,15 +16,16 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, body::Incoming, header, service::service_fn};
+use hyper::{Request, Response, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The client's bytes, then the end; what hyper writes goes nowhere.
+/// The client's bytes, then the end; what hyper writes is kept.
 struct Replay {
     bytes: Vec<u8>,
     at: usize,
+    written: Rc<RefCell<Vec<u8>>>,
 }
 
 impl AsyncRead for Replay {
@@ -47,6 +48,7 @@ impl AsyncWrite for Replay {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.written.borrow_mut().extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -74,37 +76,46 @@ thread_local! {
         .expect("a runtime");
 }
 
-fn closes(request: &Request<Incoming>) -> bool {
-    let tokens = request
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect::<Vec<_>>();
-    tokens.iter().any(|t| t == "close")
-        || (request.version() == http::Version::HTTP_10
-            && !tokens.iter().any(|t| t == "keep-alive"))
+/// Whether hyper's last response says it closes the connection after it
+/// (`Connection: close`, which hyper adds when it will not keep the
+/// connection alive, or an HTTP/1.0 response without `keep-alive`): then it
+/// reads no further request. Every response here has a `Content-Length`.
+fn last_response_closes(written: &[u8]) -> bool {
+    let mut rest = written;
+    let mut closes = false;
+    while let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
+        let mut length = 0;
+        let mut connection = String::new();
+        for line in head.split("\r\n").skip(1) {
+            if let Some((name, value)) = line.split_once(':') {
+                match name.trim() {
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    "connection" => connection = value.trim().to_owned(),
+                    _ => {}
+                }
+            }
+        }
+        closes = connection.contains("close")
+            || (head.starts_with("http/1.0") && !connection.contains("keep-alive"));
+        rest = &rest[(end + 4 + length).min(rest.len())..];
+    }
+    closes
 }
 
 /// hyper's HTTP/1 server, as gracedown configures it, over `bytes`.
 fn hyper_parse(bytes: &[u8]) -> Parsed {
-    let seen = Rc::new(RefCell::new((0u64, false, None)));
+    let seen = Rc::new(RefCell::new((0u64, None)));
     let counter = Rc::clone(&seen);
     let service = service_fn(move |request: Request<Incoming>| {
         let counter = Rc::clone(&counter);
         async move {
-            let closing = closes(&request);
             let connect = request.method() == http::Method::CONNECT;
             if let Err(e) = request.into_body().collect().await {
-                counter.borrow_mut().2 = Some(e);
+                counter.borrow_mut().1 = Some(e);
                 return Err(io::Error::other("the body was not read whole"));
             }
-            let mut seen = counter.borrow_mut();
-            seen.0 += 1;
-            seen.1 = closing;
-            drop(seen);
+            counter.borrow_mut().0 += 1;
             // Never a 2xx to CONNECT nor a 101: no upgrade takes the bytes.
             let status = if connect { 405 } else { 200 };
             Ok::<_, io::Error>(
@@ -115,9 +126,11 @@ fn hyper_parse(bytes: &[u8]) -> Parsed {
             )
         }
     });
+    let written = Rc::new(RefCell::new(Vec::new()));
     let io = TokioIo::new(Replay {
         bytes: bytes.to_vec(),
         at: 0,
+        written: Rc::clone(&written),
     });
     let result = RUNTIME.with(|rt| {
         rt.block_on(async {
@@ -132,7 +145,8 @@ fn hyper_parse(bytes: &[u8]) -> Parsed {
             builder.serve_connection(io, service).await
         })
     });
-    let (requests, last_closes, body_error) = seen.take();
+    let (requests, body_error) = seen.take();
+    let last_closes = last_response_closes(&written.borrow());
     Parsed {
         result,
         requests,
