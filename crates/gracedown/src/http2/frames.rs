@@ -55,6 +55,11 @@ impl Head {
         }
     }
 
+    /// The header at the start of `bytes`, if it is all there.
+    pub(super) fn read(bytes: &[u8]) -> Option<Self> {
+        bytes.get(..HEADER_LEN)?.try_into().ok().map(Self::parse)
+    }
+
     pub(super) fn encode(&self) -> [u8; HEADER_LEN] {
         let [_, l0, l1, l2] = self.len.to_be_bytes();
         let [s0, s1, s2, s3] = self.stream.to_be_bytes();
@@ -79,6 +84,26 @@ pub(super) fn window_update(increment: u32) -> [u8; HEADER_LEN + 4] {
     frame[..HEADER_LEN].copy_from_slice(&head);
     frame[HEADER_LEN..].copy_from_slice(&increment.to_be_bytes());
     frame
+}
+
+/// A WINDOW_UPDATE's increment (0 for a malformed one, which h2 refuses).
+pub(super) fn increment(payload: &[u8]) -> u32 {
+    match payload {
+        [a, b, c, d] => u32::from_be_bytes([*a, *b, *c, *d]) & 0x7fff_ffff,
+        _ => 0,
+    }
+}
+
+/// A frame's bytes, for tests.
+#[cfg(test)]
+pub(super) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let head = Head {
+        len: u32::try_from(payload.len()).expect("short"),
+        kind,
+        flags,
+        stream,
+    };
+    [&head.encode()[..], payload].concat()
 }
 
 /// The settings in a SETTINGS frame's payload (RFC 9113 §6.5.1), in order.
@@ -197,16 +222,6 @@ impl Frames {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let head = Head {
-            len: u32::try_from(payload.len()).expect("short"),
-            kind,
-            flags,
-            stream,
-        };
-        [&head.encode()[..], payload].concat()
-    }
 
     #[test]
     fn frames_are_found_however_the_bytes_are_cut() {

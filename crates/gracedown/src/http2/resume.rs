@@ -6,7 +6,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::frames::{
     ACK, CONTINUATION, DATA, END_HEADERS, HEADER_LEN, HEADERS, Head, INITIAL_WINDOW, PREFACE,
-    PRIORITY, PUSH_PROMISE, SETTINGS, WINDOW_UPDATE, window_update,
+    PRIORITY, PUSH_PROMISE, SETTINGS, WINDOW_UPDATE, increment, window_update,
 };
 use super::state::State;
 
@@ -165,14 +165,13 @@ impl Resume {
                 self.inbound.left -= u32::try_from(n).unwrap_or(self.inbound.left);
                 continue;
             }
-            let Some(head) = data.get(r..r + HEADER_LEN) else {
+            let Some(head) = Head::read(&data[r..]) else {
                 return Filtered {
                     kept: w,
                     held_from: Some(r),
                     opened,
                 };
             };
-            let head = Head::parse(head.try_into().unwrap_or(&[0; HEADER_LEN]));
             if head.kind == WINDOW_UPDATE && head.stream == 0 && head.len == 4 {
                 // The client opens the server's window: what h2 believed
                 // beyond the client's window is paid off first.
@@ -183,8 +182,7 @@ impl Resume {
                         opened,
                     };
                 };
-                let p = &frame[HEADER_LEN..];
-                let increment = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
+                let increment = increment(&frame[HEADER_LEN..]);
                 self.send_window += i64::from(increment);
                 opened |= increment > 0;
                 let paid = self.send_deficit.min(i64::from(increment));
@@ -230,9 +228,7 @@ impl Resume {
 
     /// Whether held bytes that start with `head` must wait for h2's window.
     pub(crate) fn waits(&self, held: &[u8]) -> bool {
-        held.get(..HEADER_LEN).is_some_and(|head| {
-            self.must_wait(&Head::parse(head.try_into().unwrap_or(&[0; HEADER_LEN])))
-        })
+        Head::read(held).is_some_and(|head| self.must_wait(&head))
     }
 
     /// Data the client may send (within its window) that h2 would refuse
@@ -276,15 +272,11 @@ impl Resume {
             if self.outbound.head.len() < want {
                 break;
             }
-            let head = Head::parse(
-                self.outbound.head[..HEADER_LEN]
-                    .try_into()
-                    .unwrap_or(&[0; HEADER_LEN]),
-            );
+            let Some(head) = Head::read(&self.outbound.head) else {
+                break;
+            };
             if self.outbound.payload == Payload::WindowUpdate {
-                let i = &self.outbound.head[HEADER_LEN..];
-                let increment = u32::from_be_bytes([i[0], i[1], i[2], i[3]]) & 0x7fff_ffff;
-                self.h2_window += i64::from(increment);
+                self.h2_window += i64::from(increment(&self.outbound.head[HEADER_LEN..]));
                 opened = true;
                 self.outbound = Cut::default();
                 continue;
@@ -363,7 +355,9 @@ impl Resume {
             let Some(end) = whole_block(rest) else {
                 break;
             };
-            let head = Head::parse(rest[..HEADER_LEN].try_into().unwrap_or(&[0; HEADER_LEN]));
+            let Some(head) = Head::read(rest) else {
+                break;
+            };
             if head.kind == DATA {
                 let len = i64::from(head.len);
                 if len > self.send_window {
@@ -380,8 +374,7 @@ impl Resume {
         self.parked_streams.clear();
         self.parked_block = false;
         let mut at = 0;
-        while let Some(head) = self.parked.get(at..at + HEADER_LEN) {
-            let head = Head::parse(head.try_into().unwrap_or(&[0; HEADER_LEN]));
+        while let Some(head) = self.parked.get(at..).and_then(Head::read) {
             if !self.parked_streams.contains(&head.stream) {
                 self.parked_streams.push(head.stream);
             }
@@ -417,7 +410,7 @@ impl Resume {
 fn whole_block(bytes: &[u8]) -> Option<usize> {
     let mut at = 0;
     loop {
-        let head = Head::parse(bytes.get(at..at + HEADER_LEN)?.try_into().ok()?);
+        let head = Head::read(bytes.get(at..)?)?;
         let end = at + HEADER_LEN + usize::try_from(head.len).ok()?;
         if end > bytes.len() {
             return None;
@@ -432,18 +425,8 @@ fn whole_block(bytes: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::frames::{PING, RST_STREAM};
+    use super::super::frames::{PING, RST_STREAM, frame};
     use super::*;
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let head = Head {
-            len: u32::try_from(payload.len()).expect("short"),
-            kind,
-            flags,
-            stream,
-        };
-        [&head.encode()[..], payload].concat()
-    }
 
     fn state(send_window: u32, recv_window: u32) -> State {
         State {

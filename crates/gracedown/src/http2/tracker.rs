@@ -4,7 +4,7 @@
 use super::frames::{
     ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, Frame, Frames, GOAWAY, HEADER_TABLE_SIZE,
     HEADERS, INITIAL_WINDOW, MAX_WINDOW, PING, PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE,
-    settings,
+    increment, settings,
 };
 use super::state::{MAX_SETTINGS, State};
 
@@ -243,28 +243,10 @@ impl Tracker {
     }
 }
 
-/// A WINDOW_UPDATE's increment (0 for a malformed one, which h2 refuses).
-fn increment(payload: &[u8]) -> u32 {
-    match payload {
-        [a, b, c, d] => u32::from_be_bytes([*a, *b, *c, *d]) & 0x7fff_ffff,
-        _ => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::frames::{Head, PREFACE};
+    use super::super::frames::{PREFACE, frame};
     use super::*;
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let head = Head {
-            len: u32::try_from(payload.len()).expect("short"),
-            kind,
-            flags,
-            stream,
-        };
-        [&head.encode()[..], payload].concat()
-    }
 
     fn setting(id: u16, value: u32) -> Vec<u8> {
         [&id.to_be_bytes()[..], &value.to_be_bytes()].concat()
